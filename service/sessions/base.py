@@ -1,0 +1,96 @@
+"""The session store seam: what the data plane needs from any store (memory now, Redis for replicas).
+
+A session is a stateful stream of one model: its recurrent states, its step counter and what is needed to answer
+a safe retry. Records are immutable values; a step produces a new record and `commit` installs it atomically,
+compare-and-set on `version` (which every commit increments, so a reset to step 0 cannot be confused with an
+older step 0). Nothing else mutates a session, so a failed request changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    model: str
+    batch_size: int
+    states: tuple[np.ndarray, ...]  # float32 (batch, units) each, in the model signature's state order
+    ttl_s: float
+    expires_at: float  # unix time
+    step: int = 0  # timesteps consumed since creation or the last reset
+    version: int = 0  # incremented by every commit; the CAS token
+    # Safe retries: the step the last request started from, a digest of its body, and its encoded response.
+    prev_step: int | None = None
+    last_digest: bytes | None = None
+    last_response: bytes | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def advanced(
+        self, states: tuple[np.ndarray, ...], timesteps: int, digest: bytes | None, response: bytes | None
+    ) -> SessionRecord:
+        """The record after a successful step of `timesteps` timesteps."""
+        return replace(
+            self,
+            states=states,
+            step=self.step + timesteps,
+            version=self.version + 1,
+            prev_step=self.step,
+            last_digest=digest,
+            last_response=response,
+            expires_at=time.time() + self.ttl_s,
+        )
+
+    def reset(self, states: tuple[np.ndarray, ...]) -> SessionRecord:
+        return replace(
+            self,
+            states=states,
+            step=0,
+            version=self.version + 1,
+            prev_step=None,
+            last_digest=None,
+            last_response=None,
+            expires_at=time.time() + self.ttl_s,
+        )
+
+
+class SessionStore(Protocol):
+    """Errors: `SessionNotFound` for an unknown or expired id, `TooManySessions` when full,
+    `SeqConflict` when a commit's expected version is stale, `StoreUnavailable` when the backend is down."""
+
+    async def create(self, record: SessionRecord) -> None: ...
+
+    async def get(self, session_id: str) -> SessionRecord:
+        """The live record, its TTL renewed (a use keeps a session alive)."""
+        ...
+
+    async def commit(self, record: SessionRecord, expected_version: int) -> None:
+        """Install `record` iff the stored version is still `expected_version` (atomic across replicas)."""
+        ...
+
+    async def delete(self, session_id: str) -> bool: ...
+
+    def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialise requests on one session in this process, in arrival order (FIFO)."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SessionEvents(Protocol):
+    """Optional observer (metrics) a store reports to."""
+
+    def expired(self, n: int = 1) -> None: ...
+
+    def evicted(self, n: int = 1) -> None: ...
+
