@@ -106,10 +106,14 @@ class Runner(Protocol):
     @property
     def signature(self) -> ModelSignature: ...
 
-    def run(self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None) -> RunResult: ...
+    def run(
+        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
+    ) -> RunResult: ...
 
 
-def signature_from_spec(spec: ModelSpec, output_shapes: Mapping[str, tuple[int | None, ...]] | None = None) -> ModelSignature:
+def signature_from_spec(
+    spec: ModelSpec, output_shapes: Mapping[str, tuple[int | None, ...]] | None = None
+) -> ModelSignature:
     """Derive the signature of a spec. Output shapes come from the exporter (ONNX shape inference) when known."""
     states = state_layout(spec)
     input_names = {i.name for i in spec.inputs}
