@@ -30,7 +30,7 @@ def encode_states(states: Sequence[np.ndarray]) -> bytes:
     for index, array in enumerate(states):
         if array.ndim > _MAX_NDIM:
             raise StateCodecError(f"state {index} has {array.ndim} dimensions; at most {_MAX_NDIM} are encoded")
-        if array.dtype != np.float32:
+        if array.dtype.kind != "f" or array.dtype.itemsize != 4:
             raise StateCodecError(f"state {index} has dtype {array.dtype}; states are float32")
         parts.append(struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape))
         parts.append(np.ascontiguousarray(array, dtype=_FLOAT32_LE).tobytes())

@@ -18,10 +18,9 @@ the client reconnects by itself on the next call once Redis answers again.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ from redis.backoff import ExponentialBackoff
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
 from service.sessions.base import SessionEvents, SessionRecord
 from service.sessions.codec import decode_states, encode_states
+from service.sessions.locks import SessionLocks
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ return {0, redis.call('HGETALL', KEYS[1])}
 )
 
 # KEYS: session, live.  ARGV: id, expected_version, new_version, token, ttl_ms, field, value, ... (incl. version)
-# -> {0} committed (or this very commit was already applied) | {-1} unknown | {-2, current_version} stale
+# -> {0} committed (or this very commit was already applied) | {-1} unknown | {-2, version, step} stale
 _COMMIT = (
     _NOW
     + """
@@ -99,7 +99,7 @@ local cur = redis.call('HGET', KEYS[1], 'version')
 if not cur then return {-1} end
 if cur ~= ARGV[2] then
   if cur == ARGV[3] and redis.call('HGET', KEYS[1], 'token') == ARGV[4] then return {0} end
-  return {-2, cur}
+  return {-2, cur, redis.call('HGET', KEYS[1], 'step')}
 end
 local exp = now + tonumber(ARGV[5])
 redis.call('DEL', KEYS[1])
@@ -150,7 +150,7 @@ class RedisSessionStore:
         self._prefix = key_prefix
         self._live_key = f"{key_prefix}live"
         self._where = where
-        self._locks = _SessionLocks()
+        self._locks = SessionLocks()
         self._create = client.register_script(_CREATE)
         self._get = client.register_script(_GET)
         self._commit = client.register_script(_COMMIT)
@@ -175,15 +175,13 @@ class RedisSessionStore:
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), RETRIES),
             health_check_interval=30,
         )
-        parts = urlsplit(url)
-        where = f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"  # never echo a password
         return cls(
             client,
             max_sessions=max_sessions,
             default_ttl_s=default_ttl_s,
             events=events,
             key_prefix=key_prefix,
-            where=where,
+            where=_describe(url),
         )
 
     # ---- SessionStore -----------------------------------------------------------------------------------------
@@ -198,7 +196,7 @@ class RedisSessionStore:
         )
         self._report_expired(int(expired))
         if status == -1:
-            raise SeqConflict(f"session {record.session_id} already exists")
+            raise ValueError(f"session id {record.session_id!r} already exists")
         if status == -2:
             raise TooManySessions(f"the session store holds its maximum of {self._max_sessions} live sessions")
 
@@ -210,7 +208,7 @@ class RedisSessionStore:
         elif status == -4:
             self._report_expired(1)
         if status != 0:
-            raise SessionNotFound(f"session {session_id} does not exist or has expired")
+            raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
         flat: list[bytes] = reply[1]
         return _record_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
@@ -232,12 +230,13 @@ class RedisSessionStore:
         )
         status = int(reply[0])
         if status == -1:
-            raise SessionNotFound(f"session {record.session_id} does not exist or has expired")
+            raise SessionNotFound(f"no session {record.session_id!r} (never created, deleted or expired)")
         if status == -2:
-            current = int(reply[1])
+            version, step = int(reply[1]), int(reply[2])
             raise SeqConflict(
-                f"session {record.session_id} moved on: version {current}, expected {expected_version}",
-                version=current,
+                f"session {record.session_id!r} changed while this request ran (now at step {step})",
+                step=step,
+                version=version,
             )
 
     async def delete(self, session_id: str) -> bool:
@@ -298,6 +297,14 @@ class RedisSessionStore:
             raise StoreUnavailable(f"session store {self._where} unavailable: {exc}") from exc
 
 
+def _describe(url: str) -> str:
+    """Where a store URL points, for error messages: never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+
 def _record_from_hash(session_id: str, h: dict[bytes, bytes]) -> SessionRecord:
     def optional_int(name: bytes) -> int | None:
         return int(h[name]) if name in h else None
@@ -316,26 +323,3 @@ def _record_from_hash(session_id: str, h: dict[bytes, bytes]) -> SessionRecord:
         last_response=h.get(b"response"),
         created_at=float(h[b"created_at"]),
     )
-
-
-class _SessionLocks:
-    """One asyncio.Lock per session id, FIFO, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    @asynccontextmanager
-    async def hold(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        self._users[session_id] = self._users.get(session_id, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[session_id] -= 1
-            if not self._users[session_id]:
-                del self._users[session_id], self._locks[session_id]
-
-    def __len__(self) -> int:
-        return len(self._locks)
