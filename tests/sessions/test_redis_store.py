@@ -1,0 +1,128 @@
+"""What only the Redis store does: raw bytes in Redis, TTL kept by Redis, eviction, outage and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis_server import RedisServer
+from session_records import RecordingEvents, make_record, states_equal
+
+from service.errors import SeqConflict, SessionNotFound, StoreUnavailable
+from service.sessions.codec import decode_states
+from service.sessions.redis import RedisSessionStore
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_a_session_is_one_hash_of_raw_float32_with_a_redis_ttl(redis_stores, redis_url: str) -> None:
+    store = redis_stores()
+    record = make_record(units=(128,), ttl_s=30)
+    await store.create(record)
+
+    client = Redis.from_url(redis_url)
+    try:
+        key = f"{redis_stores.key_prefix}s:{record.session_id}"
+        raw = await client.hget(key, "states")
+        pttl = await client.pttl(key)
+    finally:
+        await client.aclose()
+
+    assert len(raw) == 4 + 4 + 1 + 2 * 4 + 128 * 4  # magic, count, ndim, shape, data: nothing else
+    assert raw[17:] == record.states[0].astype("<f4").tobytes()
+    assert states_equal(decode_states(raw), record.states)
+    assert 29_000 < pttl <= 30_000
+
+
+async def test_default_ttl_applies_when_the_record_has_none(redis_stores, redis_url: str) -> None:
+    store = RedisSessionStore.from_url(
+        redis_url, max_sessions=10, default_ttl_s=0.3, key_prefix=redis_stores.key_prefix
+    )
+    redis_stores.opened.append(store)
+    record = make_record(ttl_s=0)
+    await store.create(record)
+
+    assert (await store.get(record.session_id)).ttl_s == pytest.approx(0.3)
+    await asyncio.sleep(0.6)
+    with pytest.raises(SessionNotFound):
+        await store.get(record.session_id)
+
+
+async def test_a_session_redis_dropped_early_counts_as_evicted(redis_stores, redis_url: str) -> None:
+    events = RecordingEvents()
+    store = redis_stores(events=events)
+    record = make_record()
+    await store.create(record)
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(f"{redis_stores.key_prefix}s:{record.session_id}")  # as maxmemory eviction would
+    finally:
+        await client.aclose()
+
+    with pytest.raises(SessionNotFound):
+        await store.get(record.session_id)
+    assert (events.evicted_n, events.expired_n) == (1, 0)
+    assert await store.count() == 0
+
+
+async def test_a_resent_commit_is_recognised_as_applied(redis_stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py re-sends a command after a dropped connection; the same commit twice must not conflict."""
+    store = redis_stores()
+    record = make_record()
+    await store.create(record)
+    stepped = record.advanced(make_record(seed=1).states, 1, b"d", b"r")
+    monkeypatch.setattr("service.sessions.redis.secrets.token_hex", lambda n: "same-commit")
+
+    await store.commit(stepped, expected_version=0)
+    await store.commit(stepped, expected_version=0)
+    monkeypatch.setattr("service.sessions.redis.secrets.token_hex", lambda n: "another-commit")
+    with pytest.raises(SeqConflict):
+        await store.commit(stepped, expected_version=0)
+    assert (await store.get(record.session_id)).version == 1
+
+
+async def test_outage_answers_store_unavailable_then_recovers_with_nothing_lost(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    store = RedisSessionStore.from_url(server.url, max_sessions=10, default_ttl_s=60)
+    try:
+        record = make_record()
+        await store.create(record)
+        stepped = record.advanced(make_record(seed=1).states, 4, b"d", b"r")
+        await store.commit(stepped, expected_version=0)
+
+        server.kill()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.get(record.session_id)
+        assert time.monotonic() - started < 5.0  # short timeouts: a 503, not a hung request
+        with pytest.raises(StoreUnavailable):
+            await store.commit(stepped.advanced(stepped.states, 1, None, None), expected_version=1)
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+
+        server.start()  # same port, reloads the AOF
+        await store.ping()
+        got = await store.get(record.session_id)
+        assert (got.step, got.version, got.last_response) == (4, 1, b"r")
+        assert states_equal(got.states, stepped.states)
+        await store.commit(got.advanced(got.states, 1, None, None), expected_version=1)  # scripts reload too
+        assert (await store.get(record.session_id)).step == 5
+    finally:
+        await store.aclose()
+        server.stop()
+
+
+async def test_unavailable_message_names_the_store_but_not_the_password() -> None:
+    store = RedisSessionStore.from_url(
+        "redis://user:s3cret@127.0.0.1:1/2", max_sessions=1, default_ttl_s=1
+    )  # port 1: nothing listens there
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            await store.ping()
+    finally:
+        await store.aclose()
+    assert "127.0.0.1:1/2" in info.value.detail
+    assert "s3cret" not in info.value.detail

@@ -1,0 +1,229 @@
+"""The SessionStore contract, run on every store (memory and Redis): what the data plane relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from session_records import RecordingEvents, make_record, states_equal
+
+from service.errors import SeqConflict, SessionNotFound, TooManySessions
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_create_then_get_returns_the_same_record(make_store) -> None:
+    store = make_store()
+    record = make_record(units=(128, 128), batch_size=2)
+    await store.create(record)
+
+    got = await store.get(record.session_id)
+
+    assert got.session_id == record.session_id
+    assert (got.model, got.batch_size, got.step, got.version) == ("demo", 2, 0, 0)
+    assert got.ttl_s == pytest.approx(record.ttl_s)
+    assert states_equal(got.states, record.states)
+    assert (got.prev_step, got.last_digest, got.last_response) == (None, None, None)
+    assert await store.count() == 1
+
+
+async def test_create_refuses_an_existing_id(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    with pytest.raises(ValueError, match="already exists"):
+        await store.create(make_record(record.session_id, seed=1))
+    assert states_equal((await store.get(record.session_id)).states, record.states)
+
+
+async def test_get_unknown_session_is_not_found(make_store) -> None:
+    store = make_store()
+    with pytest.raises(SessionNotFound):
+        await store.get("no-such-session")
+
+
+async def test_commit_installs_the_next_record(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    stepped = record.advanced(make_record(seed=1).states, 5, b"digest", b'{"step": 5}')
+
+    await store.commit(stepped, expected_version=0)
+    got = await store.get(record.session_id)
+
+    assert (got.step, got.version, got.prev_step) == (5, 1, 0)
+    assert (got.last_digest, got.last_response) == (b"digest", b'{"step": 5}')
+    assert states_equal(got.states, stepped.states)
+
+
+async def test_commit_with_a_stale_version_conflicts_and_changes_nothing(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    first = record.advanced(make_record(seed=1).states, 1, b"a", b"A")
+    await store.commit(first, expected_version=0)
+
+    late = record.advanced(make_record(seed=2).states, 1, b"b", b"B")
+    with pytest.raises(SeqConflict) as conflict:
+        await store.commit(late, expected_version=0)
+    assert conflict.value.extra["step"] == 1
+
+    got = await store.get(record.session_id)
+    assert (got.version, got.last_digest) == (1, b"a")
+    assert states_equal(got.states, first.states)
+
+
+async def test_reset_then_commit_is_a_new_version_not_an_old_step_zero(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    stepped = record.advanced(record.states, 3, b"d", b"r")
+    await store.commit(stepped, expected_version=0)
+    reset = stepped.reset(make_record(seed=3).states)
+    await store.commit(reset, expected_version=1)
+
+    with pytest.raises(SeqConflict):  # a replica still holding the original step-0 record must not win
+        await store.commit(record.advanced(record.states, 1, b"x", b"y"), expected_version=0)
+    got = await store.get(record.session_id)
+    assert (got.step, got.version, got.prev_step, got.last_response) == (0, 2, None, None)
+    assert states_equal(got.states, reset.states)
+
+
+async def test_commit_to_a_deleted_session_is_not_found(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    assert await store.delete(record.session_id) is True
+
+    with pytest.raises(SessionNotFound):
+        await store.commit(record.advanced(record.states, 1, None, None), expected_version=0)
+    with pytest.raises(SessionNotFound):
+        await store.get(record.session_id)
+    assert await store.delete(record.session_id) is False
+    assert await store.count() == 0
+
+
+async def test_concurrent_commits_on_one_version_have_exactly_one_winner(make_store) -> None:
+    store = make_store()
+    record = make_record()
+    await store.create(record)
+    candidates = [record.advanced(make_record(seed=s).states, 1, bytes([s]), None) for s in range(8)]
+
+    results = await asyncio.gather(*(store.commit(c, expected_version=0) for c in candidates), return_exceptions=True)
+
+    winners = [c for c, r in zip(candidates, results, strict=True) if r is None]
+    assert len(winners) == 1
+    assert all(isinstance(r, SeqConflict) for r in results if r is not None)
+    got = await store.get(record.session_id)
+    assert got.last_digest == winners[0].last_digest and states_equal(got.states, winners[0].states)
+
+
+async def test_session_expires_after_its_ttl(make_store) -> None:
+    events = RecordingEvents()
+    store = make_store(events=events)
+    record = make_record(ttl_s=0.3)
+    await store.create(record)
+
+    await asyncio.sleep(0.6)
+
+    with pytest.raises(SessionNotFound):
+        await store.get(record.session_id)
+    assert await store.count() == 0
+    assert events.expired_n == 1
+
+
+async def test_get_and_commit_renew_the_ttl(make_store) -> None:
+    store = make_store()
+    record = make_record(ttl_s=0.8)
+    await store.create(record)
+    started = time.monotonic()
+
+    for _ in range(3):  # 1.2 s of use in all: well past the first expiry
+        await asyncio.sleep(0.4)
+        got = await store.get(record.session_id)
+    await store.commit(got.advanced(got.states, 1, None, None), expected_version=got.version)
+    assert time.monotonic() - started > 1.0
+    assert got.expires_at > time.time() + 0.5
+
+    await asyncio.sleep(0.5)
+    assert (await store.get(record.session_id)).step == 1  # the commit renewed it too
+    await asyncio.sleep(1.2)
+    with pytest.raises(SessionNotFound):
+        await store.get(record.session_id)
+
+
+async def test_cap_refuses_one_more_session_until_one_goes(make_store) -> None:
+    store = make_store(max_sessions=2)
+    first, second, third = make_record(), make_record(ttl_s=0.3), make_record()
+    await store.create(first)
+    await store.create(second)
+
+    with pytest.raises(TooManySessions):
+        await store.create(third)
+    await store.delete(first.session_id)
+    await store.create(third)  # a deleted session frees its slot
+
+    with pytest.raises(TooManySessions):
+        await store.create(make_record())
+    await asyncio.sleep(0.6)
+    await store.create(make_record())  # so does an expired one
+    assert await store.count() == 2
+
+
+async def test_lock_serialises_one_session_in_arrival_order(make_store) -> None:
+    store = make_store()
+    order: list[int] = []
+
+    async def worker(i: int) -> None:
+        async with store.lock("s1"):
+            order.append(i)
+            await asyncio.sleep(0.01)
+            order.append(i)
+
+    tasks = []
+    for i in range(5):
+        tasks.append(asyncio.create_task(worker(i)))
+        await asyncio.sleep(0)  # let it queue before the next one arrives
+    await asyncio.gather(*tasks)
+
+    assert order == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+async def test_locks_of_different_sessions_do_not_block_each_other(make_store) -> None:
+    store = make_store()
+    async with store.lock("a"):
+        await asyncio.wait_for(_enter_and_leave(store, "b"), timeout=1.0)
+
+
+async def _enter_and_leave(store, session_id: str) -> None:
+    async with store.lock(session_id):
+        pass
+
+
+async def test_ping_answers_when_the_store_is_up(make_store) -> None:
+    await make_store().ping()
+
+
+async def test_two_replicas_see_one_truth_and_only_one_commit_wins(make_store) -> None:
+    if not make_store.shared:
+        pytest.skip(f"{make_store.kind} stores do not share sessions between instances")
+    replica_a, replica_b = make_store(), make_store()
+    record = make_record()
+    await replica_a.create(record)
+    seen_a, seen_b = await replica_a.get(record.session_id), await replica_b.get(record.session_id)
+    step_a = seen_a.advanced(make_record(seed=1).states, 1, b"a", b"A")
+    step_b = seen_b.advanced(make_record(seed=2).states, 1, b"b", b"B")
+
+    results = await asyncio.gather(
+        replica_a.commit(step_a, expected_version=0),
+        replica_b.commit(step_b, expected_version=0),
+        return_exceptions=True,
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["NoneType", "SeqConflict"]
+    winner = step_a if results[0] is None else step_b
+    for replica in (replica_a, replica_b):
+        got = await replica.get(record.session_id)
+        assert got.last_digest == winner.last_digest and states_equal(got.states, winner.states)
+    assert await replica_b.count() == 1
