@@ -33,11 +33,11 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(x))  # never overflows
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # type: ignore[no-any-return]
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(x, 0.0)
+    return np.logaddexp(x, 0.0)  # type: ignore[no-any-return]
 
 
 def _elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -49,7 +49,7 @@ def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    erf = _erf(x / math.sqrt(2.0)).astype(x.dtype)
+    erf = np.asarray(_erf(x / math.sqrt(2.0)), dtype=np.float64)
     return 0.5 * x * (1.0 + erf)
 
 
