@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -155,9 +155,10 @@ class ReferenceModel:
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._signature = signature_from_spec(spec)
         self._check_graph()
         self._nodes = [_build_node(layer) for layer in spec.layers]
+        self._signature = signature_from_spec(spec)
+        self._time_major = any(_recurrent_config(layer).get("time_major", False) for layer in spec.layers)
         self._state_offsets = self._offsets()
 
     @property
@@ -246,7 +247,7 @@ class ReferenceModel:
         if keep.ndim != 2:
             raise InvalidInput(f"mask must be bool (batch, time), got shape {keep.shape}")
         keep = keep.astype(bool)
-        return keep.T if self._signature.time_major else keep
+        return keep.T if self._time_major else keep
 
     def _initial_states(
         self,
@@ -268,6 +269,13 @@ class ReferenceModel:
                 f"layer {layer.name!r}: {len(layer.initial_state)} initial_state tensors, expected {count}"
             )
         return [values[ref].value if ref in values else None for ref in layer.initial_state]
+
+
+def _recurrent_config(layer: LayerSpec) -> Mapping[str, Any]:
+    """The config holding a layer's recurrent options (a Bidirectional keeps them in its wrapped layer)."""
+    if layer.class_name == "Bidirectional":
+        return layer.config["layer"]["config"]  # type: ignore[no-any-return]
+    return layer.config
 
 
 def _output_count(layer: LayerSpec) -> int:
