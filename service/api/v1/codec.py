@@ -1,0 +1,167 @@
+"""/v1 JSON bodies <-> the data plane's requests and results, by hand with orjson (no pydantic on big arrays).
+
+Request fields are read off the parsed object and type-checked one by one; tensors go straight to numpy
+(`service.validation.decode_array`). Unknown fields are ignored. Responses are serialised with orjson's numpy
+support.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.errors import InvalidInput
+from service.inference import InferenceResult, PredictRequest, SessionInfo, StepRequest, StepResult
+from service.validation import Tensors, decode_array
+
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+# ---- requests -----------------------------------------------------------------------------------------------------
+
+
+def parse_object(body: bytes | str, what: str = "the request body") -> dict[str, Any]:
+    """A JSON object; `InvalidInput` for malformed JSON (NaN/Infinity literals included) or another JSON type."""
+    if not body:
+        raise InvalidInput(f"{what} is empty: send a JSON object")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_predict(obj: dict[str, Any]) -> PredictRequest:
+    """`{"inputs", "mask"?, "initial_state"?, "time_major"?, "return_state"?}`"""
+    return PredictRequest(
+        inputs=_inputs(obj),
+        mask=_optional_array(obj, "mask"),
+        initial_state=parse_states(obj.get("initial_state"), "initial_state"),
+        time_major=_optional_bool(obj, "time_major"),
+        return_state=bool(_optional_bool(obj, "return_state")),
+    )
+
+
+def parse_step(obj: dict[str, Any], raw: bytes | str) -> StepRequest:
+    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest."""
+    raw_bytes = raw.encode() if isinstance(raw, str) else raw
+    return StepRequest(
+        inputs=_inputs(obj),
+        mask=_optional_array(obj, "mask"),
+        seq=optional_int(obj, "seq", minimum=0),
+        time_major=_optional_bool(obj, "time_major"),
+        return_state=bool(_optional_bool(obj, "return_state")),
+        digest=hashlib.blake2b(raw_bytes, digest_size=16).digest(),
+    )
+
+
+def parse_states(value: Any, what: str) -> list[np.ndarray] | None:
+    """A list holding one `[B][units]` array per state, or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidInput(f"{what} must be a list with one [batch][units] array per state")
+    return [decode_array(v, f"{what}[{i}]") for i, v in enumerate(value)]
+
+
+def optional_int(obj: dict[str, Any], key: str, *, minimum: int) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{key} must be an integer, got {orjson.dumps(value).decode()[:40]}")
+    if value < minimum:
+        raise InvalidInput(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def optional_number(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{key} must be a number, got {orjson.dumps(value).decode()[:40]}")
+    return float(value)
+
+
+def required_str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _inputs(obj: dict[str, Any]) -> Tensors:
+    value = obj.get("inputs")
+    if value is None:
+        raise InvalidInput('"inputs" is required: a [batch][time][features] array, or an object of them by name')
+    if isinstance(value, dict):
+        return {str(name): decode_array(v, f"inputs[{name!r}]") for name, v in value.items()}
+    return decode_array(value, "inputs")
+
+
+def _optional_array(obj: dict[str, Any], key: str) -> np.ndarray | None:
+    value = obj.get(key)
+    return None if value is None else decode_array(value, key)
+
+
+def _optional_bool(obj: dict[str, Any], key: str) -> bool | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidInput(f"{key} must be true or false, got {orjson.dumps(value).decode()[:40]}")
+
+
+# ---- responses ----------------------------------------------------------------------------------------------------
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=_DUMPS_OPTIONS)
+
+
+def _default(value: Any) -> Any:
+    """What orjson cannot take natively: non-contiguous or non-native-order arrays, numpy scalars of other types."""
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def outputs_json(outputs: dict[str, np.ndarray]) -> Any:
+    """The array itself for a single-output model, else an object keyed by output name in signature order."""
+    if len(outputs) == 1:
+        return next(iter(outputs.values()))
+    return outputs
+
+
+def encode_result(result: InferenceResult) -> bytes:
+    body: dict[str, Any] = {"outputs": outputs_json(result.outputs)}
+    if result.states is not None:
+        body["states"] = result.states
+    return dumps(body)
+
+
+def encode_step(result: StepResult) -> bytes:
+    body: dict[str, Any] = {"outputs": outputs_json(result.outputs), "step": result.step}
+    if result.states is not None:
+        body["states"] = result.states
+    return dumps(body)
+
+
+def session_json(info: SessionInfo, *, with_states: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "session_id": info.session_id,
+        "model": info.model,
+        "batch_size": info.batch_size,
+        "step": info.step,
+        "expires_at": info.expires_at_iso,
+    }
+    if with_states:
+        body["states"] = list(info.states)
+    return body

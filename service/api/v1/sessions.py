@@ -1,0 +1,54 @@
+"""/v1/sessions: stateful streams over HTTP (Keras `stateful=True`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from service.api.deps import AuthDep, BodyDep, ServiceDep
+from service.api.v1 import codec
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[AuthDep])
+
+JSON = "application/json"
+
+
+@router.post("", status_code=201)
+async def create_session(body: BodyDep, service: ServiceDep) -> Response:
+    """`{"model", "batch_size"?: 1, "initial_state"?: [...], "ttl_s"?: 600}` -> 201 session."""
+    obj = codec.parse_object(body)
+    info = await service.open_session(
+        codec.required_str(obj, "model"),
+        batch_size=codec.optional_int(obj, "batch_size", minimum=1),
+        initial_state=codec.parse_states(obj.get("initial_state"), "initial_state"),
+        ttl_s=codec.optional_number(obj, "ttl_s"),
+    )
+    headers = {"Location": f"/v1/sessions/{info.session_id}"}
+    return Response(codec.dumps(codec.session_json(info, with_states=False)), 201, headers, media_type=JSON)
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: str, service: ServiceDep) -> Response:
+    info = await service.get_session(session_id)
+    return Response(codec.dumps(codec.session_json(info, with_states=True)), media_type=JSON)
+
+
+@router.delete("/{session_id}", status_code=204)
+async def delete_session(session_id: str, service: ServiceDep) -> Response:
+    await service.close_session(session_id)
+    return Response(status_code=204)
+
+
+@router.post("/{session_id}/step")
+async def step(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
+    """`{"inputs": [B][T][D], "mask"?, "seq"?: N, "return_state"?}` -> `{"outputs", "step": N+T, "states"?}`"""
+    request = codec.parse_step(codec.parse_object(body), body)
+    return Response(await service.step(session_id, request, codec.encode_step), media_type=JSON)
+
+
+@router.post("/{session_id}/reset")
+async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
+    """`{"states"?: [...]}` (an empty body too) -> `{"step": 0}`"""
+    obj = codec.parse_object(body) if body.strip() else {}
+    info = await service.reset_session(session_id, codec.parse_states(obj.get("states"), "states"))
+    return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)

@@ -1,0 +1,83 @@
+"""`create_app(settings)`: the FastAPI application. Its lifespan owns every resource (model repository, session
+store, executor) and hands them to one `InferenceService` on `app.state`; nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import health, v1
+from service.api.problems import install_error_handlers
+from service.batching.base import open_executor
+from service.errors import RnnServeError
+from service.inference import InferenceService
+from service.metrics import Metrics, MetricsMiddleware
+from service.runtime.ort_model import RuntimeOptions
+from service.runtime.repository import ModelRepository
+from service.sessions.factory import open_store
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        repository = ModelRepository(settings.models, runtime_options(settings), on_loaded=metrics.model_loaded)
+        store = open_store(settings, events=metrics)
+        executor = open_executor(settings)
+        app.state.service = InferenceService(repository, store, executor, settings, metrics)
+        loading = asyncio.create_task(_load_models(repository), name="rnnserve-load-models")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            await executor.aclose()
+            await store.aclose()
+
+    app = FastAPI(title="rnnserve", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in v1.routers:
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes: `Settings()` from RNNSERVE_* variables."""
+    return create_app(Settings())
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
+    return RuntimeOptions(
+        provider=settings.provider,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+    )
+
+
+async def _load_models(repository: ModelRepository) -> None:
+    """Load in the background, so that /healthz answers (and /readyz says 503) while models load."""
+    try:
+        await repository.load_all()
+    except RnnServeError as exc:
+        log.error("cannot load the model repository %s: %s", repository.root, exc.detail)
+        return
+    for model in repository.list():
+        if model.status == "failed":
+            log.error("model %r is not served: %s", model.name, model.error)
+    ready = [m.name for m in repository.list() if m.status == "ready"]
+    log.info("serving %d model(s) from %s: %s", len(ready), repository.root, ", ".join(ready) or "none")

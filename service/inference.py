@@ -1,0 +1,353 @@
+"""The data plane: stateless predict and stateful sessions, whatever protocol the request came in on.
+
+Protocol adapters (/v1 JSON routes, the /v1 WebSocket stream, /v2) decode their tensors into numpy arrays, build a
+`PredictRequest` or `StepRequest`, call `InferenceService`, and render what it returns. They never touch the
+model repository, the session store or the executor.
+
+A step runs under the session's lock, so the steps of one session apply one at a time in arrival order:
+
+1. load the record (`SessionNotFound` when unknown or expired);
+2. check `seq`: an exact retry of the previous request (same `seq`, same body digest) gets the cached response;
+   any other mismatch raises `SeqConflict` carrying the current step;
+3. validate the inputs against the model signature;
+4. run the model through the executor;
+5. commit the new record (compare-and-set on its version).
+
+State is written only in (5), so a request that fails anywhere before leaves the session as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from service.batching.base import StepExecutor
+from service.errors import InvalidInput, RnnServeError, SeqConflict, SessionsNotSupported
+from service.metrics import Metrics
+from service.runtime.repository import LoadedModel, ModelRepository
+from service.runtime.signature import ModelSignature, Runner, RunResult
+from service.sessions.base import SessionRecord, SessionStore
+from service.settings import Settings
+from service.validation import (
+    CheckedInputs,
+    Limits,
+    Tensors,
+    check_batch_size,
+    check_inputs,
+    check_mask,
+    check_states,
+    zero_states,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_ID_BYTES = 24  # 192 random bits
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """A whole-sequence call. `time_major` is the request's layout (None = the model's own layout)."""
+
+    inputs: Tensors
+    mask: np.ndarray | None = None
+    initial_state: Sequence[np.ndarray] | None = None
+    time_major: bool | None = None
+    return_state: bool = False
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """One chunk of a stream. `seq` is the step the client believes the session is at; `digest` identifies the
+    request body (same body, same digest), so that a retry of the previous request can be recognised."""
+
+    inputs: Tensors
+    mask: np.ndarray | None = None
+    seq: int | None = None
+    time_major: bool | None = None
+    return_state: bool = False
+    digest: bytes | None = None
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """Outputs by name in the signature's order and the request's layout; states when asked for."""
+
+    outputs: dict[str, np.ndarray]
+    states: list[np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class StepResult(InferenceResult):
+    session_id: str
+    step: int  # the session's step after this call
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    model: str
+    batch_size: int
+    step: int
+    expires_at: float  # unix time
+    states: tuple[np.ndarray, ...]
+
+    @property
+    def expires_at_iso(self) -> str:
+        return iso8601(self.expires_at)
+
+
+StepEncoder = Callable[[StepResult], bytes]
+"""Renders a step's response; the bytes are cached in the session to answer a retry identically."""
+
+
+def iso8601(unix_time: float) -> str:
+    return datetime.fromtimestamp(unix_time, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+class InferenceService:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        store: SessionStore,
+        executor: StepExecutor,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.repository = repository
+        self.store = store
+        self.executor = executor
+        self.limits = Limits(max_timesteps=settings.max_timesteps, max_batch=settings.max_request_batch)
+        self.default_ttl_s = settings.default_ttl_s
+        self.max_ttl_s = settings.max_ttl_s
+        self.metrics = metrics
+
+    # ---- models ------------------------------------------------------------------------------------------------------
+
+    def models(self) -> list[LoadedModel]:
+        return self.repository.list()
+
+    def model(self, name: str) -> LoadedModel:
+        """A model in any state (for discovery); `ModelNotFound` if unknown."""
+        for model in self.repository.list():
+            if model.name == name:
+                return model
+        return self.repository.get(name)  # raises ModelNotFound (or ModelNotReady while the folder is scanned)
+
+    @property
+    def models_ready(self) -> bool:
+        return self.repository.ready
+
+    async def store_ready(self) -> bool:
+        try:
+            await self.store.ping()
+        except Exception:
+            log.warning("session store does not answer", exc_info=True)
+            return False
+        return True
+
+    async def session_count(self) -> int:
+        return await self.store.count()
+
+    # ---- stateless ---------------------------------------------------------------------------------------------------
+
+    async def predict(self, model_name: str, request: PredictRequest) -> InferenceResult:
+        model = self.repository.get(model_name)
+        runner, sig = _ready(model)
+        checked = check_inputs(sig, request.inputs, time_major=request.time_major, limits=self.limits)
+        mask = self._mask(sig, request.mask, request.time_major, checked)
+        states = None
+        if request.initial_state is not None:
+            states = check_states(sig, request.initial_state, batch=checked.batch)
+        result = await self._run(model.name, runner, checked, states, mask)
+        if self.metrics is not None:
+            self.metrics.predictions.labels(model.name).inc()
+        return self._result(sig, result, request.time_major, request.return_state)
+
+    # ---- sessions ----------------------------------------------------------------------------------------------------
+
+    async def open_session(
+        self,
+        model_name: str,
+        *,
+        batch_size: int | None = None,
+        initial_state: Sequence[np.ndarray] | None = None,
+        ttl_s: float | None = None,
+    ) -> SessionInfo:
+        model = self.repository.get(model_name)
+        _, sig = _ready(model)
+        _require_streamable(sig)
+        batch = batch_size if batch_size is not None else (sig.batch_size or 1)
+        check_batch_size(sig, batch, self.limits)
+        ttl = self._ttl(ttl_s)
+        states = zero_states(sig, batch) if initial_state is None else check_states(sig, initial_state, batch=batch)
+        now = time.time()
+        record = SessionRecord(
+            session_id=secrets.token_urlsafe(SESSION_ID_BYTES),
+            model=model.name,
+            batch_size=batch,
+            states=tuple(states),
+            ttl_s=ttl,
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        await self.store.create(record)
+        if self.metrics is not None:
+            self.metrics.sessions_created.inc()
+        return _info(record)
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        return _info(await self.store.get(session_id))
+
+    async def step(self, session_id: str, request: StepRequest, encode: StepEncoder) -> bytes:
+        """Apply one chunk to a session; returns the encoded response (the cached one for an exact retry)."""
+        async with self.store.lock(session_id):
+            record = await self.store.get(session_id)
+            replay = _check_seq(record, request)
+            if replay is not None:
+                if self.metrics is not None:
+                    self.metrics.replays.inc()
+                return replay
+            model = self.repository.get(record.model)
+            runner, sig = _ready(model)
+            checked = check_inputs(
+                sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
+            )
+            mask = self._mask(sig, request.mask, request.time_major, checked)
+            result = await self._run(model.name, runner, checked, list(record.states), mask)
+            out = self._result(sig, result, request.time_major, request.return_state)
+            new_step = record.step + checked.timesteps
+            body = encode(StepResult(out.outputs, out.states, session_id=session_id, step=new_step))
+            states = tuple(np.ascontiguousarray(s, dtype=np.float32) for s in result.states)
+            await self.store.commit(
+                record.advanced(states, checked.timesteps, request.digest, body), expected_version=record.version
+            )
+        if self.metrics is not None:
+            self.metrics.steps.labels(model.name).inc()
+            self.metrics.timesteps.labels(model.name).inc(checked.timesteps)
+        return body
+
+    async def reset_session(self, session_id: str, states: Sequence[np.ndarray] | None = None) -> SessionInfo:
+        """Keras `reset_states()` (zeros), or with `states` the states assigned to those values; step back to 0."""
+        async with self.store.lock(session_id):
+            record = await self.store.get(session_id)
+            sig = self._session_signature(record)
+            batch = record.batch_size
+            new_states = zero_states(sig, batch) if states is None else check_states(sig, states, batch=batch)
+            reset = record.reset(tuple(new_states))
+            await self.store.commit(reset, expected_version=record.version)
+        return _info(reset)
+
+    async def close_session(self, session_id: str) -> None:
+        async with self.store.lock(session_id):
+            await self.store.get(session_id)  # SessionNotFound for an unknown or expired id
+            await self.store.delete(session_id)
+        if self.metrics is not None:
+            self.metrics.sessions_deleted.inc()
+
+    # ---- helpers -----------------------------------------------------------------------------------------------------
+
+    def _session_signature(self, record: SessionRecord) -> ModelSignature:
+        return _ready(self.repository.get(record.model))[1]
+
+    def _ttl(self, ttl_s: float | None) -> float:
+        if ttl_s is None:
+            return self.default_ttl_s
+        if not 0 < ttl_s <= self.max_ttl_s:
+            raise InvalidInput(f"ttl_s must be in (0, {self.max_ttl_s:g}] seconds, got {ttl_s:g}")
+        return float(ttl_s)
+
+    @staticmethod
+    def _mask(
+        sig: ModelSignature, mask: np.ndarray | None, time_major: bool | None, checked: CheckedInputs
+    ) -> np.ndarray | None:
+        if mask is None:
+            return None
+        layout = sig.time_major if time_major is None else time_major
+        return check_mask(mask, batch=checked.batch, timesteps=checked.timesteps, time_major=layout)
+
+    async def _run(
+        self,
+        name: str,
+        runner: Runner,
+        checked: CheckedInputs,
+        states: Sequence[np.ndarray] | None,
+        mask: np.ndarray | None,
+    ) -> RunResult:
+        try:
+            return await self.executor.run(runner, checked.feeds, states, mask)
+        except RnnServeError:
+            raise
+        except Exception as exc:
+            if _is_input_error(exc):
+                raise InvalidInput(f"model {name!r} rejected the input: {exc}") from exc
+            log.exception("model %r failed", name)
+            raise RnnServeError(f"model {name!r} failed: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _result(sig: ModelSignature, result: RunResult, time_major: bool | None, return_state: bool) -> InferenceResult:
+        swap = time_major is not None and time_major != sig.time_major
+        outputs = {info.name: _to_layout(result.outputs[info.name], swap) for info in sig.outputs}
+        states = [np.asarray(s, dtype=np.float32) for s in result.states] if return_state else None
+        return InferenceResult(outputs, states)
+
+
+def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:
+    assert model.runner is not None and model.signature is not None, f"model {model.name!r} is not ready"
+    return model.runner, model.signature
+
+
+def _require_streamable(sig: ModelSignature) -> None:
+    if sig.bidirectional:
+        raise SessionsNotSupported(
+            f"model {sig.name!r} has a Bidirectional layer: its backward half reads the sequence from the end, "
+            "so it cannot be streamed chunk by chunk; use POST /v1/models/{model}/predict on whole sequences"
+        )
+    if not sig.states:
+        raise SessionsNotSupported(f"model {sig.name!r} has no recurrent state to carry between steps")
+
+
+def _check_seq(record: SessionRecord, request: StepRequest) -> bytes | None:
+    """The cached response for an exact retry, None to go ahead; `SeqConflict` for any other mismatch."""
+    if request.seq is None or request.seq == record.step:
+        return None
+    is_retry = (
+        request.seq == record.prev_step
+        and request.digest is not None
+        and request.digest == record.last_digest
+        and record.last_response is not None
+    )
+    if is_retry:
+        return record.last_response
+    raise SeqConflict(
+        f"seq {request.seq} does not match session {record.session_id!r}, which is at step {record.step}",
+        step=record.step,
+    )
+
+
+def _to_layout(array: np.ndarray, swap: bool) -> np.ndarray:
+    """Sequence outputs `(batch, time, ...)` <-> `(time, batch, ...)`; per-sequence outputs have no time axis."""
+    if swap and array.ndim >= 3:
+        return np.ascontiguousarray(array.swapaxes(0, 1))
+    return array
+
+
+def _is_input_error(exc: Exception) -> bool:
+    """onnxruntime's INVALID_ARGUMENT (e.g. a token id beyond the embedding), without importing onnxruntime here."""
+    return type(exc).__name__ == "InvalidArgument" and "onnxruntime" in type(exc).__module__
+
+
+def _info(record: SessionRecord) -> SessionInfo:
+    return SessionInfo(
+        session_id=record.session_id,
+        model=record.model,
+        batch_size=record.batch_size,
+        step=record.step,
+        expires_at=record.expires_at,
+        states=record.states,
+    )

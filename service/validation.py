@@ -1,0 +1,229 @@
+"""Client tensors -> numpy, checked against a model's signature.
+
+Two stages, so every protocol shares the second:
+
+1. decoding: `decode_array` turns a JSON nested list into an array of whatever numeric kind it holds, refusing
+   strings, nulls, objects and ragged lists (a protocol with typed binary tensors skips this stage);
+2. checking: `check_inputs`, `check_mask` and `check_states` compare arrays with the `ModelSignature` (names,
+   rank, feature dimensions, batch, timesteps, dtype, finiteness), cast them to the model's dtypes and move
+   them into the model's own layout. Every failure is an `InvalidInput` (400) or `PayloadTooLarge` (413) whose
+   message names the tensor and what was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.errors import InvalidInput, PayloadTooLarge
+from service.runtime.signature import ModelSignature, TensorInfo
+
+Tensors = np.ndarray | Mapping[str, np.ndarray]
+"""What a request carries as `inputs`: one array (single-input models) or arrays by input name."""
+
+_NUMERIC_KINDS = frozenset("fiu")
+_INTEGER_KINDS = frozenset("iu")
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_timesteps: int
+    max_batch: int
+
+
+@dataclass(frozen=True)
+class CheckedInputs:
+    """Inputs in the model's own layout and dtypes, with the batch and time sizes they share."""
+
+    feeds: dict[str, np.ndarray]
+    batch: int
+    timesteps: int
+
+
+# ---- stage 1: JSON -> numpy ---------------------------------------------------------------------------------------
+
+
+def decode_array(value: Any, what: str) -> np.ndarray:
+    """A JSON nested list of numbers (or booleans) as an array; `what` names it in errors."""
+    if not isinstance(value, list):
+        raise InvalidInput(f"{what} must be a nested list of numbers, got {_json_type(value)}")
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"{what} is not a rectangular array (ragged or too deeply nested lists): {exc}") from None
+    if array.dtype.kind in "US":
+        raise InvalidInput(f"{what} holds strings; tensors are nested lists of numbers")
+    if array.dtype.kind not in "fiub":
+        raise InvalidInput(f"{what} holds nulls, objects or integers beyond 64 bits; tensors are lists of numbers")
+    return array
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+# ---- stage 2: checks against the signature ------------------------------------------------------------------------
+
+
+def check_inputs(
+    signature: ModelSignature,
+    inputs: Tensors,
+    *,
+    time_major: bool | None,
+    limits: Limits,
+    batch: int | None = None,
+) -> CheckedInputs:
+    """Check and convert a request's inputs. `time_major` is the request's layout (None = the model's own);
+    `batch` the batch size the caller requires (a session's), else any batch the signature allows."""
+    arrays = _by_name(signature, inputs)
+    swap = time_major is not None and time_major != signature.time_major
+    feeds: dict[str, np.ndarray] = {}
+    sizes: tuple[int, int] | None = None
+    for info in signature.inputs:
+        array = arrays[info.name]
+        _check_rank(info, array, time_major if time_major is not None else signature.time_major)
+        if swap:
+            array = array.swapaxes(0, 1)
+        b, t = (array.shape[1], array.shape[0]) if signature.time_major else (array.shape[0], array.shape[1])
+        if sizes is None:
+            sizes = (b, t)
+        elif sizes != (b, t):
+            raise InvalidInput(
+                f"inputs disagree on (batch, timesteps): {signature.inputs[0].name!r} has {sizes}, "
+                f"{info.name!r} has {(b, t)}"
+            )
+        _check_features(info, array, signature.time_major)
+        feeds[info.name] = np.ascontiguousarray(_cast(info, array))
+    assert sizes is not None  # a signature has at least one input
+    b, t = sizes
+    _check_batch(signature, b, batch, limits)
+    _check_timesteps(t, limits)
+    return CheckedInputs(feeds, b, t)
+
+
+def check_mask(mask: np.ndarray, *, batch: int, timesteps: int, time_major: bool) -> np.ndarray:
+    """A request mask as bool `(batch, time)`. It is `[B][T]`, or `[T][B]` when the request is time-major."""
+    if mask.dtype.kind == "b":
+        pass
+    elif mask.dtype.kind in _INTEGER_KINDS and mask.size and ((mask == 0) | (mask == 1)).all():
+        mask = mask.astype(bool)
+    elif mask.size:
+        raise InvalidInput(f"mask must hold booleans (or 0/1), got {mask.dtype.name} values")
+    expected = (timesteps, batch) if time_major else (batch, timesteps)
+    if mask.shape != expected:
+        layout = "[T][B]" if time_major else "[B][T]"
+        raise InvalidInput(f"mask must have shape {layout} = {list(expected)}, got {list(mask.shape)}")
+    return np.ascontiguousarray(mask.T if time_major else mask, dtype=bool)
+
+
+def check_states(signature: ModelSignature, states: Sequence[np.ndarray], *, batch: int) -> list[np.ndarray]:
+    """Client-given states: one float32 `(batch, units)` array per state of the signature, in its order."""
+    expected = signature.states
+    if len(states) != len(expected):
+        names = [s.name for s in expected]
+        raise InvalidInput(
+            f"expected {len(expected)} state arrays {names}, one [batch][units] array each; got {len(states)}"
+        )
+    checked = []
+    for info, array in zip(expected, states, strict=True):
+        units = info.shape[-1]
+        if array.shape != (batch, units):
+            raise InvalidInput(f"state {info.name!r} must have shape [{batch}, {units}], got {list(array.shape)}")
+        checked.append(np.ascontiguousarray(_cast_float(f"state {info.name!r}", array)))
+    return checked
+
+
+def zero_states(signature: ModelSignature, batch: int) -> list[np.ndarray]:
+    """Keras's initial (and reset) state: zeros."""
+    return [np.zeros((batch, int(info.shape[-1] or 0)), dtype=np.float32) for info in signature.states]
+
+
+def check_batch_size(signature: ModelSignature, batch: int, limits: Limits) -> None:
+    """A session's batch size: >= 1, within the limit, and the model's fixed batch when it has one."""
+    _check_batch(signature, batch, None, limits)
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _by_name(signature: ModelSignature, inputs: Tensors) -> Mapping[str, np.ndarray]:
+    names = [info.name for info in signature.inputs]
+    if isinstance(inputs, np.ndarray):
+        if len(names) != 1:
+            raise InvalidInput(
+                f"model {signature.name!r} has {len(names)} inputs {names}: send an object keyed by their names"
+            )
+        return {names[0]: inputs}
+    missing = [n for n in names if n not in inputs]
+    unknown = [n for n in inputs if n not in names]
+    if missing or unknown:
+        raise InvalidInput(f"inputs must be keyed by {names}; missing {missing}, unknown {unknown}")
+    return inputs
+
+
+def _check_rank(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
+    if array.ndim != len(info.shape):
+        layout = "[T][B]" if time_major else "[B][T]"
+        dims = "".join("[D]" for _ in info.shape[2:])
+        raise InvalidInput(
+            f"input {info.name!r} must have {len(info.shape)} dimensions ({layout}{dims}), "
+            f"got {array.ndim} (shape {list(array.shape)})"
+        )
+
+
+def _check_features(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
+    """Every dimension after batch and time is fixed by the signature."""
+    for axis, (want, got) in enumerate(zip(info.shape[2:], array.shape[2:], strict=True), start=2):
+        if want is not None and want != got:
+            expected = ["T", "B"] if time_major else ["B", "T"]
+            expected += [str(d) for d in info.shape[2:]]
+            raise InvalidInput(
+                f"input {info.name!r} dimension {axis} must be {want}, got {got} "
+                f"(expected [{', '.join(expected)}], got {list(array.shape)})"
+            )
+
+
+def _check_batch(signature: ModelSignature, b: int, required: int | None, limits: Limits) -> None:
+    if b < 1:
+        raise InvalidInput("the batch is empty: send at least one row")
+    if b > limits.max_batch:
+        raise PayloadTooLarge(f"batch size {b} exceeds the limit of {limits.max_batch} rows")
+    if required is not None and b != required:
+        raise InvalidInput(f"this session has batch size {required}, the inputs have {b} rows")
+    if signature.batch_size is not None and b != signature.batch_size:
+        raise InvalidInput(f"model {signature.name!r} was built for batch size {signature.batch_size}, got {b}")
+
+
+def _check_timesteps(t: int, limits: Limits) -> None:
+    if t < 1:
+        raise InvalidInput("the inputs have no timesteps: send at least one")
+    if t > limits.max_timesteps:
+        raise PayloadTooLarge(f"{t} timesteps exceed the limit of {limits.max_timesteps} per request")
+
+
+def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
+    what = f"input {info.name!r}"
+    if info.dtype == "int64":
+        if array.dtype.kind not in _INTEGER_KINDS:
+            raise InvalidInput(f"{what} takes integer token ids (int64), got {array.dtype.name} values")
+        if array.size and (array.min() < 0 or array.max() > _INT64_MAX):
+            raise InvalidInput(f"{what} takes token ids >= 0 that fit int64")
+        return array.astype(np.int64, copy=False)
+    if info.dtype == "float32":
+        return _cast_float(what, array)
+    raise InvalidInput(f"{what} has unsupported dtype {info.dtype!r}")
+
+
+def _cast_float(what: str, array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise InvalidInput(f"{what} takes numbers (float32), got {array.dtype.name} values")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(np.float32, copy=False)
+    if not np.isfinite(cast).all():
+        raise InvalidInput(f"{what} holds NaN, Inf or values beyond the float32 range")
+    return cast
