@@ -68,8 +68,8 @@ class Bidirectional:
             if cls_name not in RECURRENT:
                 raise UnsupportedLayer(f"layer {name!r}: Bidirectional around {cls_name!r} is not supported")
         return cls(
-            _sublayer(class_name, forward_config, _prefixed(weights, "forward/"), name),
-            _sublayer(backward_class, backward_config, _prefixed(weights, "backward/"), name),
+            _sublayer(class_name, forward_config, _prefixed(weights, "forward/"), f"{name}/forward"),
+            _sublayer(backward_class, backward_config, _prefixed(weights, "backward/"), f"{name}/backward"),
             merge_mode,
         )
 
