@@ -179,7 +179,7 @@ class ReferenceModel:
         ctx, values = self._feed(inputs, mask)
         final: States = []
         for layer, node, offset in zip(self._spec.layers, self._nodes, self._state_offsets, strict=True):
-            initial = self._initial_states(layer, node.state_count, offset, states, values, inputs)
+            initial = self._initial_states(layer, node.state_count, offset, states, values)
             outputs, layer_final = node(values[layer.inputs[0]], initial, ctx)
             for index, tensor in enumerate(outputs):
                 values[TensorRef(layer.name, index)] = tensor
@@ -256,8 +256,8 @@ class ReferenceModel:
         offset: int,
         states: Sequence[np.ndarray] | None,
         values: Mapping[TensorRef, Tensor],
-        inputs: Feeds,
     ) -> InitialStates | None:
+        """The layer's slice of `states`; else its initial_state tensors (None = zeros, for an unfed input)."""
         if count == 0:
             return None
         if states is not None:
