@@ -127,6 +127,9 @@ def layer_output_count(layer: LayerSpec) -> int:
     """How many tensors a layer outputs: `[y]`, or `[y, *states]` with `return_state`."""
     if layer.class_name in RECURRENT and layer.config.get("return_state"):
         return 1 + len(rnn_state_names(layer.class_name))
-    if layer.class_name == "Bidirectional" and layer.config["layer"]["config"].get("return_state"):
-        return 1 + 2 * len(rnn_state_names(layer.config["layer"]["class_name"]))
+    if layer.class_name == "Bidirectional":
+        outputs = 2 if layer.config.get("merge_mode") is None else 1  # merge_mode=None: [forward_y, backward_y]
+        if layer.config["layer"]["config"].get("return_state"):
+            outputs += 2 * len(rnn_state_names(layer.config["layer"]["class_name"]))
+        return outputs
     return 1

@@ -124,7 +124,7 @@ def signature_from_spec(
             if ref.layer in input_names:
                 initial_state_inputs[state_name] = ref.layer
     batch = next((i.shape[0] for i in spec.inputs if i.shape and isinstance(i.shape[0], int)), None)
-    time_major = any(bool(layer.config.get("time_major")) for layer in spec.layers)
+    time_major = any(bool(_rnn_config(layer).get("time_major")) for layer in spec.layers)
     if time_major:
         batch = next((i.shape[1] for i in spec.inputs if len(i.shape) > 1 and isinstance(i.shape[1], int)), None)
     data_inputs = tuple(
