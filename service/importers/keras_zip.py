@@ -1,0 +1,180 @@
+"""Read a Keras 3 `.keras` archive (a zip of `metadata.json`, `config.json`, `model.weights.h5`) without Keras.
+
+The archive is untrusted: nothing is extracted to disk, the member count is capped, each member's declared
+size and compression ratio are checked before it is opened, and it is inflated in chunks that stop at the
+cap (and at the declared size), so a zip bomb fails fast without allocating. The weights HDF5 file is opened
+from memory.
+
+`model.weights.h5` names its groups after the snake_case class of each layer (`layers/gru_1`), not after the
+user's names; every `.../vars` group carries the user's name as its `name` attribute, so layers are matched
+by it. Weights are the datasets `vars/0`, `vars/1`, ... in creation order; recurrent layers keep them under
+`cell/vars`, Bidirectional under `forward_layer/cell/vars` and `backward_layer/cell/vars`, TimeDistributed
+under `layer/vars`.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+
+from service.errors import ModelFileError
+from service.importers.hdf5 import child, open_hdf5, read_text_attr
+from service.importers.jsonish import mapping
+from service.importers.keras_config import StoredModel, keras_version_of
+from service.importers.limits import Limits, parse_json
+from service.spec import RECURRENT
+
+METADATA = "metadata.json"
+CONFIG = "config.json"
+WEIGHTS = "model.weights.h5"
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError,
+               RuntimeError, ValueError)  # fmt: skip
+_DIRECTIONS = ("forward", "backward")
+_NAME_ATTR_BYTES = 64 * 1024
+
+
+@contextmanager
+def open_keras_archive(path: Path, limits: Limits) -> Iterator[StoredModel]:
+    """The model stored in a `.keras` file; the weights stay readable while the context is open."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
+        raise ModelFileError(f"{path.name} is not a .keras file (not a readable zip archive): {exc}") from None
+    with archive:
+        members = _members(archive, limits)
+        metadata = mapping(parse_json(_read(archive, members, METADATA, limits.max_json_bytes, limits).getvalue(),
+                                      METADATA, limits), METADATA)  # fmt: skip
+        keras_version = keras_version_of(metadata.get("keras_version"), f"{path.name}: {METADATA}")
+        config = parse_json(_read(archive, members, CONFIG, limits.max_json_bytes, limits).getvalue(), CONFIG, limits)
+        weights = _read(archive, members, WEIGHTS, limits.max_weights_bytes, limits)
+    with open_hdf5(weights, f"{path.name}: {WEIGHTS}") as h5:
+        yield StoredModel(config, keras_version, ArchiveWeights(h5))
+
+
+def _members(archive: zipfile.ZipFile, limits: Limits) -> dict[str, zipfile.ZipInfo]:
+    infos = archive.infolist()
+    if len(infos) > limits.max_members:
+        raise ModelFileError(
+            f"the .keras archive lists {len(infos)} members, more than the limit of {limits.max_members}"
+        )
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        if info.filename in members:
+            raise ModelFileError(f"the .keras archive holds {info.filename!r} twice")
+        members[info.filename] = info
+    return members
+
+
+def _read(
+    archive: zipfile.ZipFile, members: Mapping[str, zipfile.ZipInfo], name: str, cap: int, limits: Limits
+) -> io.BytesIO:
+    """One member, inflated in chunks; refused before reading if it declares too much or expands too far."""
+    info = members.get(name)
+    if info is None:
+        raise ModelFileError(f"the .keras archive has no {name!r} (it holds {sorted(members)[:10]})")
+    if info.file_size > cap:
+        raise ModelFileError(f"{name} declares {info.file_size} bytes, more than the {cap}-byte limit")
+    if info.file_size > limits.expansion_floor and info.file_size > limits.max_expansion * max(info.compress_size, 1):
+        raise ModelFileError(
+            f"{name} declares {info.file_size} bytes but stores {info.compress_size}: refusing a likely zip bomb"
+        )
+    allowed = min(cap, info.file_size)
+    buffer = io.BytesIO()
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(limits.read_chunk):
+                buffer.write(chunk)
+                if buffer.tell() > allowed:
+                    raise ModelFileError(f"{name} expands past its declared {info.file_size} bytes: refusing it")
+    except _ZIP_ERRORS as exc:
+        raise ModelFileError(f"cannot read {name} from the .keras archive (truncated or damaged?): {exc}") from None
+    if buffer.tell() != info.file_size:
+        raise ModelFileError(f"{name} is truncated: {buffer.tell()} of {info.file_size} bytes")
+    buffer.seek(0)
+    return buffer
+
+
+class ArchiveWeights:
+    """`WeightSource` over the `model.weights.h5` of a `.keras` archive."""
+
+    def __init__(self, h5: h5py.File) -> None:
+        self._h5 = h5
+        self._layers: dict[str, h5py.Group] | None = None
+
+    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, h5py.Dataset]:
+        group = self._index().get(layer)
+        if group is None:
+            raise ModelFileError(f"{WEIGHTS} has no weights for layer {layer!r}")
+        datasets: dict[str, h5py.Dataset] = {}
+        for prefix in _prefixes(names):
+            wanted = [n for n in names if _prefix_of(n) == prefix]
+            path = _vars_path(class_name, prefix)
+            datasets.update(zip(wanted, self._vars(group, path, layer, wanted), strict=True))
+        return datasets
+
+    def _index(self) -> dict[str, h5py.Group]:
+        """User layer name -> its group under `layers/`, from the `name` attribute of each `vars` group."""
+        if self._layers is None:
+            layers = child(self._h5, "layers", WEIGHTS)
+            if not isinstance(layers, h5py.Group):
+                raise ModelFileError(f"{WEIGHTS} has no 'layers' group")
+            self._layers = {}
+            for key in layers:
+                group = child(layers, key, WEIGHTS)
+                variables = child(group, "vars", WEIGHTS) if isinstance(group, h5py.Group) else None
+                if not isinstance(variables, h5py.Group):
+                    continue
+                user_name = read_text_attr(variables, "name", _NAME_ATTR_BYTES, f"{WEIGHTS} layers/{key}/vars")
+                if user_name is None:
+                    continue
+                if user_name in self._layers:
+                    raise ModelFileError(f"{WEIGHTS} holds two weight groups for layer {user_name!r}")
+                self._layers[user_name] = group
+        return self._layers
+
+    def _vars(self, group: h5py.Group, path: str, layer: str, wanted: Sequence[str]) -> list[h5py.Dataset]:
+        where = f"{WEIGHTS} {group.name}/{path}"
+        variables = child(group, path, WEIGHTS)
+        if not isinstance(variables, h5py.Group):
+            raise ModelFileError(f"layer {layer!r} weight {wanted[0]!r} is missing: {where} does not exist")
+        keys = set(variables.keys())
+        expected = {str(i) for i in range(len(wanted))}
+        if keys != expected:
+            missing = [w for i, w in enumerate(wanted) if str(i) not in keys]
+            detail = f"weight {missing[0]!r} is missing" if missing else "has unexpected extra weights"
+            raise ModelFileError(
+                f"layer {layer!r} {detail}: {where} holds {sorted(keys)[:10]}, expected {sorted(expected)}"
+            )
+        datasets = []
+        for i, weight in enumerate(wanted):
+            dataset = child(variables, str(i), WEIGHTS)
+            if not isinstance(dataset, h5py.Dataset):
+                raise ModelFileError(f"layer {layer!r} weight {weight!r}: {where}/{i} is not a dataset")
+            datasets.append(dataset)
+        return datasets
+
+
+def _prefix_of(name: str) -> str:
+    head, _, rest = name.partition("/")
+    return head if rest and head in _DIRECTIONS else ""
+
+
+def _prefixes(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(_prefix_of(n) for n in names))
+
+
+def _vars_path(class_name: str, prefix: str) -> str:
+    if prefix:
+        return f"{prefix}_layer/cell/vars"
+    if class_name in RECURRENT:
+        return "cell/vars"
+    if class_name == "TimeDistributed":
+        return "layer/vars"
+    return "vars"
