@@ -32,7 +32,8 @@ def _axis(value: Any) -> Any:
 
 
 def _norms(weight: np.ndarray, axis: Any) -> np.ndarray:
-    return np.sqrt(np.sum(np.square(weight), axis=tuple(axis) if isinstance(axis, list) else axis, keepdims=True))
+    axes = tuple(axis) if isinstance(axis, list) else axis
+    return np.asarray(np.sqrt(np.sum(np.square(weight), axis=axes, keepdims=True)))
 
 
 class MaxNorm(Constraint):
@@ -76,7 +77,7 @@ class NonNeg(Constraint):
     class_name = "NonNeg"
 
     def __call__(self, weight: np.ndarray) -> np.ndarray:
-        return np.maximum(weight, 0)
+        return np.asarray(np.maximum(weight, 0))
 
 
 class UnitNorm(Constraint):
@@ -89,7 +90,7 @@ class UnitNorm(Constraint):
         return {"axis": self.axis}
 
     def __call__(self, weight: np.ndarray) -> np.ndarray:
-        return weight / (EPSILON + _norms(weight, self.axis))  # type: ignore[no-any-return]
+        return np.asarray(weight / (EPSILON + _norms(weight, self.axis)))
 
 
 _CLASSES: tuple[type[Constraint], ...] = (MaxNorm, MinMaxNorm, NonNeg, UnitNorm)

@@ -140,7 +140,7 @@ class Sequential(Model):
                 argument="input_shape",
             )
         outputs = [self.input_layer.output]
-        nodes = []
+        nodes: list[Node] = []
         for layer in self._layers:
             if len(outputs) > 1:
                 raise InvalidArgument(

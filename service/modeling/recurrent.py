@@ -21,9 +21,15 @@ _IMPLEMENTATIONS = (1, 2)
 _USE_CUDNN = ("auto", True, False)
 
 
-def keras3_activation(name: Any, argument: str) -> str:
-    """A Keras 3 activation name in canonical form; `hard_sigmoid_keras2` exists only in Keras 2 files."""
-    canonical = canonical_activation(name, "3", argument=argument)
+def keras3_activation(name: Any, argument: str, *, in_cell: bool = False) -> str:
+    """A Keras 3 activation name in canonical form (`hard_sigmoid_keras2` exists only in Keras 2 files); with
+    `in_cell`, one that keeps the shape of the state."""
+    try:
+        canonical = canonical_activation(name, "3", argument=argument)
+        if in_cell:
+            require_shape_preserving(canonical, argument=argument)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.detail, argument=argument) from None
     if canonical == "hard_sigmoid_keras2":
         raise arguments.invalid(argument, name, "is not a Keras 3 activation")
     return canonical
@@ -63,8 +69,7 @@ class RecurrentLayer(Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.units = arguments.positive_int("units", units)
-        self.activation = keras3_activation(activation, "activation")
-        require_shape_preserving(self.activation, argument="activation")
+        self.activation = keras3_activation(activation, "activation", in_cell=True)
         self.use_bias = arguments.flag("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.recurrent_initializer = initializers.get(recurrent_initializer, "recurrent_initializer")
@@ -225,8 +230,7 @@ class _GatedLayer(RecurrentLayer):
         **kwargs: Any,
     ) -> None:
         super().__init__(units, activation, **kwargs)
-        self.recurrent_activation = keras3_activation(recurrent_activation, "recurrent_activation")
-        require_shape_preserving(self.recurrent_activation, argument="recurrent_activation")
+        self.recurrent_activation = keras3_activation(recurrent_activation, "recurrent_activation", in_cell=True)
         self.implementation = arguments.choice("implementation", implementation, _IMPLEMENTATIONS)
         self.use_cudnn = arguments.choice("use_cudnn", use_cudnn, _USE_CUDNN)
 

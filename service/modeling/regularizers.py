@@ -90,7 +90,7 @@ class OrthogonalRegularizer(Regularizer):
         product = vectors @ vectors.T
         size = product.shape[0]
         off_diagonal = np.abs(product * (1.0 - np.eye(size))).sum()
-        return self.factor * 0.5 * float(off_diagonal) / (size * (size - 1.0) / 2.0)
+        return float(self.factor * 0.5 * off_diagonal / (size * (size - 1.0) / 2.0))
 
 
 _CLASSES: tuple[type[Regularizer], ...] = (L1, L2, L1L2, OrthogonalRegularizer)

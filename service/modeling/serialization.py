@@ -85,7 +85,8 @@ def resolve(
             )
         config = identifier.get("config") or {}
         try:
-            return getattr(factory, "from_config", factory)(config)  # type: ignore[no-any-return]
+            obj: KerasObject = getattr(factory, "from_config", factory)(config)
+            return obj
         except TypeError as exc:
             raise InvalidArgument(f"{argument}={dict(identifier)!r}: bad config ({exc})", argument=argument) from None
     raise InvalidArgument(
