@@ -27,6 +27,7 @@ import os
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +162,22 @@ def func3(inputs: Any, outputs: Any, name: str = "model") -> Any:
     return keras.Model(inputs, outputs, name=name)
 
 
+def srnn3(steps: int, masking: bool = False, **options: Any) -> Any:
+    """Sequential Input((steps, 3)) [-> Masking(0.5)] -> SimpleRNN(4, **options)."""
+    layers = [L3.Masking(0.5, name="masking")] if masking else []
+    return seq3(keras.Input((steps, 3), name="x"), *layers, L3.SimpleRNN(4, name="rnn", **options))
+
+
+def srnn3_return_state(return_sequences: bool) -> Any:
+    return _return_state_model(L3.SimpleRNN(4, return_sequences=return_sequences, return_state=True, name="rnn"))
+
+
 def simple_rnn_cases() -> None:
     for act in (*KERAS3_ACTIVATIONS, None):
         label = "none" if act is None else act
         case(
             f"k3_srnn_act_{label}",
-            lambda act=act: seq3(
-                keras.Input((6, 3), name="x"), L3.SimpleRNN(4, activation=act, return_sequences=True, name="rnn")
-            ),
+            partial(srnn3, 6, activation=act, return_sequences=True),
             floats(2, 6, 3),
             notes=f"SimpleRNN activation={act!r}, return_sequences=True",
         )
@@ -191,24 +200,20 @@ def simple_rnn_cases() -> None:
         tag = "seq" if seq else "last"
         case(
             f"k3_srnn_return_state_{tag}",
-            lambda seq=seq: _return_state_model(L3.SimpleRNN(4, return_sequences=seq, return_state=True, name="rnn")),
+            partial(srnn3_return_state, seq),
             floats(2, 6, 3),
             notes=f"SimpleRNN return_state=True, return_sequences={seq} (Functional, outputs [y, h])",
             state_outputs={"rnn/h": 1},
         )
         case(
             f"k3_srnn_backwards_{tag}",
-            lambda seq=seq: seq3(
-                keras.Input((6, 3), name="x"), L3.SimpleRNN(4, go_backwards=True, return_sequences=seq, name="rnn")
-            ),
+            partial(srnn3, 6, go_backwards=True, return_sequences=seq),
             floats(2, 6, 3),
             notes=f"SimpleRNN go_backwards=True, return_sequences={seq}",
         )
         case(
             f"k3_srnn_unroll_{tag}",
-            lambda seq=seq: seq3(
-                keras.Input((5, 3), name="x"), L3.SimpleRNN(4, unroll=True, return_sequences=seq, name="rnn")
-            ),
+            partial(srnn3, 5, unroll=True, return_sequences=seq),
             floats(2, 5, 3),
             notes=f"SimpleRNN unroll=True, return_sequences={seq}",
         )
@@ -311,11 +316,7 @@ def masking_cases() -> None:
         tag = "seq" if seq else "last"
         case(
             f"k3_masking_srnn_backwards_{tag}",
-            lambda seq=seq: seq3(
-                keras.Input((7, 3), name="x"),
-                L3.Masking(0.5, name="masking"),
-                L3.SimpleRNN(4, go_backwards=True, return_sequences=seq, name="rnn"),
-            ),
+            partial(srnn3, 7, masking=True, go_backwards=True, return_sequences=seq),
             masked_floats(3, 7, 3, 0.5),
             notes=f"Masking + go_backwards=True, return_sequences={seq}",
         )
@@ -501,23 +502,33 @@ BIDI_INNER = {
 }
 
 
+def merge_mode(mode: str) -> str | None:
+    return None if mode == "none" else mode
+
+
+def bidi3_masked(mode: str) -> Any:
+    """Functional Embedding(mask_zero) -> Bidirectional(sequence) with the inner layer BIDI_INNER[mode]."""
+    return _embedding_functional(L3.Bidirectional(BIDI_INNER[mode](True), merge_mode=merge_mode(mode), name="bi"))
+
+
+def bidi3_last(mode: str) -> Any:
+    bidi = L3.Bidirectional(BIDI_INNER[mode](False), merge_mode=merge_mode(mode), name="bi")
+    return seq3(keras.Input((6, 3), name="x"), bidi)
+
+
 def bidirectional_cases() -> None:
-    for mode, inner in BIDI_INNER.items():
-        merge = None if mode == "none" else mode
+    for mode in BIDI_INNER:
+        merge = merge_mode(mode)
         case(
             f"k3_bidi_{mode}_seq_masked",
-            lambda inner=inner, merge=merge: _embedding_functional(
-                L3.Bidirectional(inner(True), merge_mode=merge, name="bi")
-            ),
+            partial(bidi3_masked, mode),
             tokens(PADDED),
             formats=("keras", "h5") if mode == "concat" else ("keras",),
             notes=f"Bidirectional merge_mode={merge!r}, return_sequences=True, Embedding mask (zeros at masked steps)",
         )
         case(
             f"k3_bidi_{mode}_last",
-            lambda inner=inner, merge=merge: seq3(
-                keras.Input((6, 3), name="x"), L3.Bidirectional(inner(False), merge_mode=merge, name="bi")
-            ),
+            partial(bidi3_last, mode),
             floats(2, 6, 3),
             notes=f"Bidirectional merge_mode={merge!r}, return_sequences=False",
         )
@@ -867,6 +878,10 @@ def check_reload(model_file: Path, feeds: Feeds, mask: np.ndarray | None, expect
             raise RuntimeError(f"{model_file.name}: output {k} differs after reloading")
 
 
+def save_npz(case_id: str, arrays: dict[str, np.ndarray]) -> None:
+    np.savez_compressed(FIXTURES / f"{case_id}.npz", **arrays)  # type: ignore[arg-type]  # numpy's **kwds stub
+
+
 def write_single(c: Case, model: Any, rng: np.random.Generator) -> dict[str, Any]:
     feeds = c.feeds(rng)
     mask = c.mask(rng, feeds) if c.mask is not None else None
@@ -878,7 +893,7 @@ def write_single(c: Case, model: Any, rng: np.random.Generator) -> dict[str, Any
     valid = effective_mask(model, feeds, mask)
     if valid is not None:
         arrays["valid"] = valid
-    np.savez_compressed(FIXTURES / f"{c.id}.npz", **arrays)
+    save_npz(c.id, arrays)
     if "keras" in c.formats:
         check_reload(FIXTURES / f"{c.id}.keras", feeds, mask, outputs)
     return {
@@ -902,7 +917,7 @@ def write_stateful(c: Case, model: Any, rng: np.random.Generator) -> dict[str, A
         arrays |= {f"b{j}_state_{i}": value for i, value in enumerate(read_states(model))}
         arrays |= {f"b{j}_reset_{i}": value for i, value in enumerate(values)}
         batches.append({"reset": kind})
-    np.savez_compressed(FIXTURES / f"{c.id}.npz", **arrays)
+    save_npz(c.id, arrays)
     return {
         "inputs": _describe(feeds, model),
         "mask": False,
