@@ -172,8 +172,7 @@ def describe(path: Path) -> dict[str, Any]:
         from service.export.package import read_package
 
         package = read_package(path)
-        manifest = json.loads((path / PACKAGE_MANIFEST).read_text())
-        return {"kind": "package", "signature": package.signature.to_dict(), "manifest": manifest}
+        return {"kind": "package", "signature": package.signature.to_dict(), "manifest": dict(package.manifest)}
     from service.importers import load_spec
     from service.runtime.signature import signature_from_spec
 

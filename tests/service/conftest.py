@@ -58,12 +58,16 @@ class ServerThread:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
         if wait_ready:
-            with httpx.Client(base_url=self.url) as client:
-                while client.get("/readyz").status_code != 200:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the test server is not ready: {client.get('/readyz').text}")
-                    time.sleep(0.05)
+            self.wait_ready(deadline - time.monotonic())
         return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url) as client:
+            while client.get("/readyz").status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the test server is not ready: {client.get('/readyz').text}")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import ServerThread
-from service_client import as_list, assert_problem, close, open_session, predict, session, states_of, step
+from service_client import as_list, assert_problem, close, open_session, predict, session, step
 from service_models import FEATURES
 
 
@@ -91,7 +91,8 @@ def test_delete_answers_204_and_the_session_is_gone(client: httpx.Client) -> Non
 
 
 def test_a_bidirectional_model_refuses_sessions_but_serves_predict(client: httpx.Client) -> None:
-    problem = assert_problem(client.post("/v1/sessions", json={"model": "bidirectional"}), 409, contains="Bidirectional")
+    response = client.post("/v1/sessions", json={"model": "bidirectional"})
+    problem = assert_problem(response, 409, contains="Bidirectional")
     assert "predict" in problem["detail"]
     assert np.shape(predict(client, "bidirectional", np.zeros((1, 2, FEATURES)))["outputs"]) == (1, 2, 6)
 
@@ -161,9 +162,7 @@ async def test_32_concurrent_steps_apply_one_at_a_time(server: ServerThread, rng
         order = np.argsort([b["step"] for b in bodies])
         replay_inputs = np.concatenate([xs[i] for i in order], axis=1)  # (1, 32, F) in step order
         replay = (
-            await client.post(
-                "/v1/models/lstm/predict", json={"inputs": as_list(replay_inputs), "return_state": True}
-            )
+            await client.post("/v1/models/lstm/predict", json={"inputs": as_list(replay_inputs), "return_state": True})
         ).json()
     assert final["step"] == 32
     assert all(close(a, b) for a, b in zip(final["states"], replay["states"], strict=True))
