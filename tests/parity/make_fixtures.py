@@ -771,8 +771,9 @@ def model_input_names(model: Any) -> list[str]:
 def model_output_names(model: Any) -> list[str]:
     """Informational names of the outputs: `layer` or `layer:k` for output k > 0 of a multi-output layer."""
     config = model.get_config()
-    if "output_layers" not in config:
-        return [model.layers[-1].name]
+    if "output_layers" not in config:  # Sequential: the last layer's outputs
+        last = model.layers[-1].name
+        return [last if k == 0 else f"{last}:{k}" for k in range(len(model.outputs))]
     refs = config["output_layers"]
     refs = [refs] if refs and isinstance(refs[0], str) else refs
     return [name if index == 0 else f"{name}:{index}" for name, _, index in refs]
