@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from service.errors import InvalidArgument
+from service.importers.keras_layers import normalise_layer
 from service.modeling import arguments
 from service.modeling.naming import unique_name
 from service.modeling.serialization import DTYPE, dtype_policy, keras_object
@@ -113,8 +114,9 @@ class Layer:
         return [(x.shape, x.dtype, x.has_mask)]
 
     def spec_config(self) -> dict[str, Any]:
-        """The config in the normalised form of `service.spec` (every key present)."""
-        return self.get_config()
+        """The config in the normalised form of `service.spec`: the importers' normaliser applied to the Keras 3
+        config, so a built spec and the spec imported from the same model saved by Keras agree."""
+        return normalise_layer(self.class_name, self.get_config(), self.name, "3")
 
     # ---- config --------------------------------------------------------------------------------------------------
 

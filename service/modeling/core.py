@@ -94,9 +94,6 @@ class Dense(Layer):
             config["activity_regularizer"] = self.activity_regularizer.serialize()
         return config
 
-    def spec_config(self) -> dict[str, Any]:
-        return {"activity_regularizer": None, **self.get_config()}
-
     def check_call(self, x: KerasTensor, initial_state: tuple[KerasTensor, ...]) -> None:
         super().check_call(x, initial_state)
         require_float_input(self, x)

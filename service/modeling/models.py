@@ -59,7 +59,7 @@ class Model:
             inputs=tuple(_input_spec(layer, nodes) for layer in inputs),
             layers=tuple(_layer_spec(node) for node in nodes),
             outputs=tuple(_ref(t) for t in outputs),
-            output_names=tuple(_unique([t.layer.name for t in outputs])),
+            output_names=tuple(_output_name(t) for t in outputs),
             keras_version="3",
             keras_config=self.serialize(),
             source=dict(SOURCE),
@@ -275,14 +275,9 @@ def _check_unique_names(layers: Sequence[Layer]) -> None:
         )
 
 
-def _unique(names: Sequence[str]) -> list[str]:
-    """Output names: the layer name, `_1`, `_2`... appended on repeats (several outputs of one layer)."""
-    seen: Counter[str] = Counter()
-    out = []
-    for name in names:
-        out.append(name if seen[name] == 0 else f"{name}_{seen[name]}")
-        seen[name] += 1
-    return out
+def _output_name(tensor: KerasTensor) -> str:
+    """As the importers name outputs: the layer name for its output 0, `layer:k` for its output k > 0."""
+    return tensor.layer.name if tensor.index == 0 else f"{tensor.layer.name}:{tensor.index}"
 
 
 def _ref(tensor: KerasTensor) -> TensorRef:

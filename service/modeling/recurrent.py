@@ -125,11 +125,8 @@ class RecurrentLayer(Layer):
         }
 
     def spec_config(self) -> dict[str, Any]:
-        """Keras 3 config plus the keys the normalised form always has: time_major and seed."""
-        config = self.get_config()
-        config.setdefault("seed", self.seed)
-        config["time_major"] = False
-        return config
+        """The normalised config, with the dropout seed even where Keras 3 does not store it (SimpleRNN)."""
+        return {**super().spec_config(), "seed": self.seed}
 
     def build_config(self) -> dict[str, Any]:
         node = self.node
@@ -164,6 +161,13 @@ class RecurrentLayer(Layer):
     # ---- calls ---------------------------------------------------------------------------------------------------
 
     def check_call(self, x: KerasTensor, initial_state: tuple[KerasTensor, ...]) -> None:
+        if initial_state and x.has_mask:
+            raise InvalidArgument(
+                f"{self.class_name} {self.name!r} is called with initial_state on a masked input: Keras 3 then "
+                "drops the mask, so Keras and rnnserve would compute different numbers. Remove the masking "
+                "(Embedding mask_zero / layer_masking) or the initial_state",
+                argument="initial_state",
+            )
         if len(x.shape) != 3 or x.shape[-1] is None:
             raise arguments.invalid(
                 "object", x, f"must be a (batch, time, features) tensor with known features for {self.class_name}"

@@ -12,7 +12,6 @@ from service.modeling import arguments
 from service.modeling.base import Layer
 from service.modeling.core import Dense
 from service.modeling.recurrent import RecurrentLayer
-from service.modeling.serialization import keras_object
 from service.modeling.tensors import KerasTensor, Shape
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
@@ -74,10 +73,9 @@ class Bidirectional(Layer):
         }
 
     def spec_config(self) -> dict[str, Any]:
-        """Without backward_layer: the normalised form describes the automatic backward copy by `layer` alone."""
-        config = self.get_config()
-        del config["backward_layer"]
-        config["layer"] = keras_object(self.forward.module, self.forward.class_name, self.forward.spec_config())
+        """The normalised config describes both directions by `layer` (the backward one is its flipped copy)."""
+        config = super().spec_config()
+        config["layer"]["config"]["seed"] = self.forward.seed
         return config
 
     def check_call(self, x: KerasTensor, initial_state: tuple[KerasTensor, ...]) -> None:
@@ -131,10 +129,6 @@ class TimeDistributed(Layer):
 
     def layer_config(self) -> dict[str, Any]:
         return {"layer": self.layer.serialize()}
-
-    def spec_config(self) -> dict[str, Any]:
-        inner = keras_object(self.layer.module, self.layer.class_name, self.layer.spec_config())
-        return {**self.get_config(), "layer": inner}
 
     def check_call(self, x: KerasTensor, initial_state: tuple[KerasTensor, ...]) -> None:
         super().check_call(x, initial_state)

@@ -86,7 +86,7 @@ def test_return_state_only_on_the_last_sequential_layer() -> None:
     model = keras_model_sequential(input_shape=(5, F))
     layer_lstm(model, U, return_state=True)
     spec = model.to_spec()
-    assert spec.output_names == ("lstm", "lstm_1", "lstm_2")
+    assert spec.output_names == ("lstm", "lstm:1", "lstm:2")  # as the importers name them
     assert spec.outputs == (TensorRef("lstm", 0), TensorRef("lstm", 1), TensorRef("lstm", 2))
     with pytest.raises(InvalidArgument, match="return_state"):
         layer_dense(model, 2)
@@ -116,7 +116,7 @@ def test_stateful_needs_a_fixed_batch_size() -> None:
 def test_functional_with_initial_state_inputs() -> None:
     tokens = layer_input(shape=(None,), dtype="int32", name="tokens")
     h0, c0 = layer_input(shape=U, name="h0"), layer_input(shape=U, name="c0")
-    emb = layer_embedding(tokens, 10, F, mask_zero=True)
+    emb = layer_embedding(tokens, 10, F)
     y, h, c = layer_lstm(units=U, return_sequences=True, return_state=True, name="enc")(emb, initial_state=[h0, c0])
     out = time_distributed(layer_dropout(y, 0.1), layer_dense(units=2))
     model = keras_model([tokens, h0, c0], [out, h, c], name="seq2seq")
@@ -125,7 +125,7 @@ def test_functional_with_initial_state_inputs() -> None:
     assert spec.inputs[0].dtype == "int64"  # token ids
     enc = spec.layer("enc")
     assert enc.inputs == (TensorRef("embedding"),) and enc.initial_state == (TensorRef("h0"), TensorRef("c0"))
-    assert spec.output_names == ("time_distributed", "enc", "enc_1")
+    assert spec.output_names == ("time_distributed", "enc:1", "enc:2")
     assert spec.outputs == (TensorRef("time_distributed"), TensorRef("enc", 1), TensorRef("enc", 2))
     signature = signature_from_spec(spec)
     assert dict(signature.initial_state_inputs) == {"enc/h": "h0", "enc/c": "c0"}
@@ -141,6 +141,14 @@ def test_functional_with_initial_state_inputs() -> None:
     assert entry["build_config"] == {
         "shapes_dict": {"sequences_shape": [None, None, F], "initial_state_shape": [[None, U], [None, U]]}
     }
+
+
+def test_initial_state_on_a_masked_input_is_refused() -> None:
+    """Keras 3 drops the implicit mask of a layer called with initial_state; rnnserve would apply it."""
+    emb = layer_embedding(layer_input(shape=(None,), dtype="int32"), 10, F, mask_zero=True)
+    with pytest.raises(InvalidArgument, match="drops the mask") as info:
+        layer_gru(units=U)(emb, initial_state=layer_input(shape=U))
+    assert info.value.extra["argument"] == "initial_state"
 
 
 def test_single_tensor_inputs_and_outputs_are_written_as_one_triple() -> None:
