@@ -181,7 +181,8 @@ def bidirectional(
     backward_layer: Any = None,
     **kwargs: Any,
 ) -> Any:
-    """Bidirectional wrapper; `backward_layer` must be NULL (the backward copy of `layer` is made for you)."""
+    """Bidirectional wrapper; `backward_layer` must be NULL (the backward copy of `layer` is made for you).
+    `merge_mode=NULL` returns the forward and backward outputs unmerged."""
     return compose(object, Bidirectional(layer, merge_mode, weights=weights, backward_layer=backward_layer, **kwargs))
 
 

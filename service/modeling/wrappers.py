@@ -14,7 +14,7 @@ from service.modeling.core import Dense
 from service.modeling.recurrent import RecurrentLayer
 from service.modeling.tensors import KerasTensor, Shape
 
-MERGE_MODES = ("concat", "sum", "mul", "ave")
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 def _copy_rnn(layer: RecurrentLayer, name: str, go_backwards: bool) -> RecurrentLayer:
@@ -25,7 +25,8 @@ def _copy_rnn(layer: RecurrentLayer, name: str, go_backwards: bool) -> Recurrent
 
 
 class Bidirectional(Layer):
-    """Runs a copy of `layer` forwards and one backwards and merges them (SEMANTICS §3)."""
+    """Runs a copy of `layer` forwards and one backwards and merges them (SEMANTICS §3); `merge_mode=None` gives
+    the two sequences unmerged, forward then backward."""
 
     class_name = "Bidirectional"
     prefix = "bidirectional"
@@ -45,10 +46,6 @@ class Bidirectional(Layer):
         if backward_layer is not None:
             raise arguments.invalid(
                 "backward_layer", backward_layer, "is not supported: only NULL (a copy of `layer` run backwards)"
-            )
-        if merge_mode is None:
-            raise arguments.invalid(
-                "merge_mode", merge_mode, f"must be one of {MERGE_MODES}: NULL (unmerged outputs) is not supported"
             )
         super().__init__(**kwargs)
         self.merge_mode = arguments.choice("merge_mode", merge_mode, MERGE_MODES)
@@ -106,7 +103,7 @@ class Bidirectional(Layer):
         units = self.forward.units * (2 if self.merge_mode == "concat" else 1)
         batch = x.shape[0]
         y: Shape = (batch, x.shape[1], units) if self.return_sequences else (batch, units)
-        outputs = [(y, "float32", x.has_mask and self.return_sequences)]
+        outputs = [(y, "float32", x.has_mask and self.return_sequences)] * (2 if self.merge_mode is None else 1)
         if self.return_state:
             outputs += [((batch, self.forward.units), "float32", False) for _ in range(2 * self.state_count)]
         return outputs

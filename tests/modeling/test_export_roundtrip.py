@@ -57,7 +57,8 @@ def bidirectional_masking() -> Model:
     x = layer_input(shape=(None, F), name="x")
     m = layer_masking(x, mask_value=0.0)
     y = bidirectional(m, layer_gru(units=U, return_sequences=True), merge_mode="ave")
-    return keras_model(x, bidirectional(y, layer_simple_rnn(units=U), merge_mode="concat"))
+    forward, backward = bidirectional(y, layer_simple_rnn(units=U, return_sequences=True), merge_mode=None)
+    return keras_model(x, [bidirectional(forward, layer_lstm(units=U), merge_mode="concat"), backward])
 
 
 def stateful_lstm() -> Model:

@@ -146,7 +146,6 @@ def test_bad_argument_raises_naming_it_and_the_value(
         ({"layer": layer_dense(units=2)}, "layer"),
         ({"layer": "lstm"}, "layer"),
         ({"layer": layer_lstm(units=U), "merge_mode": "max"}, "merge_mode"),
-        ({"layer": layer_lstm(units=U), "merge_mode": None}, "merge_mode"),
         ({"layer": layer_lstm(units=U), "backward_layer": layer_lstm(units=U, go_backwards=True)}, "backward_layer"),
     ],
 )
@@ -154,6 +153,11 @@ def test_bad_bidirectional_arguments(kwargs: dict[str, Any], argument: str) -> N
     with pytest.raises(InvalidArgument) as info:
         bidirectional(**kwargs)
     assert info.value.extra["argument"] == argument
+
+
+def test_bidirectional_without_merging_gives_both_directions() -> None:
+    outputs = bidirectional(layer_input(shape=(7, F)), layer_gru(units=U, return_state=True), merge_mode=None)
+    assert [t.shape for t in outputs] == [(None, U)] * 4  # forward y, backward y, forward h, backward h
 
 
 def test_backward_layer_refusal_says_only_null_is_supported() -> None:
