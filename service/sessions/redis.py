@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 SOCKET_TIMEOUT_S = 1.5
 RETRIES = 2  # reconnect attempts per call before answering 503
+MAX_CONNECTIONS = 64  # per process; more concurrent calls wait for a free connection ...
+POOL_WAIT_S = 5.0  # ... this long at most, then 503
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
 _UNAVAILABLE = (
@@ -167,14 +169,18 @@ class RedisSessionStore:
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
     ) -> RedisSessionStore:
-        """A store on `redis://[user:password@]host:port/db` with short timeouts and a few quick reconnects."""
-        client = Redis.from_url(
+        """A store on `redis://[user:password@]host:port/db` (or rediss://, unix://): short timeouts, a few quick
+        reconnects, and a bounded pool of connections."""
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), RETRIES),
             health_check_interval=30,
         )
+        client = Redis.from_pool(pool)
         return cls(
             client,
             max_sessions=max_sessions,

@@ -13,7 +13,7 @@ from session_records import RecordingEvents, make_record, states_equal
 
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable
 from service.sessions.codec import decode_states
-from service.sessions.redis import RedisSessionStore
+from service.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -126,3 +126,12 @@ async def test_unavailable_message_names_the_store_but_not_the_password() -> Non
         await store.aclose()
     assert "127.0.0.1:1/2" in info.value.detail
     assert "s3cret" not in info.value.detail
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis_stores) -> None:
+    store = redis_stores()
+    record = make_record()
+    await store.create(record)
+    burst = 5 * MAX_CONNECTIONS
+    got = await asyncio.gather(*(store.get(record.session_id) for _ in range(burst)))
+    assert len(got) == burst and all(g.session_id == record.session_id for g in got)
