@@ -33,9 +33,9 @@ class Settings(BaseSettings):
     # ---- process -------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     """Interface to bind."""
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     """TCP port to bind (0 picks a free one)."""
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes. More than one needs a shared session store (redis://)."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     """Log level of the server and uvicorn."""
@@ -45,38 +45,38 @@ class Settings(BaseSettings):
     """Model repository: a folder of NAME.keras, NAME.h5 and exported NAME/ packages."""
     provider: Literal["cpu", "cuda", "auto"] = "cpu"
     """onnxruntime execution provider (auto = CUDA when available, else CPU)."""
-    intra_op_threads: int = Field(1, ge=0)
+    intra_op_threads: int = Field(default=1, ge=0)
     """onnxruntime threads inside one operator (0 = onnxruntime's default, all cores)."""
-    inter_op_threads: int = Field(1, ge=0)
+    inter_op_threads: int = Field(default=1, ge=0)
     """onnxruntime threads across operators (0 = onnxruntime's default)."""
 
     # ---- execution -----------------------------------------------------------------------------------------------
     executor: Literal["direct", "dynamic"] = "direct"
     """How model calls run: `direct` = one onnxruntime call per request on a bounded thread pool; `dynamic` =
     concurrent calls of one model merged into one (up to max_batch_size rows, waiting at most max_delay_ms)."""
-    executor_threads: int = Field(4, ge=1, le=256)
+    executor_threads: int = Field(default=4, ge=1, le=256)
     """Worker threads that run model calls (onnxruntime releases the GIL)."""
-    max_batch_size: int = Field(32, ge=1)
+    max_batch_size: int = Field(default=32, ge=1)
     """Dynamic batching: most rows merged into one model call."""
-    max_delay_ms: float = Field(2.0, ge=0)
+    max_delay_ms: float = Field(default=2.0, ge=0)
     """Dynamic batching: longest wait for a batch to fill, in milliseconds."""
 
     # ---- sessions ------------------------------------------------------------------------------------------------
     store_url: str = "memory://"
     """Session store: memory:// (this process) or redis://host:port/db (shared by replicas)."""
-    max_sessions: int = Field(10_000, ge=1)
+    max_sessions: int = Field(default=10_000, ge=1)
     """Most live sessions; creating one more answers 429."""
-    default_ttl_s: float = Field(600.0, gt=0)
+    default_ttl_s: float = Field(default=600.0, gt=0)
     """Idle time after which a session expires, unless the session asks for its own ttl_s."""
-    max_ttl_s: float = Field(86_400.0, gt=0)
+    max_ttl_s: float = Field(default=86_400.0, gt=0)
     """Largest ttl_s a session may ask for."""
 
     # ---- request limits ------------------------------------------------------------------------------------------
-    max_body_bytes: int = Field(16 * MiB, ge=1024)
+    max_body_bytes: int = Field(default=16 * MiB, ge=1024)
     """Largest request body (and WebSocket message) in bytes; larger answers 413."""
-    max_timesteps: int = Field(100_000, ge=1)
+    max_timesteps: int = Field(default=100_000, ge=1)
     """Most timesteps in one request; more answers 413."""
-    max_request_batch: int = Field(1024, ge=1)
+    max_request_batch: int = Field(default=1024, ge=1)
     """Largest batch (rows) in one request or session."""
 
     # ---- security ------------------------------------------------------------------------------------------------

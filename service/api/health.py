@@ -27,7 +27,11 @@ async def readyz(service: ServiceDep) -> Response:
     models = {m.name: m.status for m in service.models()}
     store_ok = await service.store_ready()
     ready = service.models_ready and store_ok
-    body = {"status": "ready" if ready else "not ready", "models": models, "store": "ok" if store_ok else "down"}
+    body: dict[str, object] = {
+        "status": "ready" if ready else "not ready",
+        "models": models,
+        "store": "ok" if store_ok else "down",
+    }
     failed = {m.name: m.error for m in service.models() if m.status == "failed"}
     if failed:
         body["failed"] = failed

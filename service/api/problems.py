@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 V2_PREFIX = "/v2"
 
+Problem = dict[str, Any]
 
-def problem(status: int, detail: str, *, title: str | None = None, type_: str = "about:blank", **extra: Any) -> dict:
+
+def problem(status: int, detail: str, *, title: str | None = None, type_: str = "about:blank", **extra: Any) -> Problem:
     """A problem object; `title` defaults to the status phrase."""
     body: dict[str, Any] = {
         "type": type_,
@@ -37,12 +39,12 @@ def problem(status: int, detail: str, *, title: str | None = None, type_: str = 
     return body
 
 
-def error_problem(exc: RnnServeError) -> dict:
+def error_problem(exc: RnnServeError) -> Problem:
     """The problem object of a domain error, with its extra members (e.g. `step` on a seq conflict)."""
     return problem(int(exc.status), exc.detail, title=exc.title, type_=exc.type, **exc.extra)
 
 
-def problem_response(body: dict, headers: dict[str, str] | None = None) -> Response:
+def problem_response(body: Problem, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -52,7 +54,7 @@ def v2_error_response(status: int, message: str, headers: dict[str, str] | None 
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def render(request: Request, body: dict, headers: dict[str, str] | None = None) -> Response:
+def render(request: Request, body: Problem, headers: dict[str, str] | None = None) -> Response:
     if request.url.path.startswith(V2_PREFIX):
         return v2_error_response(body["status"], body["detail"], headers)
     return problem_response(body, headers)

