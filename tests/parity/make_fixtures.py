@@ -304,6 +304,7 @@ def masking_cases() -> None:
         masked_floats(3, 7, 3, 0.5),
         formats=("keras", "h5"),
         notes="Masking(0.5) -> LSTM sequence; a step with only some features = 0.5 is not masked",
+        stream=True,
     )
     case(
         "k3_masking_gru_last_func",
@@ -661,6 +662,7 @@ def keras2_cases() -> None:
         time_major_floats(6, 2, 3),
         formats=k2,
         notes="Keras 2 LSTM time_major=True: x (T, B, F), y (T, B, U)",
+        stream=True,
     )
     case(
         "k2_gru_time_major_last",
