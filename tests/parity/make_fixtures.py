@@ -215,7 +215,8 @@ def simple_rnn_cases() -> None:
             f"k3_srnn_unroll_{tag}",
             partial(srnn3, 5, unroll=True, return_sequences=seq),
             floats(2, 5, 3),
-            notes=f"SimpleRNN unroll=True, return_sequences={seq}",
+            notes=f"SimpleRNN unroll=True, return_sequences={seq} (streamed: other lengths than the unrolled T)",
+            stream=True,
         )
     case(
         "k3_srnn_config_args",
