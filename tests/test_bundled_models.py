@@ -136,3 +136,17 @@ def test_chargru_predicts_its_text() -> None:
     assert np.allclose(probs.sum(axis=-1), 1.0, atol=1e-4)
     accuracy = float(np.mean(probs.argmax(axis=-1) == ids[:, 1:]))
     assert accuracy > 0.8
+
+
+@pytest.mark.parametrize("kind", ["reference", "onnxruntime"])
+def test_chargru_padding_changes_nothing_at_real_steps(kind: str) -> None:
+    """The examples hold a left- and a right-padded row: their real steps and final states equal unpadded runs."""
+    x = np.load(BUILD / "chargru_examples.npz")["input"]
+    assert (x[1, 0] == 0 and x[1, -1] != 0) and (x[2, 0] != 0 and x[2, -1] == 0)
+    model = runner("chargru", kind)
+    padded, padded_states = run(model, x)
+    for row in range(len(x)):
+        real = x[row] != 0
+        alone, alone_states = run(model, x[row : row + 1, real])
+        assert close(padded[row, real], alone[0])
+        assert close(padded_states[0][row], alone_states[0][0])
