@@ -178,7 +178,10 @@ class InferenceService:
         batch_size: int | None = None,
         initial_state: Sequence[np.ndarray] | None = None,
         ttl_s: float | None = None,
+        session_id: str | None = None,
     ) -> SessionInfo:
+        """Open a session; `session_id` None picks a random unguessable id (a caller-chosen id, e.g. a /v2
+        sequence's, must not exist yet)."""
         model = self.repository.get(model_name)
         _, sig = _ready(model)
         _require_streamable(sig)
@@ -188,7 +191,7 @@ class InferenceService:
         states = zero_states(sig, batch) if initial_state is None else check_states(sig, initial_state, batch=batch)
         now = time.time()
         record = SessionRecord(
-            session_id=secrets.token_urlsafe(SESSION_ID_BYTES),
+            session_id=session_id if session_id is not None else secrets.token_urlsafe(SESSION_ID_BYTES),
             model=model.name,
             batch_size=batch,
             states=tuple(states),
