@@ -1,8 +1,14 @@
-"""What routes receive by type: the data plane, the settings, a size-limited body, and the API-key check."""
+"""What routes receive by type: the data plane, the settings, a size-limited body, and the API-key check.
+
+The dependencies are `async def` although most never await: FastAPI runs plain `def` dependencies in a worker
+thread, which costs more than the rest of a step. `state(conn)` and `check_api_key(conn)` serve the WebSocket
+handler, which does not use dependency injection.
+"""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
@@ -14,21 +20,21 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 
-def get_service(conn: HTTPConnection) -> InferenceService:
-    return conn.app.state.service  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class AppState:
+    service: InferenceService
+    settings: Settings
+    metrics: Metrics
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
-    return conn.app.state.settings  # type: ignore[no-any-return]
-
-
-def get_metrics(conn: HTTPConnection) -> Metrics:
-    return conn.app.state.metrics  # type: ignore[no-any-return]
+def state(conn: HTTPConnection) -> AppState:
+    app_state = conn.app.state
+    return AppState(app_state.service, app_state.settings, app_state.metrics)
 
 
 def check_api_key(conn: HTTPConnection) -> None:
     """`Unauthorized` unless the connection carries `Authorization: Bearer <api_key>` (when a key is set)."""
-    key = get_settings(conn).api_key
+    key = conn.app.state.settings.api_key
     if key is None:
         return
     scheme, _, token = conn.headers.get("authorization", "").partition(" ")
@@ -37,9 +43,25 @@ def check_api_key(conn: HTTPConnection) -> None:
         raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
 
 
+async def get_service(conn: HTTPConnection) -> InferenceService:
+    return conn.app.state.service  # type: ignore[no-any-return]
+
+
+async def get_settings(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings  # type: ignore[no-any-return]
+
+
+async def get_metrics(conn: HTTPConnection) -> Metrics:
+    return conn.app.state.metrics  # type: ignore[no-any-return]
+
+
+async def require_api_key(conn: HTTPConnection) -> None:
+    check_api_key(conn)
+
+
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 as soon as it exceeds `max_body_bytes` (declared or actual size)."""
-    limit = get_settings(request).max_body_bytes
+    limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {int(declared)} bytes; the limit is {limit}")
@@ -57,5 +79,5 @@ ServiceDep = Annotated[InferenceService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 BodyDep = Annotated[bytes, Depends(read_body)]
-AuthDep = Depends(check_api_key)
+AuthDep = Depends(require_api_key)
 """Add to a router's `dependencies=[...]` to protect it with the API key."""

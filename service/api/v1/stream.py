@@ -14,7 +14,7 @@ import time
 from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.api.deps import check_api_key, get_metrics, get_service, get_settings
+from service.api.deps import check_api_key, state
 from service.api.problems import error_problem, problem
 from service.api.v1 import codec
 from service.errors import PayloadTooLarge, RnnServeError, SessionNotFound, Unauthorized
@@ -38,7 +38,7 @@ async def stream(websocket: WebSocket, session_id: str) -> None:
     except Unauthorized as exc:
         await websocket.close(code=CLOSE_POLICY, reason=exc.detail)
         return
-    service = get_service(websocket)
+    service = state(websocket).service
     await websocket.accept()
     try:
         await service.get_session(session_id)
@@ -56,8 +56,8 @@ async def stream(websocket: WebSocket, session_id: str) -> None:
 
 
 async def _serve(websocket: WebSocket, service: InferenceService, session_id: str) -> None:
-    limit = get_settings(websocket).max_body_bytes
-    metrics = get_metrics(websocket)
+    app = state(websocket)
+    limit, metrics = app.settings.max_body_bytes, app.metrics
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
