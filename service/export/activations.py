@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto
@@ -21,7 +22,7 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _unary(op_type: str, **attrs: object) -> Emitter:
+def _unary(op_type: str, **attrs: Any) -> Emitter:
     return lambda g, x: g.op(op_type, x, **attrs)
 
 

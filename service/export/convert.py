@@ -59,6 +59,18 @@ def fixed_time_steps(spec: ModelSpec, unroll: bool | None, time_steps: int | Non
     )
 
 
+def choose_unroll(unroll: bool | None, time_steps: int | None) -> bool | None:
+    """The graph form: the caller's choice, else unrolled for a single step, else each layer's own setting.
+
+    Measured with bench/bench_graphs.py (units 128, one onnxruntime thread): for T = 1 the unrolled step takes
+    0.56-0.89 of a Scan's time and is exact for any mask; for T >= 8 the unrolled chain is slower than the Scan
+    (1.0-1.5x), so longer fixed-length graphs keep the layers' setting.
+    """
+    if unroll is not None:
+        return unroll
+    return True if time_steps == 1 else None
+
+
 class _Export:
     """The state of one export: the builder, the values made so far and the final states."""
 
@@ -215,11 +227,14 @@ def to_onnx(
     """Export `spec` as an ONNX model and return it with the model's signature.
 
     `unroll=None` exports each recurrent layer as its config says (`Scan` for unroll=False, an unrolled chain for
-    unroll=True); True/False overrides every recurrent layer. An unrolled graph needs a fixed T: `time_steps`,
-    else the input's static time dimension, else InvalidArgument. The model passes `onnx.checker` (full check)
-    and strict shape inference before it is returned.
+    unroll=True), except that a graph for `time_steps=1` is always unrolled (see `choose_unroll`); True/False
+    overrides every recurrent layer. An unrolled graph needs a fixed T: `time_steps`, else the input's static
+    time dimension, else InvalidArgument. A `Scan` sits behind an `If` that runs onnxruntime's fused
+    RNN/GRU/LSTM op instead when the whole mask is True and the cell has an exact fused form
+    (`converters/native.py`). The model passes `onnx.checker` (full check) and strict shape inference before
+    it is returned.
     """
-    export = _Export(spec, unroll, time_steps)
+    export = _Export(spec, choose_unroll(unroll, time_steps), time_steps)
     export.declare_inputs()
     export.reserve_outputs()
     export.convert_layers()

@@ -26,7 +26,7 @@ import numpy as np
 from service import __version__
 from service.errors import ModelFileError
 from service.export.builder import OPSET
-from service.export.convert import fixed_time_steps, is_recurrent, to_onnx
+from service.export.convert import choose_unroll, fixed_time_steps, is_recurrent, to_onnx
 from service.export.converters.recurrent import wants_unroll
 from service.export.spec_io import spec_from_json, spec_to_json
 from service.runtime.signature import ModelSignature
@@ -102,6 +102,7 @@ def write_package(
     (out / SPEC_FILE).write_text(json.dumps(doc, indent=1))
     with (out / WEIGHTS_FILE).open("wb") as f:
         np.savez(f, allow_pickle=False, **arrays)
+    unroll = choose_unroll(unroll, time_steps)
     fixed = fixed_time_steps(spec, unroll, time_steps)
     manifest = {
         "format_version": FORMAT_VERSION,

@@ -70,3 +70,28 @@ def test_stacked_bidirectional_then_gru():
     spec = model([InputSpec("x", (None, None, F))], [first, second], {"y": TensorRef("gru")})
     for unroll in (False, True):
         check_against_reference(spec, _x(rng), mask=holey_mask(B, T), unroll=unroll, time_steps=T)
+
+
+@pytest.mark.parametrize("class_name", ["SimpleRNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("inner_go_backwards", [False, True], ids=["inner_fwd", "inner_bwd_keras2"])
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+def test_unmasked_bidirectional_through_the_fused_ops(class_name, inner_go_backwards, return_sequences):
+    """Keras 2 allows an inner go_backwards=True (the backward copy then reads forwards); both halves agree."""
+    rng = np.random.default_rng(15)
+    layer = bidirectional_layer(
+        class_name,
+        "bi",
+        "x",
+        F,
+        U,
+        rng,
+        "concat",
+        return_sequences=return_sequences,
+        go_backwards=inner_go_backwards,
+        return_state=True,
+    )
+    x = rng.normal(0.0, 1.0, (1, T, F)).astype(np.float32)
+    check_against_reference(one_layer(layer, F), {"x": x})
+    holey = np.ones((1, T), bool)
+    holey[0, 2] = False  # the same layer through the Scan branch
+    check_against_reference(one_layer(layer, F), {"x": x}, mask=holey)

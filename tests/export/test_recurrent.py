@@ -178,3 +178,70 @@ def test_config_unroll_is_followed_by_default():
     assert signature.inputs[0].shape == (None, None, F)  # the model's time stays free; this graph is one variant
     mask_input = next(i for i in proto.graph.input if i.name == "mask")
     assert mask_input.type.tensor_type.shape.dim[1].dim_value == T
+
+
+NATIVE_OPS = {"RNN", "GRU", "LSTM"}
+
+
+@pytest.mark.parametrize(("class_name", "extra"), CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_unmasked_passes_take_the_fused_op_with_the_same_numbers(
+    class_name, extra, go_backwards, return_sequences, batch
+):
+    """An all-True mask runs onnxruntime's fused op behind an If (SimpleRNN only at batch 1): same numbers."""
+    rng = np.random.default_rng(10)
+    layer = rnn_layer(
+        class_name,
+        "rnn",
+        "x",
+        F,
+        U,
+        rng,
+        go_backwards=go_backwards,
+        return_sequences=return_sequences,
+        return_state=True,
+        **extra,
+    )
+    states = _states(U, 2 if class_name == "LSTM" else 1, rng, batch)
+    proto, _ = check_against_reference(one_layer(layer, F), _inputs(rng, batch), states=states, unroll=False)
+    ops = set(op_types(proto.graph))
+    assert {"If", "Scan"} <= ops and NATIVE_OPS & ops
+    unrolled, _ = to_onnx(one_layer(layer, F), unroll=True, time_steps=T)
+    assert not (NATIVE_OPS | {"If"}) & set(op_types(unrolled.graph))
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_fused_op_with_time_major_input(time_major):
+    rng = np.random.default_rng(15)
+    layer = rnn_layer("LSTM", "rnn", "x", F, U, rng, time_major=time_major, return_sequences=True, go_backwards=True)
+    shape = (None, None, F)
+    spec = model([InputSpec("x", shape)], [layer], {"y": TensorRef("rnn")})
+    x = rng.normal(0.0, 1.0, (T, B, F) if time_major else (B, T, F)).astype(np.float32)
+    check_against_reference(spec, {"x": x})
+
+
+@pytest.mark.parametrize("activation", ["relu", "softsign", "softplus"])
+def test_fused_op_activations(activation):
+    rng = np.random.default_rng(16)
+    for class_name in ("SimpleRNN", "GRU", "LSTM"):
+        extra = {} if class_name == "SimpleRNN" else {"recurrent_activation": "sigmoid"}
+        layer = rnn_layer(class_name, "rnn", "x", F, U, rng, activation=activation, return_sequences=True, **extra)
+        proto, _ = check_against_reference(one_layer(layer, F), _inputs(rng, 1))
+        assert NATIVE_OPS & set(op_types(proto.graph))
+
+
+def test_cells_without_an_exact_fused_op_keep_the_plain_scan():
+    rng = np.random.default_rng(17)
+    layer = rnn_layer("GRU", "rnn", "x", F, U, rng, recurrent_activation="hard_sigmoid", return_sequences=True)
+    proto, _ = check_against_reference(one_layer(layer, F), _inputs(rng, 1))
+    assert not (NATIVE_OPS | {"If"}) & set(op_types(proto.graph))
+
+
+def test_a_one_step_graph_is_unrolled_unless_asked_otherwise():
+    rng = np.random.default_rng(18)
+    spec = one_layer(rnn_layer("GRU", "rnn", "x", F, U, rng, return_sequences=True), F)
+    assert not LOOP_OPS & set(op_types(to_onnx(spec, time_steps=1)[0].graph))
+    assert "Scan" in set(op_types(to_onnx(spec, unroll=False, time_steps=1)[0].graph))
+    assert "Scan" in set(op_types(to_onnx(spec, time_steps=4)[0].graph))

@@ -8,8 +8,8 @@ States: forward then backward (LSTM `h, c` each).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,7 +30,12 @@ from service.export.registry import register_converter
 from service.export.weights import check_weights, sub_weights
 from service.spec import rnn_state_names
 
-CellBuilder = Callable[[GraphBuilder, Mapping[str, Any], Mapping[str, np.ndarray], str], Cell]
+
+class CellBuilder(Protocol):
+    def __call__(
+        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+    ) -> Cell: ...
+
 
 CELL_BUILDERS: Mapping[str, CellBuilder] = {
     "SimpleRNN": simple_rnn.build_cell,
@@ -79,7 +84,7 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
     finals: list[str] = []
     for k, (direction_name, direction) in enumerate(passes.items()):
         name = f"{layer.name}/{direction_name}"
-        cell = build(g, inner_config, sub_weights(layer.weights, direction_name), name)
+        cell = build(g, inner_config, sub_weights(layer.weights, direction_name), name, native=not unroll)
         initial = call.initial_state[k * n_states : (k + 1) * n_states]
         y, states = run_direction(g, cell, x, initial, direction, hint=name)
         outputs.append(output_value(y, x, units, sequences))

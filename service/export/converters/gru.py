@@ -15,6 +15,7 @@ import numpy as np
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult
+from service.export.converters.native import native_cell
 from service.export.converters.recurrent import (
     Cell,
     StepFn,
@@ -22,6 +23,7 @@ from service.export.converters.recurrent import (
     cell_activation,
     convert_recurrent,
     sequence_input,
+    wants_unroll,
 )
 from service.export.registry import register_converter
 from service.export.weights import check_weights
@@ -74,7 +76,10 @@ def _step_reset_before(
     return step
 
 
-def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+def build_cell(
+    g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+) -> Cell:
+    """The GRU cell; with `native`, also its fused ONNX op for unmasked passes."""
     units = int(config["units"])
     activation = cell_activation(config, "activation", name)
     gate_activation = cell_activation(config, "recurrent_activation", name)
@@ -85,10 +90,14 @@ def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str,
     if "bias" in weights:
         input_bias = weights["bias"][0] if reset_after else weights["bias"]
         bias = g.initializer(input_bias, f"{name}/bias")
-    return Cell(units, g.initializer(weights["kernel"], f"{name}/kernel"), bias, step)
+    fused = native_cell(g, "GRU", config, weights, name) if native else None
+    return Cell(units, g.initializer(weights["kernel"], f"{name}/kernel"), bias, step, fused)
 
 
 @register_converter("GRU")
 def convert_gru(g: GraphBuilder, call: LayerCall) -> LayerResult:
     check_weights(call.layer, sequence_input(call).shape[-1])
-    return convert_recurrent(g, call, build_cell(g, call.layer.config, call.layer.weights, call.layer.name))
+    cell = build_cell(
+        g, call.layer.config, call.layer.weights, call.layer.name, native=not wants_unroll(call.layer, call.unroll)
+    )
+    return convert_recurrent(g, call, cell)

@@ -14,12 +14,14 @@ import numpy as np
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult
+from service.export.converters.native import native_cell
 from service.export.converters.recurrent import (
     Cell,
     activate_gates,
     cell_activation,
     convert_recurrent,
     sequence_input,
+    wants_unroll,
 )
 from service.export.registry import register_converter
 from service.export.weights import check_weights
@@ -33,7 +35,10 @@ def _ifoc(array: np.ndarray, units: int) -> np.ndarray:
     return np.concatenate(blocks, axis=-1)
 
 
-def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+def build_cell(
+    g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+) -> Cell:
+    """The LSTM cell; with `native`, also its fused ONNX op for unmasked passes."""
     units = int(config["units"])
     activation = cell_activation(config, "activation", name)
     gate_activation = cell_activation(config, "recurrent_activation", name)
@@ -49,10 +54,14 @@ def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str,
         return h_new, (h_new, c_new)
 
     bias = g.initializer(_ifoc(weights["bias"], units), f"{name}/bias") if "bias" in weights else None
-    return Cell(units, g.initializer(_ifoc(weights["kernel"], units), f"{name}/kernel"), bias, step)
+    fused = native_cell(g, "LSTM", config, weights, name) if native else None
+    return Cell(units, g.initializer(_ifoc(weights["kernel"], units), f"{name}/kernel"), bias, step, fused)
 
 
 @register_converter("LSTM")
 def convert_lstm(g: GraphBuilder, call: LayerCall) -> LayerResult:
     check_weights(call.layer, sequence_input(call).shape[-1])
-    return convert_recurrent(g, call, build_cell(g, call.layer.config, call.layer.weights, call.layer.name))
+    cell = build_cell(
+        g, call.layer.config, call.layer.weights, call.layer.name, native=not wants_unroll(call.layer, call.unroll)
+    )
+    return convert_recurrent(g, call, cell)

@@ -19,12 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from onnx import TensorProto
 
 from service.errors import InvalidArgument, ModelFileError
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult, Value
+from service.export.converters.native import NativeCell, run_native
 from service.layers.activations import ROW_WISE, require_shape_preserving
 from service.spec import LayerSpec
 
@@ -40,6 +42,7 @@ class Cell:
     kernel: str  # initializer (F, G)
     bias: str | None  # initializer (G,) added to the projection, or None
     step: StepFn
+    native: NativeCell | None = None  # the fused ONNX op for unmasked passes, when it computes the same
 
 
 @dataclass(frozen=True)
@@ -91,20 +94,76 @@ def sequence_input(call: LayerCall) -> Value:
 def run_direction(
     g: GraphBuilder, cell: Cell, x: Value, initial_state: Sequence[str], direction: Direction, *, hint: str
 ) -> tuple[str, tuple[str, ...]]:
-    """Run `cell` over sequence `x` once; returns (sequence or last output, final states)."""
+    """Run `cell` over sequence `x` once; returns (sequence or last output, final states).
+
+    Unrolled: a chain of T steps. Otherwise a `Scan`, behind an `If` that takes the cell's fused native op
+    instead when the mask is all True (and the batch small enough for it to win), when the cell has one.
+    """
+    assert x.mask is not None
+    if direction.unroll:
+        if x.time_steps is None:
+            raise InvalidArgument(f"layer {hint!r}: an unrolled graph needs a fixed number of timesteps")
+        return _loop(g, cell, x, initial_state, direction, hint)
+    if cell.native is None:
+        return _loop(g, cell, x, initial_state, direction, hint)
+    return _dispatch(g, cell, cell.native, x, initial_state, direction, hint)
+
+
+def _loop(
+    g: GraphBuilder, cell: Cell, x: Value, initial: Sequence[str], d: Direction, hint: str
+) -> tuple[str, tuple[str, ...]]:
+    """The masked loop: projection hoisted out, then a Scan or an unrolled chain."""
     assert x.mask is not None
     projected = g.op("MatMul", x.name, cell.kernel, hint=f"{hint}/xk")
     if cell.bias is not None:
         projected = g.op("Add", projected, cell.bias, hint=f"{hint}/xp")
     mask = g.op("Unsqueeze", x.mask, g.ints([2]), hint=f"{hint}/mask")  # (B, T, 1)
     zeros = ""
-    if _needs_carry(direction):
-        zeros = g.op("ConstantOfShape", g.op("Shape", initial_state[0]), hint=f"{hint}/zeros")
-    if direction.unroll:
-        if x.time_steps is None:
-            raise InvalidArgument(f"layer {hint!r}: an unrolled graph needs a fixed number of timesteps")
-        return _unrolled(g, cell, x, projected, mask, initial_state, zeros, direction, x.time_steps)
-    return _scan(g, cell, x, projected, mask, initial_state, zeros, direction, hint)
+    if _needs_carry(d):
+        zeros = g.op("ConstantOfShape", g.op("Shape", initial[0]), hint=f"{hint}/zeros")
+    if d.unroll:
+        assert x.time_steps is not None
+        return _unrolled(g, cell, x, projected, mask, initial, zeros, d, x.time_steps)
+    return _scan(g, cell, x, projected, mask, initial, zeros, d, hint)
+
+
+def _dispatch(
+    g: GraphBuilder, cell: Cell, native: NativeCell, x: Value, initial: Sequence[str], d: Direction, hint: str
+) -> tuple[str, tuple[str, ...]]:
+    """`If(all steps unmasked [and batch <= max]) native op else Scan`: the same numbers, the fastest way."""
+    assert x.mask is not None
+    unmasked = g.op("ReduceMin", g.op("Cast", x.mask, to=TensorProto.INT32), keepdims=0)
+    condition = g.op("Cast", unmasked, to=TensorProto.BOOL, hint=f"{hint}/unmasked")
+    if native.max_batch is not None:
+        batch = g.op("Gather", g.op("Shape", x.name), g.constant(1 if x.time_major else 0, "int64"))
+        small = g.op("LessOrEqual", batch, g.constant(native.max_batch, "int64"))
+        condition = g.op("And", condition, small, hint=f"{hint}/use_native")
+    branches = []
+    for label, run in (("native", _native), ("loop", _loop)):
+        branch = g.subgraph(f"{hint}/{label}")
+        y, finals = run(branch, cell, x, initial, d, hint)
+        y_value = output_value(y, x, cell.units, d.return_sequences)
+        for value in (y_value, *(state_value(s, x, cell.units) for s in finals)):
+            branch.add_output(value.name, TensorProto.FLOAT, list(value.shape))
+        branches.append(branch.graph())
+    outputs = g.node("If", [condition], 1 + len(initial), hint=f"{hint}/out", then_branch=branches[0],
+                     else_branch=branches[1])  # fmt: skip
+    return outputs[0], tuple(outputs[1:])
+
+
+def _native(
+    g: GraphBuilder, cell: Cell, x: Value, initial: Sequence[str], d: Direction, hint: str
+) -> tuple[str, tuple[str, ...]]:
+    """The unmasked pass as one fused op; outputs in the same order and layout as the loop's."""
+    assert cell.native is not None
+    x_tbf = x.name if x.time_major else g.op("Transpose", x.name, perm=[1, 0, 2])
+    sequence, finals = run_native(g, cell.native, x_tbf, initial, reverse=d.go_backwards)
+    if not d.return_sequences:  # the last output of an unmasked pass is the final h
+        return g.op("Identity", finals[0], hint=f"{hint}/last"), finals
+    if d.go_backwards != d.reverse_output:  # ONNX writes reverse outputs in input order; Keras keeps processing order
+        last = np.iinfo(np.int64).min
+        sequence = g.op("Slice", sequence, g.ints([-1]), g.ints([last]), g.ints([0]), g.ints([-1]))
+    return (sequence if x.time_major else g.op("Transpose", sequence, perm=[1, 0, 2])), finals
 
 
 def _masked_step(

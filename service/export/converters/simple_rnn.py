@@ -10,12 +10,22 @@ import numpy as np
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult
-from service.export.converters.recurrent import Cell, cell_activation, convert_recurrent, sequence_input
+from service.export.converters.native import native_cell
+from service.export.converters.recurrent import (
+    Cell,
+    cell_activation,
+    convert_recurrent,
+    sequence_input,
+    wants_unroll,
+)
 from service.export.registry import register_converter
 from service.export.weights import check_weights
 
 
-def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+def build_cell(
+    g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+) -> Cell:
+    """The SimpleRNN cell; with `native`, also its fused ONNX op for unmasked passes."""
     units = int(config["units"])
     activation = cell_activation(config, "activation", name)
     recurrent = g.initializer(weights["recurrent_kernel"], f"{name}/recurrent_kernel")
@@ -25,10 +35,14 @@ def build_cell(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str,
         return h, (h,)
 
     bias = g.initializer(weights["bias"], f"{name}/bias") if "bias" in weights else None
-    return Cell(units, g.initializer(weights["kernel"], f"{name}/kernel"), bias, step)
+    fused = native_cell(g, "SimpleRNN", config, weights, name) if native else None
+    return Cell(units, g.initializer(weights["kernel"], f"{name}/kernel"), bias, step, fused)
 
 
 @register_converter("SimpleRNN")
 def convert_simple_rnn(g: GraphBuilder, call: LayerCall) -> LayerResult:
     check_weights(call.layer, sequence_input(call).shape[-1])
-    return convert_recurrent(g, call, build_cell(g, call.layer.config, call.layer.weights, call.layer.name))
+    cell = build_cell(
+        g, call.layer.config, call.layer.weights, call.layer.name, native=not wants_unroll(call.layer, call.unroll)
+    )
+    return convert_recurrent(g, call, cell)
