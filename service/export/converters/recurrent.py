@@ -4,6 +4,8 @@ A `Cell` knows its weights and one step; this module owns everything around it:
 
 * the input projection `x @ kernel + bias`, hoisted out of the loop as one MatMul over all timesteps;
 * the loop itself, as a `Scan` over a free time axis, or as an unrolled chain for a fixed T;
+* in front of a `Scan`, an `If` that runs the cell's fused onnxruntime op instead when no step is masked
+  (`native.py`: the same numbers, several times faster);
 * Keras masking: at a masked step the states keep their previous value and the output is the previous step's
   output (zeros before the first unmasked step), or zeros with `zero_output_for_mask`;
 * `go_backwards` (the loop reads input and mask from the end; outputs stay in processing order) and
@@ -100,11 +102,9 @@ def run_direction(
     instead when the mask is all True (and the batch small enough for it to win), when the cell has one.
     """
     assert x.mask is not None
-    if direction.unroll:
-        if x.time_steps is None:
-            raise InvalidArgument(f"layer {hint!r}: an unrolled graph needs a fixed number of timesteps")
-        return _loop(g, cell, x, initial_state, direction, hint)
-    if cell.native is None:
+    if direction.unroll and x.time_steps is None:
+        raise InvalidArgument(f"layer {hint!r}: an unrolled graph needs a fixed number of timesteps")
+    if direction.unroll or cell.native is None:
         return _loop(g, cell, x, initial_state, direction, hint)
     return _dispatch(g, cell, cell.native, x, initial_state, direction, hint)
 
