@@ -1,12 +1,12 @@
-"""Service tests run against a real server: uvicorn on a free port in a thread, serving a model repository of
-small seeded models exported as packages into a temporary folder. Clients are httpx and websockets."""
+"""Service tests run against a real server (`service_server.ServerThread`: uvicorn on a free port in a thread)
+serving a model repository of small seeded models exported as packages into a temporary folder. Clients are
+httpx and websockets. Session tests also run on a Redis store (a private redis-server)."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,94 +15,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from service_models import MODELS
-
-from service.app import create_app
-from service.settings import Settings
-
-BROKEN_MODEL = "broken"
-
-
-class ServerThread:
-    """A uvicorn server for one app, in a daemon thread (its own event loop), on a port the OS picks."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ws_max_size=settings.max_body_bytes,
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.servers[0].sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self, *, wait_ready: bool = True, timeout: float = 60.0) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        if wait_ready:
-            self.wait_ready(deadline - time.monotonic())
-        return self
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url) as client:
-            while client.get("/readyz").status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the test server is not ready: {client.get('/readyz').text}")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def write_models(root: Path, names: list[str] | None = None) -> Path:
-    """Export the named test models (all by default) as packages into `root`, plus one unreadable entry."""
-    from service.export.package import write_package
-
-    root.mkdir(parents=True, exist_ok=True)
-    for name in names or list(MODELS):
-        write_package(MODELS[name](), root / name)
-    (root / f"{BROKEN_MODEL}.keras").write_bytes(b"this is not a zip file")
-    return root
+from service_server import ServerThread, free_port, settings_for, write_models
 
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_models(tmp_path_factory.mktemp("models"))
-
-
-def settings_for(models_dir: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "models": models_dir,
-        "max_body_bytes": 1024 * 1024,
-        "max_timesteps": 1000,
-        "max_sessions": 1000,
-        "executor_threads": 2,
-    }
-    base.update(overrides)
-    return Settings(**base)
 
 
 @pytest.fixture(scope="session")
@@ -116,12 +34,6 @@ def server(models_dir: Path) -> Iterator[ServerThread]:
 def client(server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30.0) as http:
         yield http
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

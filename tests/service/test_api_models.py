@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from conftest import BROKEN_MODEL
 from service_client import as_list, assert_problem, close, predict
 from service_models import FEATURES, MODELS
+from service_server import BROKEN_MODEL
 
 from service.layers.model import ReferenceModel
 

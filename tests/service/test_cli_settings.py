@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,10 +12,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import write_models
 from pydantic import ValidationError
 from service_client import close
 from service_models import MODELS
+from service_server import free_port, write_models
 
 import service
 from service.cli import main
@@ -53,12 +52,6 @@ def test_environment_variables_and_then_arguments_win(monkeypatch: pytest.Monkey
 def test_invalid_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_rnnserve_serve_runs_a_server_from_flags_and_environment(tmp_path: Path) -> None:
