@@ -1,0 +1,304 @@
+"""Many replicas, one truth: real `rnnserve serve` processes sharing one real Redis (AOF on), killed mid-stream.
+
+Clients stream sessions round-robin across the replicas and retry a failed step with the same `seq` (and the same
+body) on the next replica. At the end every session must equal one whole-sequence predict of everything it was
+sent: nothing lost, nothing applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sessions.redis_server import RedisServer, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
+
+MODEL = "orbit"  # bundled demo: LSTM(16) + GRU(16) over (x, y) points, one output per timestep
+FEATURES = 2
+START_TIMEOUT_S = 90.0
+RETRY_BUDGET_S = 60.0  # a client gives up on one step after this long
+
+
+def close(actual: np.ndarray, expected: np.ndarray) -> bool:
+    return actual.shape == expected.shape and bool(np.all(np.abs(actual - expected) <= 1e-5 + 1e-5 * np.abs(expected)))
+
+
+class Replica:
+    """One `rnnserve serve` process on a loopback port, with the Redis store."""
+
+    def __init__(self, store_url: str, log_dir: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.workers = workers
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store_url = store_url
+        self.log_path = log_dir / f"replica-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        args += ["--store", self.store_url, "--workers", str(self.workers), "--log-level", "warning"]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+    async def wait_ready(self, client: httpx.AsyncClient) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log_path.read_text()[-2000:]
+            try:
+                if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"replica on port {self.port} not ready after {START_TIMEOUT_S} s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Cluster:
+    redis: RedisServer
+    replicas: list[Replica]
+    client: httpx.AsyncClient
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
+
+
+@pytest.fixture
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path):
+    """A Redis with AOF and replicas on it: `request.param` = (replicas, workers each), (3, 1) unless parametrised."""
+    count, workers = getattr(request, "param", (3, 1))
+    redis = RedisServer(tmp_path / "redis", appendonly=True).start()
+    replicas = [Replica(redis.url, tmp_path, workers) for _ in range(count)]
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        try:
+            for replica in replicas:
+                replica.start()
+            await asyncio.gather(*(r.wait_ready(client) for r in replicas))
+            yield Cluster(redis, replicas, client)
+        finally:
+            for replica in replicas:
+                replica.stop()
+            redis.stop()
+
+
+async def open_session(cluster: Cluster, url: str) -> str:
+    response = await cluster.client.post(f"{url}/v1/sessions", json={"model": MODEL})
+    assert response.status_code == 201, response.text
+    return str(response.json()["session_id"])
+
+
+async def predict(cluster: Cluster, url: str, inputs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    response = await cluster.client.post(
+        f"{url}/v1/models/{MODEL}/predict", json={"inputs": inputs.tolist(), "return_state": True}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return np.asarray(body["outputs"], dtype=np.float32), [np.asarray(s, dtype=np.float32) for s in body["states"]]
+
+
+async def session_states(cluster: Cluster, url: str, session_id: str) -> tuple[int, list[np.ndarray]]:
+    response = await cluster.client.get(f"{url}/v1/sessions/{session_id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return int(body["step"]), [np.asarray(s, dtype=np.float32) for s in body["states"]]
+
+
+# ---- streaming clients -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One session's client: its chunks, the outputs it was answered, and what went wrong on the way."""
+
+    session_id: str
+    chunks: list[np.ndarray]  # each (1, T, FEATURES)
+    outputs: list[np.ndarray] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return np.concatenate(self.chunks, axis=1)
+
+    def failed(self, kind: str) -> None:
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+
+
+async def step_with_retries(client: httpx.AsyncClient, urls: list[str], first: int, stream: Stream, seq: int) -> Any:
+    """POST one step, moving on to the next replica on any failure; the body (so its digest) never changes."""
+    body = json.dumps({"inputs": stream.chunks[len(stream.outputs)].tolist(), "seq": seq}).encode()
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    attempt = 0
+    while time.monotonic() < deadline:
+        url = urls[(first + attempt) % len(urls)]
+        attempt += 1
+        try:
+            response = await client.post(
+                f"{url}/v1/sessions/{stream.session_id}/step",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            stream.failed(type(exc).__name__)
+            await asyncio.sleep(0.05)
+            continue
+        if response.status_code == 200:
+            return response.json()
+        # 503: Redis is down; 409: another replica was applying this very request (it answers the retry next time).
+        stream.failed(str(response.status_code))
+        assert response.status_code in (409, 503), response.text
+        await asyncio.sleep(0.1)
+    raise AssertionError(
+        f"step seq={seq} of {stream.session_id} got no answer in {RETRY_BUDGET_S} s: {stream.failures}"
+    )
+
+
+async def run_stream(cluster: Cluster, index: int, stream: Stream, progress: list[int]) -> None:
+    urls = cluster.urls
+    seq = 0
+    for k in range(len(stream.chunks)):
+        reply = await step_with_retries(cluster.client, urls, index + k, stream, seq)
+        timesteps = stream.chunks[k].shape[1]
+        assert reply["step"] == seq + timesteps, (stream.session_id, reply["step"], seq)
+        stream.outputs.append(np.asarray(reply["outputs"], dtype=np.float32))
+        seq += timesteps
+        progress[0] += 1
+        await asyncio.sleep(0.01)  # paced, so that the failures below land mid-stream
+
+
+async def when_progress(progress: list[int], at_least: int) -> None:
+    while progress[0] < at_least:
+        await asyncio.sleep(0.01)
+
+
+async def test_killing_a_replica_and_redis_mid_stream_loses_nothing_and_applies_nothing_twice(cluster: Cluster) -> None:
+    rng = np.random.default_rng(7)
+    sessions = await asyncio.gather(*(open_session(cluster, cluster.urls[i % 3]) for i in range(50)))
+    streams = [
+        Stream(sid, [rng.standard_normal((1, int(t), FEATURES)).astype(np.float32) for t in rng.integers(1, 4, 12)])
+        for sid in sessions
+    ]
+    total_steps = sum(len(s.chunks) for s in streams)
+    progress = [0]
+    clients = asyncio.gather(*(run_stream(cluster, i, s, progress) for i, s in enumerate(streams)))
+
+    await when_progress(progress, total_steps // 3)
+    cluster.replicas[1].kill()  # a replica crashes, taking its in-flight requests with it
+    await when_progress(progress, total_steps * 2 // 3)
+    cluster.redis.kill()  # and then the store itself
+    killed_at = progress[0]
+    await asyncio.sleep(1.0)
+    cluster.redis.start()  # same port, reloads the AOF
+    await asyncio.wait_for(clients, timeout=240)
+
+    failures: dict[str, int] = {}
+    for stream in streams:
+        for kind, n in stream.failures.items():
+            failures[kind] = failures.get(kind, 0) + n
+    print(f"{total_steps} steps; Redis killed after {killed_at}; failed attempts, retried: {failures}")
+    assert killed_at < total_steps, "Redis went down after the streams had finished"
+    assert failures.get("503", 0) > 0 and sum(failures.values()) > failures["503"], failures  # both failures hit
+
+    survivor = cluster.urls[0]
+    for stream in streams:
+        expected_outputs, expected_states = await predict(cluster, survivor, stream.inputs)
+        step, states = await session_states(cluster, cluster.urls[2], stream.session_id)
+        assert step == stream.inputs.shape[1], f"{stream.session_id}: step {step}, sent {stream.inputs.shape[1]}"
+        assert close(np.concatenate(stream.outputs, axis=1), expected_outputs), stream.session_id
+        assert all(close(a, b) for a, b in zip(states, expected_states, strict=True)), stream.session_id
+
+
+@pytest.mark.parametrize("cluster", [(2, 1)], indirect=True)
+async def test_two_replicas_stepping_one_session_at_once_never_both_commit(cluster: Cluster) -> None:
+    rng = np.random.default_rng(11)
+    session_id = await open_session(cluster, cluster.urls[0])
+    winners: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    decided_by_commit = 0
+    for seq in range(0, 20 * 40, 40):
+        bodies = [rng.standard_normal((1, 40, FEATURES)).astype(np.float32) for _ in cluster.urls]
+        responses = await asyncio.gather(
+            *(
+                cluster.client.post(f"{url}/v1/sessions/{session_id}/step", json={"inputs": x.tolist(), "seq": seq})
+                for url, x in zip(cluster.urls, bodies, strict=True)
+            )
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes == [200, 409], [r.text for r in responses]
+        winner = next(i for i, r in enumerate(responses) if r.status_code == 200)
+        winners.append(bodies[winner])
+        outputs.append(np.asarray(responses[winner].json()["outputs"], dtype=np.float32))
+        loser = responses[1 - winner].json()
+        assert loser["step"] == seq + 40
+        decided_by_commit += "changed while this request ran" in loser["detail"]
+
+    print(f"20 races: {decided_by_commit} decided by the compare-and-set, the rest by the seq check")
+    assert decided_by_commit > 0  # the race reached the compare-and-set, not only the seq check
+    expected_outputs, expected_states = await predict(cluster, cluster.urls[1], np.concatenate(winners, axis=1))
+    step, states = await session_states(cluster, cluster.urls[0], session_id)
+    assert step == 20 * 40
+    assert close(np.concatenate(outputs, axis=1), expected_outputs)
+    assert all(close(a, b) for a, b in zip(states, expected_states, strict=True))
+
+
+async def steps_per_worker(client: httpx.AsyncClient, url: str, workers: int) -> list[int]:
+    """Each worker's own step counter from its /metrics (per process), told apart by the counter's `_created` time,
+    read on fresh connections until every worker has answered."""
+    counts: dict[str, int] = {}
+    for _ in range(100):
+        metrics = (await client.get(f"{url}/metrics")).text
+        sample = rf'^rnnserve_session_steps_(total|created){{model="{MODEL}"}} (\S+)$'
+        found = dict(re.findall(sample, metrics, re.M))
+        if found:
+            counts[found["created"]] = int(float(found["total"]))
+        if len(counts) == workers:
+            break
+    return sorted(counts.values())
+
+
+@pytest.mark.parametrize("cluster", [(1, 2)], indirect=True)
+async def test_uvicorn_workers_share_sessions_through_redis(cluster: Cluster) -> None:
+    """`--workers 2`: every request on a new connection, accepted by whichever worker process is free; the session
+    is the same on both. (/readyz answers for the worker it reaches, so a step may still see 503 from a worker
+    that is loading its models: the client retries it like any 503.)"""
+    rng = np.random.default_rng(5)
+    (url,) = cluster.urls
+    session_id = await open_session(cluster, url)
+    stream = Stream(session_id, [rng.standard_normal((1, 2, FEATURES)).astype(np.float32) for _ in range(30)])
+    no_keepalive = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=10.0, limits=no_keepalive) as fresh_connections:
+        await run_stream(replace(cluster, client=fresh_connections), 0, stream, [0])
+        per_worker = await steps_per_worker(fresh_connections, url, workers=2)
+    assert sum(per_worker) == 30 and min(per_worker) > 0, per_worker  # both workers applied steps
+
+    expected_outputs, expected_states = await predict(cluster, url, stream.inputs)
+    step, states = await session_states(cluster, url, session_id)
+    assert step == 60
+    assert close(np.concatenate(stream.outputs, axis=1), expected_outputs)
+    assert all(close(a, b) for a, b in zip(states, expected_states, strict=True))
