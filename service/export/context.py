@@ -45,16 +45,14 @@ class LayerCall:
     """One layer application to convert.
 
     `initial_state` holds one value name per state of the layer (`service.spec.layer_states` order). `unroll`
-    overrides the recurrent layers' own `unroll` setting when not None; `time_steps` is the fixed T of an
-    unrolled graph, when known.
+    overrides the recurrent layers' own `unroll` setting when not None (an unrolled layer takes its T from the
+    static time dimension of its input).
     """
 
     layer: LayerSpec
     inputs: tuple[Value, ...]
     initial_state: tuple[str, ...] = ()
-    keras_version: str = "3"
     unroll: bool | None = None
-    time_steps: int | None = None
 
 
 @dataclass(frozen=True)

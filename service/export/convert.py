@@ -151,9 +151,7 @@ class _Export:
                 layer=layer,
                 inputs=tuple(self._value(ref, layer) for ref in layer.inputs),
                 initial_state=self._initial_state(layer),
-                keras_version=self.spec.keras_version,
                 unroll=self.unroll,
-                time_steps=self.time_steps,
             )
             result = get_converter(layer.class_name)(self.g, call)
             for k, value in enumerate(result.outputs):
