@@ -56,7 +56,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: session, live.  ARGV: id, max_sessions, ttl_ms, field, value, ...
-# -> {0, expired, expires_ms} | {-1, expired} exists | {-2, expired} full
+# -> {0, expired} | {-1, expired} exists | {-2, expired} full
 _CREATE = (
     _NOW
     + """
@@ -67,7 +67,7 @@ local exp = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'expires_ms', exp, unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], exp, ARGV[1])
-return {0, expired, exp}
+return {0, expired}
 """
 )
 
@@ -194,7 +194,7 @@ class RedisSessionStore:
 
     async def create(self, record: SessionRecord) -> None:
         ttl_ms = self._ttl_ms(record)
-        status, expired, *_ = await self._run(
+        status, expired = await self._run(
             self._create(
                 keys=self._keys(record.session_id),
                 args=[record.session_id, self._max_sessions, ttl_ms, *self._fields(record, ttl_ms)],
@@ -274,7 +274,7 @@ class RedisSessionStore:
 
     @staticmethod
     def _fields(record: SessionRecord, ttl_ms: int) -> list[Any]:
-        """The hash fields of a record, flattened, except the ones the scripts set (version, token, expiry)."""
+        """The hash fields of a record, flattened; the scripts add `token` and `expires_ms` themselves."""
         fields: dict[str, Any] = {
             "model": record.model,
             "batch_size": record.batch_size,
