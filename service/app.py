@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import health, v1
+from service.api import health, v1, v2
 from service.api.problems import install_error_handlers
 from service.batching.base import open_executor
 from service.errors import RnnServeError
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(health.router)
-    for router in v1.routers:
+    for router in (*v1.routers, *v2.routers):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -58,7 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: `Settings()` from RNNSERVE_* variables."""
-    return create_app(Settings())
+    from service.cli import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def runtime_options(settings: Settings) -> RuntimeOptions:
