@@ -12,7 +12,7 @@ and its state input is then unused: such a model answers whole sequences, not st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import onnx
@@ -84,40 +84,46 @@ class _Export:
         self.final_states: dict[str, str] = {}
         self.state_inputs: dict[str, str] = {}
 
-    def _time(self) -> Dim:
-        return TIME_DIM if self.time_steps is None else self.time_steps
+    def axes(self) -> tuple[int, int]:
+        """(batch axis, time axis) of the model's sequence inputs."""
+        return (1, 0) if self.signature.time_major else (0, 1)
 
     def declare_inputs(self) -> None:
+        """Data inputs, then `mask`, then one input per state; model inputs that are initial states read those."""
         sig, g = self.signature, self.g
         by_name = {i.name: i for i in self.spec.inputs}
-        mask_shape: list[Dim] = [BATCH_DIM, self._time()]
         data = [by_name[info.name] for info in sig.inputs]
         declared = {i.name: g.add_input(i.name, elem_type(i.dtype), self._input_dims(i)) for i in data}
-        mask = g.add_input(MASK_INPUT, TensorProto.BOOL, mask_shape)
+        mask = g.add_input(MASK_INPUT, TensorProto.BOOL, [BATCH_DIM, self.time_steps or TIME_DIM])
         for state in sig.states:
             self.state_inputs[state.name] = g.add_input(state.name, TensorProto.FLOAT, [BATCH_DIM, state.shape[1]])
         for i in data:
-            shape = tuple(self._input_sizes(i))
-            seq = is_sequence_input(i)
+            sequence = is_sequence_input(i)
             self.values[TensorRef(i.name)] = Value(
-                declared[i.name], shape, elem_type(i.dtype), mask if seq else None, sig.time_major and seq
+                declared[i.name],
+                tuple(self._input_sizes(i)),
+                elem_type(i.dtype),
+                mask if sequence else None,
+                sig.time_major and sequence,
             )
-        for state_name, input_name in sig.initial_state_inputs.items():  # model inputs that are initial states
-            ref = TensorRef(input_name)
-            if ref not in self.values:
-                units = int(sig.states[[s.name for s in sig.states].index(state_name)].shape[1] or 0)
-                self.values[ref] = Value(self.state_inputs[state_name], (None, units))
+        units = {s.name: s.shape[1] for s in sig.states}
+        for state_name, input_name in sig.initial_state_inputs.items():
+            self.values.setdefault(
+                TensorRef(input_name), Value(self.state_inputs[state_name], (None, units[state_name]))
+            )
 
     def _input_sizes(self, spec_input: InputSpec) -> list[int | None]:
+        """Static sizes: the batch is always free; the time is T for an unrolled graph, else free."""
+        batch_axis, time_axis = self.axes()
         sizes: list[int | None] = [None if d is None else int(d) for d in spec_input.shape]
-        batch_axis, time_axis = (1, 0) if self.signature.time_major else (0, 1)
         sizes[batch_axis] = None
         if is_sequence_input(spec_input):
             sizes[time_axis] = self.time_steps
         return sizes
 
     def _input_dims(self, spec_input: InputSpec) -> list[Dim]:
-        batch_axis, time_axis = (1, 0) if self.signature.time_major else (0, 1)
+        """The declared graph input shape: symbolic `batch` and `time`, static features."""
+        batch_axis, time_axis = self.axes()
         dims: list[Dim] = list(self._input_sizes(spec_input))
         dims[batch_axis] = BATCH_DIM
         if is_sequence_input(spec_input) and self.time_steps is None:
@@ -183,8 +189,10 @@ class _Export:
             self.g.reserve(state.name + STATE_OUT_SUFFIX)
 
 
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+def _checked_output_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Validate the model (what `check_model(full_check=True)` does, inferring once) and read its output shapes."""
+    onnx.checker.check_model(model)
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     shapes = {}
     for output in inferred.graph.output:
         dims = output.type.tensor_type.shape.dim
@@ -197,26 +205,25 @@ def _signature(
 ) -> ModelSignature:
     """The model's signature: time stays free (other lengths get other graphs), output sizes from inference."""
     sig = export.signature
-    batch_axis, time_axis = (1, 0) if sig.time_major else (0, 1)
 
-    def free_time(info: TensorInfo, sequence: bool) -> TensorInfo:
-        shape = list(info.shape)
-        if sequence and len(shape) > time_axis:
-            shape[time_axis] = None
-        if len(shape) > batch_axis:
-            shape[batch_axis] = sig.batch_size
-        return replace(info, shape=tuple(shape))
+    def model_shape(shape: Sequence[int | None], sequence: bool) -> tuple[int | None, ...]:
+        batch_axis, time_axis = export.axes() if sequence else (0, None)
+        sizes = list(shape)
+        if time_axis is not None and len(sizes) > time_axis:
+            sizes[time_axis] = None
+        if len(sizes) > batch_axis:
+            sizes[batch_axis] = sig.batch_size
+        return tuple(sizes)
 
     by_name = {i.name: i for i in export.spec.inputs}
-    inputs = tuple(free_time(info, is_sequence_input(by_name[info.name])) for info in sig.inputs)
-    out_infos = []
-    for name, value in outputs.items():
-        shape = inferred.get(name) or value.shape
-        if value.is_sequence:
-            out_infos.append(free_time(TensorInfo(name, shape, "float32"), True))
-        else:
-            out_infos.append(TensorInfo(name, (sig.batch_size, *shape[1:]), "float32"))
-    return replace(sig, inputs=inputs, outputs=tuple(out_infos))
+    inputs = tuple(
+        replace(info, shape=model_shape(info.shape, is_sequence_input(by_name[info.name]))) for info in sig.inputs
+    )
+    out_infos = tuple(
+        TensorInfo(name, model_shape(inferred.get(name) or value.shape, value.is_sequence), "float32")
+        for name, value in outputs.items()
+    )
+    return replace(sig, inputs=inputs, outputs=out_infos)
 
 
 def to_onnx(
@@ -238,5 +245,4 @@ def to_onnx(
     export.convert_layers()
     outputs = export.declare_outputs()
     model = export.g.model(doc_string=f"rnnserve export of Keras model {spec.name!r}")
-    onnx.checker.check_model(model, full_check=True)
-    return model, _signature(export, outputs, _inferred_shapes(model))
+    return model, _signature(export, outputs, _checked_output_shapes(model))
