@@ -75,9 +75,10 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
     sequences = bool(inner_config.get("return_sequences", False))
     go_backwards = bool(inner_config.get("go_backwards", False))
     unroll = wants_unroll(layer, call.unroll)
+    forced = {"return_sequences": sequences, "zero_output_for_mask": sequences, "unroll": unroll}
     passes = {
-        "forward": Direction(go_backwards, False, sequences, sequences, unroll),
-        "backward": Direction(not go_backwards, sequences, sequences, sequences, unroll),
+        "forward": Direction(go_backwards=go_backwards, **forced),
+        "backward": Direction(go_backwards=not go_backwards, reverse_output=sequences, **forced),
     }
     n_states = len(rnn_state_names(inner_class))
     outputs: list[Value] = []
