@@ -190,7 +190,8 @@ def save_examples(keras: Any, model: Any, x: np.ndarray, name: str) -> None:
     """Keras' outputs and final states on `x`, for tests/test_bundled_models.py."""
     y = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
     states = final_states(keras, model, x)
-    np.savez(BUILD_DIR / f"{name}_examples.npz", input=x, output=y, **{f"state_{i}": s for i, s in enumerate(states)})
+    arrays = {"input": x, "output": y, **{f"state_{i}": s for i, s in enumerate(states)}}
+    np.savez(BUILD_DIR / f"{name}_examples.npz", allow_pickle=False, **arrays)
 
 
 def train_series_model(keras: Any, model: Any, make_series: SeriesMaker, seed: int, path: Path) -> dict[str, Any]:
