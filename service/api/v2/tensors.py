@@ -4,12 +4,17 @@ A request body is JSON, optionally followed by raw tensor bytes: the header `Inf
 gives the JSON part's length, and each input whose `parameters.binary_data_size` is set takes that many bytes
 of the rest, in input order (little-endian, row-major). Outputs come back as JSON `data`, or as binary when the
 request asks for it per output (`outputs[i].parameters.binary_data`) or for all (`parameters.
-binary_data_output`). Pure functions over bytes and numpy: errors are `InvalidInput` and the route turns them
+binary_data_output`, which an output without its own `binary_data` follows). A body may be gzip or deflate
+compressed (`Content-Encoding`, as tritonclient's `request_compression_algorithm` sends it).
+
+Pure functions over bytes and numpy: errors are `InvalidInput` (or `PayloadTooLarge`) and the route turns them
 into the protocol's `{"error": ...}`.
 """
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, PayloadTooLarge
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -37,6 +42,17 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 }
 _NUMPY_TO_DATATYPE = {dtype: name for name, dtype in DATATYPES.items()}
 _SIGNATURE_DATATYPES = {"float32": "FP32", "int64": "INT64", "bool": "BOOL"}
+_JSON_TYPES: dict[str, set[type]] = {
+    "b": {bool},
+    "i": {int},
+    "u": {int},
+    "f": {int, float},
+}  # Python types JSON data may hold, by kind
+_COMPRESSIONS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate = zlib format, as clients send
+_UNSUPPORTED_PARAMETERS = {
+    "shared_memory_region": "the shared memory extensions are not supported: send the tensor in the body",
+    "classification": "the classification extension is not supported: request the output itself",
+}
 
 
 def datatype_of(signature_dtype: str) -> str:
@@ -47,7 +63,7 @@ def datatype_of(signature_dtype: str) -> str:
 @dataclass(frozen=True)
 class RequestedOutput:
     name: str
-    binary: bool
+    binary: bool | None  # None: as the request's `binary_data_output` says
 
 
 @dataclass
@@ -59,11 +75,135 @@ class InferRequest:
     id: str | None = None
     binary_output_default: bool = False
 
+    def output_is_binary(self, output: RequestedOutput | None) -> bool:
+        """Whether an output goes back as binary (`output` None: one the request did not list)."""
+        if output is None or output.binary is None:
+            return self.binary_output_default
+        return output.binary
+
+
+# ---- requests -----------------------------------------------------------------------------------------------------
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its `Content-Encoding` (gzip, deflate, identity) undone, at most `limit` bytes once expanded."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    wbits = _COMPRESSIONS.get(name)
+    if wbits is None:
+        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
+    decompressor = zlib.decompressobj(wbits)
+    try:
+        expanded = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the {name} body cannot be decompressed: {exc}") from None
+    if len(expanded) > limit or decompressor.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body exceeds the limit of {limit} bytes")
+    if not decompressor.eof:
+        raise InvalidInput(f"the {name} body is truncated")
+    return expanded
+
+
+def decode_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Parse an infer request body (JSON, or JSON + binary tensor data)."""
+    json_part, binary = _split(body, header_length)
+    try:
+        message = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the request is not valid JSON: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("inputs"), list) or not message["inputs"]:
+        raise InvalidInput("the request needs a non-empty 'inputs' list")
+    parameters = message.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be an object")
+    binary_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise InvalidInput(f"parameters.binary_data_output must be true or false, got {binary_output!r}")
+    inputs, datatypes = _inputs(message["inputs"], binary)
+    request_id = message.get("id")
+    return InferRequest(
+        inputs=inputs,
+        datatypes=datatypes,
+        outputs=_requested_outputs(message.get("outputs")),
+        parameters=parameters,
+        id=request_id if isinstance(request_id, str) else None,
+        binary_output_default=binary_output,
+    )
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        size = int(header_length)
+    except ValueError:
+        raise InvalidInput(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    if not 0 <= size <= len(body):
+        raise InvalidInput(f"{HEADER_LENGTH} is {size} but the body has {len(body)} bytes")
+    return body[:size], body[size:]
+
+
+def _inputs(tensors: list[Any], binary: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    inputs: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for tensor in tensors:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise InvalidInput("each input needs a 'name'")
+        name = tensor["name"]
+        if name in inputs:
+            raise InvalidInput(f"input {name!r} is given twice")
+        datatype = tensor.get("datatype")
+        if datatype not in DATATYPES:
+            raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}; use one of {sorted(DATATYPES)}")
+        shape = _shape(tensor.get("shape"), name)
+        parameters = _tensor_parameters(tensor, f"input {name!r}")
+        size = parameters.get("binary_data_size")
+        if size is not None:
+            inputs[name] = _binary_tensor(binary, offset, size, datatype, shape, name)
+            offset += size
+        elif "data" in tensor:
+            inputs[name] = _json_tensor(tensor["data"], DATATYPES[datatype], shape, name)
+        else:
+            raise InvalidInput(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+        datatypes[name] = datatype
+    if offset != len(binary):
+        raise InvalidInput(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
+    return inputs, datatypes
+
+
+def _tensor_parameters(tensor: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = tensor.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"{what}: 'parameters' must be an object")
+    for key, why in _UNSUPPORTED_PARAMETERS.items():
+        if key in parameters:
+            raise InvalidInput(f"{what}: parameters.{key}: {why}")
+    return parameters
+
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers, got {value!r}")
     return tuple(value)
+
+
+def _binary_tensor(
+    binary: bytes, offset: int, size: Any, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        left = len(binary) - offset
+        raise InvalidInput(f"input {name!r}: binary_data_size {size!r} exceeds the {left} bytes of binary data left")
+    dtype = DATATYPES[datatype]
+    expected = math.prod(shape) * dtype.itemsize
+    if size != expected:
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} {datatype} needs {expected} bytes, got {size}")
+    if dtype.kind == "b":  # any non-zero byte is true, as a C bool would read it
+        raw = np.frombuffer(binary, dtype=np.uint8, count=size, offset=offset)
+        return (raw != 0).reshape(shape)
+    # A copy: aligned and writable whatever the offset, and independent of the request body.
+    return np.frombuffer(binary, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(shape).copy()
 
 
 def _flatten(data: Any, name: str) -> list[Any]:
@@ -87,85 +227,20 @@ def _flatten(data: Any, name: str) -> list[Any]:
 
 def _json_tensor(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...], name: str) -> np.ndarray:
     flat = _flatten(data, name)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if len(flat) != count:
         raise InvalidInput(f"input {name!r}: shape {list(shape)} needs {count} values, data has {len(flat)}")
-    if dtype.kind == "b":
-        if not all(isinstance(v, bool) for v in flat):
-            raise InvalidInput(f"input {name!r}: BOOL data must be true/false")
-    elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-        raise InvalidInput(f"input {name!r}: data must be numbers for datatype {_NUMPY_TO_DATATYPE[dtype]}")
-    elif dtype.kind in "iu" and not all(isinstance(v, int) for v in flat):
-        raise InvalidInput(f"input {name!r}: data must be integers for datatype {_NUMPY_TO_DATATYPE[dtype]}")
+    allowed = _JSON_TYPES[dtype.kind]
+    found = set(map(type, flat))
+    if not found <= allowed:
+        datatype = _NUMPY_TO_DATATYPE[dtype]
+        wrong = sorted(t.__name__ for t in found - allowed)
+        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {', '.join(wrong)} values")
     try:
-        return np.asarray(flat, dtype=dtype).reshape(shape)
+        with np.errstate(over="ignore"):  # a float beyond the range becomes inf: the model checks refuse it
+            return np.asarray(flat, dtype=dtype).reshape(shape)
     except (OverflowError, ValueError) as exc:
         raise InvalidInput(f"input {name!r}: {exc}") from None
-
-
-def decode_request(body: bytes, header_length: str | None) -> InferRequest:
-    """Parse an infer request body (JSON, or JSON + binary tensor data)."""
-    json_part, binary = body, b""
-    if header_length is not None:
-        try:
-            size = int(header_length)
-        except ValueError:
-            raise InvalidInput(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
-        if not 0 <= size <= len(body):
-            raise InvalidInput(f"{HEADER_LENGTH} is {size} but the body has {len(body)} bytes")
-        json_part, binary = body[:size], body[size:]
-    try:
-        message = orjson.loads(json_part)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request is not valid JSON: {exc}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("inputs"), list) or not message["inputs"]:
-        raise InvalidInput("the request needs a non-empty 'inputs' list")
-    parameters = message.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise InvalidInput("'parameters' must be an object")
-    inputs: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
-    offset = 0
-    for tensor in message["inputs"]:
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise InvalidInput("each input needs a 'name'")
-        name = tensor["name"]
-        if name in inputs:
-            raise InvalidInput(f"input {name!r} is given twice")
-        datatype = tensor.get("datatype")
-        if datatype not in DATATYPES:
-            raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}; use one of {sorted(DATATYPES)}")
-        dtype = DATATYPES[datatype]
-        shape = _shape(tensor.get("shape"), name)
-        tensor_parameters = tensor.get("parameters") or {}
-        size = tensor_parameters.get("binary_data_size") if isinstance(tensor_parameters, dict) else None
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} exceeds the {len(binary)} bytes sent")
-            expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if size != expected:
-                raise InvalidInput(f"input {name!r}: shape {list(shape)} {datatype} needs {expected} bytes, got {size}")
-            inputs[name] = np.frombuffer(binary, dtype=dtype, count=expected // dtype.itemsize, offset=offset).reshape(
-                shape
-            )
-            offset += size
-        elif "data" in tensor:
-            inputs[name] = _json_tensor(tensor["data"], dtype, shape, name)
-        else:
-            raise InvalidInput(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
-        datatypes[name] = datatype
-    if offset != len(binary):
-        raise InvalidInput(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
-    outputs = _requested_outputs(message.get("outputs"))
-    request_id = message.get("id")
-    return InferRequest(
-        inputs=inputs,
-        datatypes=datatypes,
-        outputs=outputs,
-        parameters=parameters,
-        id=request_id if isinstance(request_id, str) else None,
-        binary_output_default=parameters.get("binary_data_output") is True,
-    )
 
 
 def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
@@ -173,13 +248,21 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
         return None
     if not isinstance(value, list):
         raise InvalidInput("'outputs' must be a list")
-    requested = []
+    requested: list[RequestedOutput] = []
     for output in value:
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
             raise InvalidInput("each requested output needs a 'name'")
-        parameters = output.get("parameters") or {}
-        requested.append(RequestedOutput(output["name"], bool(parameters.get("binary_data", False))))
+        name = output["name"]
+        if any(r.name == name for r in requested):
+            raise InvalidInput(f"output {name!r} is requested twice")
+        binary = _tensor_parameters(output, f"output {name!r}").get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidInput(f"output {name!r}: parameters.binary_data must be true or false, got {binary!r}")
+        requested.append(RequestedOutput(name, binary))
     return requested
+
+
+# ---- responses ----------------------------------------------------------------------------------------------------
 
 
 def encode_response(
@@ -193,15 +276,14 @@ def encode_response(
     tensors = []
     blobs: list[bytes] = []
     for name, array, binary in outputs:
-        array = np.ascontiguousarray(array)
-        datatype = _NUMPY_TO_DATATYPE.get(
-            array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        )
+        little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+        datatype = _NUMPY_TO_DATATYPE.get(little)
         if datatype is None:
             raise InvalidInput(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry")
+        array = np.ascontiguousarray(array, dtype=little)
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            raw = array.tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
