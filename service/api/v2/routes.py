@@ -1,0 +1,123 @@
+"""/v2: the Open Inference Protocol (KServe v2, as Triton serves it over HTTP) with the sequence extension.
+
+Health answers 200 for true and 400 for false with an empty body, as the protocol says (and is never behind the
+API key, like /healthz). Every model path also answers under `/versions/1/`. Errors are `{"error": "..."}`
+(rendered by `service.api.problems` for every path under /v2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import __version__
+from service.api.deps import AuthDep, BodyDep, ServiceDep, SettingsDep
+from service.api.v1.codec import dumps
+from service.api.v2.binding import check_version, model_metadata, ready_model
+from service.api.v2.infer import infer
+from service.api.v2.tensors import HEADER_LENGTH, decode_content, decode_request
+from service.inference import InferenceService
+from service.runtime.signature import ModelSignature
+from service.settings import Settings
+
+SERVER_NAME = "rnnserve"
+EXTENSIONS = ("binary_tensor_data", "sequence")
+JSON = "application/json"
+BINARY = "application/octet-stream"
+
+health_router = APIRouter(prefix="/v2/health", tags=["v2"])
+router = APIRouter(prefix="/v2", tags=["v2"], dependencies=[AuthDep])
+
+
+def _json(body: Any) -> Response:
+    return Response(dumps(body), media_type=JSON)
+
+
+def _truth(value: bool) -> Response:
+    return Response(status_code=200 if value else 400)
+
+
+# ---- health -------------------------------------------------------------------------------------------------------
+
+
+@health_router.get("/live")
+async def live() -> Response:
+    return _truth(True)
+
+
+@health_router.get("/ready")
+async def ready(service: ServiceDep) -> Response:
+    """True once every model has loaded (or failed) and the session store answers, as /readyz."""
+    return _truth(service.models_ready and await service.store_ready())
+
+
+# ---- metadata -----------------------------------------------------------------------------------------------------
+
+
+@router.get("")
+async def server_metadata() -> Response:
+    return _json({"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)})
+
+
+@router.get("/models/{model}")
+async def get_model(model: str, service: ServiceDep) -> Response:
+    return _json(model_metadata(_signature(service, model, None)))
+
+
+@router.get("/models/{model}/versions/{version}")
+async def get_model_version(model: str, version: str, service: ServiceDep) -> Response:
+    return _json(model_metadata(_signature(service, model, version)))
+
+
+@router.get("/models/{model}/ready")
+async def model_ready(model: str, service: ServiceDep) -> Response:
+    return _model_ready(service, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/ready")
+async def model_version_ready(model: str, version: str, service: ServiceDep) -> Response:
+    return _model_ready(service, model, version)
+
+
+def _signature(service: InferenceService, model: str, version: str | None) -> ModelSignature:
+    signature = ready_model(service, model, version).signature
+    assert signature is not None
+    return signature
+
+
+def _model_ready(service: InferenceService, model: str, version: str | None) -> Response:
+    """200 when the model serves, 400 while it loads or after it failed; unknown models and versions are 404."""
+    loaded = service.model(model)
+    check_version(loaded, version)
+    return _truth(loaded.status == "ready")
+
+
+# ---- inference ----------------------------------------------------------------------------------------------------
+
+
+@router.post("/models/{model}/infer")
+async def infer_model(
+    model: str, request: Request, body: BodyDep, service: ServiceDep, settings: SettingsDep
+) -> Response:
+    return await _infer(service, settings, model, None, request, body)
+
+
+@router.post("/models/{model}/versions/{version}/infer")
+async def infer_model_version(
+    model: str, version: str, request: Request, body: BodyDep, service: ServiceDep, settings: SettingsDep
+) -> Response:
+    return await _infer(service, settings, model, version, request, body)
+
+
+async def _infer(
+    service: InferenceService, settings: Settings, model: str, version: str | None, request: Request, body: bytes
+) -> Response:
+    signature = _signature(service, model, version)
+    raw = decode_content(body, request.headers.get("content-encoding"), settings.max_body_bytes)
+    payload, header_length = await infer(service, signature, decode_request(raw, request.headers.get(HEADER_LENGTH)))
+    if header_length is None:
+        return Response(payload, media_type=JSON)
+    return Response(payload, media_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
