@@ -10,4 +10,4 @@ from fastapi import APIRouter
 
 from service.api.v2 import routes
 
-routers: tuple[APIRouter, ...] = (routes.health_router, routes.router)
+routers: tuple[APIRouter, ...] = (routes.router, routes.health_router)

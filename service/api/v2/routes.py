@@ -2,7 +2,8 @@
 
 Health answers 200 for true and 400 for false with an empty body, as the protocol says (and is never behind the
 API key, like /healthz). Every model path also answers under `/versions/1/`. Errors are `{"error": "..."}`
-(rendered by `service.api.problems` for every path under /v2).
+(rendered by `service.api.problems` for every path under /v2). Routes are declared hot path first: the router
+tries them in order.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import __version__
-from service.api.deps import AuthDep, BodyDep, ServiceDep, SettingsDep
+from service.api.deps import AuthDep, BodyDep, ServiceDep, state
 from service.api.v1.codec import dumps
 from service.api.v2.binding import check_version, model_metadata, ready_model
 from service.api.v2.infer import infer
 from service.api.v2.tensors import HEADER_LENGTH, decode_content, decode_request
 from service.inference import InferenceService
 from service.runtime.signature import ModelSignature
-from service.settings import Settings
 
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ("binary_tensor_data", "sequence")
@@ -38,6 +38,31 @@ def _json(body: Any) -> Response:
 
 def _truth(value: bool) -> Response:
     return Response(status_code=200 if value else 400)
+
+
+# ---- inference ----------------------------------------------------------------------------------------------------
+
+
+@router.post("/models/{model}/infer")
+async def infer_model(model: str, request: Request, body: BodyDep, service: ServiceDep) -> Response:
+    return await _infer(service, model, None, request, body)
+
+
+@router.post("/models/{model}/versions/{version}/infer")
+async def infer_model_version(
+    model: str, version: str, request: Request, body: BodyDep, service: ServiceDep
+) -> Response:
+    return await _infer(service, model, version, request, body)
+
+
+async def _infer(service: InferenceService, model: str, version: str | None, request: Request, body: bytes) -> Response:
+    signature = _signature(service, model, version)
+    limit = state(request).settings.max_body_bytes
+    raw = decode_content(body, request.headers.get("content-encoding"), limit)
+    payload, header_length = await infer(service, signature, decode_request(raw, request.headers.get(HEADER_LENGTH)))
+    if header_length is None:
+        return Response(payload, media_type=JSON)
+    return Response(payload, media_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
 
 
 # ---- health -------------------------------------------------------------------------------------------------------
@@ -93,31 +118,3 @@ def _model_ready(service: InferenceService, model: str, version: str | None) -> 
     loaded = service.model(model)
     check_version(loaded, version)
     return _truth(loaded.status == "ready")
-
-
-# ---- inference ----------------------------------------------------------------------------------------------------
-
-
-@router.post("/models/{model}/infer")
-async def infer_model(
-    model: str, request: Request, body: BodyDep, service: ServiceDep, settings: SettingsDep
-) -> Response:
-    return await _infer(service, settings, model, None, request, body)
-
-
-@router.post("/models/{model}/versions/{version}/infer")
-async def infer_model_version(
-    model: str, version: str, request: Request, body: BodyDep, service: ServiceDep, settings: SettingsDep
-) -> Response:
-    return await _infer(service, settings, model, version, request, body)
-
-
-async def _infer(
-    service: InferenceService, settings: Settings, model: str, version: str | None, request: Request, body: bytes
-) -> Response:
-    signature = _signature(service, model, version)
-    raw = decode_content(body, request.headers.get("content-encoding"), settings.max_body_bytes)
-    payload, header_length = await infer(service, signature, decode_request(raw, request.headers.get(HEADER_LENGTH)))
-    if header_length is None:
-        return Response(payload, media_type=JSON)
-    return Response(payload, media_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
