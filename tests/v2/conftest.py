@@ -14,12 +14,15 @@ from v2_server import RedisProcess, ServerThread, settings_for
 
 from service.export.package import write_package
 
+BROKEN = "broken"
+
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("v2-models")
     for name, build in MODELS.items():
         write_package(build(), root / name)
+    (root / f"{BROKEN}.keras").write_bytes(b"not a zip file")  # an entry that fails to load
     return root
 
 

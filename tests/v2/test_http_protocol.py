@@ -3,6 +3,7 @@ not let through, health codes, limits, the API key and the metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -162,3 +163,30 @@ def test_the_api_key_guards_v2_but_not_its_health(make_server: Callable[..., Ser
         assert_error(http.get("/v2/models/gru"), 401, "API key")
         assert_error(http.get("/v2"), 401, "API key")
         assert http.get("/v2", headers={"Authorization": "Bearer sesame"}).status_code == 200
+
+
+def test_a_model_that_failed_to_load_is_not_ready_and_answers_503(http: httpx.Client) -> None:
+    assert http.get("/v2/health/ready").status_code == 200  # failed models are reported, not awaited
+    ready = http.get("/v2/models/broken/ready")
+    assert ready.status_code == 400 and ready.content == b""
+    assert_error(http.get("/v2/models/broken"), 503, "model 'broken' is failed")
+    assert_error(post_infer(http, {"inputs": [x_tensor(np.zeros((1, 1, FEATURES)))]}, model="broken"), 503, "failed")
+
+
+async def test_concurrent_starts_of_one_new_sequence_never_fail_inside(server: ServerThread) -> None:
+    """Starts racing on one new id: each opens or restarts the sequence, or is told to retry (409); none is a
+    500, and the sequence serves afterwards."""
+    x = np.ones((1, 1, FEATURES), dtype=np.float32)
+    body = json.dumps({"inputs": [x_tensor(x)], "parameters": {"sequence_id": "race", "sequence_start": True}})
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        responses = await asyncio.gather(*(client.post("/v2/models/gru/infer", content=body) for _ in range(8)))
+        assert {r.status_code for r in responses} <= {200, 409}, [r.text for r in responses]
+        assert any(r.status_code == 200 for r in responses)
+        for r in responses:
+            if r.status_code == 409:
+                assert_error(r, 409, "started by a concurrent request")
+        after = await client.post(
+            "/v2/models/gru/infer",
+            content=json.dumps({"inputs": [x_tensor(x)], "parameters": {"sequence_id": "race"}}),
+        )
+        assert after.status_code == 200, after.text

@@ -140,7 +140,7 @@ def test_binary_and_json_sequences_give_identical_numbers(
 def test_interleaved_sequences_and_equal_int_and_string_ids_stay_apart(
     client: triton.InferenceServerClient, rng: np.random.Generator
 ) -> None:
-    xs = {9: features(rng), "9": features(rng), 2**64 - 2: features(rng)}
+    xs: dict[int | str, np.ndarray] = {9: features(rng), "9": features(rng), 2**64 - 2: features(rng)}
     chunks = {sid: chunked(x) for sid, x in xs.items()}
     got: dict[int | str, list[np.ndarray]] = {sid: [] for sid in xs}
     for i in range(len(CHUNKS)):

@@ -201,7 +201,8 @@ def _binary_tensor(
         raise InvalidInput(f"input {name!r}: shape {list(shape)} {datatype} needs {expected} bytes, got {size}")
     if dtype.kind == "b":  # any non-zero byte is true, as a C bool would read it
         raw = np.frombuffer(binary, dtype=np.uint8, count=size, offset=offset)
-        return (raw != 0).reshape(shape)
+        flags: np.ndarray = (raw != 0).reshape(shape)
+        return flags
     # A copy: aligned and writable whatever the offset, and independent of the request body.
     return np.frombuffer(binary, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(shape).copy()
 
