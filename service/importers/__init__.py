@@ -4,6 +4,11 @@
 
 `.keras` (Keras 3 archive) and `.h5`/`.hdf5` (legacy HDF5, written by Keras 3 or Keras 2 / tf.keras) are read;
 every problem with a file is a `ModelFileError` (`UnsupportedLayer` for valid models rnnserve cannot compute).
+
+An import has two stages: a container reader (`keras_zip` / `keras_h5`) copies the config text and the weights
+out of the file into plain data, in an isolated child process by default (`isolation`: the zip and HDF5
+parsers meet the untrusted bytes there, under a deadline and a memory cap); then `keras_config` normalises
+the config and checks the weights into a `ModelSpec`.
 """
 
 from __future__ import annotations
@@ -11,25 +16,26 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from service.errors import ModelFileError
+from service.importers.isolation import Reader, run_isolated
 from service.importers.keras_config import StoredModel, spec_from_config
-from service.importers.keras_h5 import open_legacy_h5
-from service.importers.keras_zip import open_keras_archive
+from service.importers.keras_h5 import legacy_model, read_legacy_h5
+from service.importers.keras_zip import archive_model, read_keras_archive
 from service.importers.limits import Limits
+from service.importers.rawfile import RawModel
 from service.spec import ModelSpec
 
-__all__ = ["Limits", "load_spec", "MODEL_SUFFIXES"]
+__all__ = ["MODEL_SUFFIXES", "Limits", "load_spec"]
 
-Reader = Callable[[Path, Limits], AbstractContextManager[StoredModel]]
-_READERS: dict[str, tuple[str, Reader]] = {
-    ".keras": ("keras", open_keras_archive),
-    ".h5": ("h5", open_legacy_h5),
-    ".hdf5": ("h5", open_legacy_h5),
+Interpreter = Callable[[RawModel, Limits, str], StoredModel]
+_FORMATS: dict[str, tuple[str, Reader, Interpreter]] = {
+    ".keras": ("keras", read_keras_archive, archive_model),
+    ".h5": ("h5", read_legacy_h5, legacy_model),
+    ".hdf5": ("h5", read_legacy_h5, legacy_model),
 }
-MODEL_SUFFIXES = frozenset(_READERS)
+MODEL_SUFFIXES = frozenset(_FORMATS)
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -47,24 +53,24 @@ def load_spec(path: str | os.PathLike[str], *, name: str | None = None, limits: 
     """
     path = Path(path)
     limits = limits or Limits()
-    file_format, reader = _reader_for(path)
-    with reader(path, limits) as stored:
-        return spec_from_config(
-            stored.model_config,
-            stored.weights,
-            name=name or path.stem,
-            keras_version=stored.keras_version,
-            source={
-                "path": str(path),
-                "format": file_format,
-                "keras_version": stored.keras_version,
-                "sha256": _sha256(path),
-            },
-            max_weights_bytes=limits.max_weights_bytes,
-        )
+    file_format, reader, interpret = _format_of(path)
+    raw = run_isolated(reader, path, limits) if limits.isolate else reader(path, limits)
+    stored = interpret(raw, limits, path.name)
+    return spec_from_config(
+        stored.model_config,
+        stored.weights,
+        name=name or path.stem,
+        keras_version=stored.keras_version,
+        source={
+            "path": str(path),
+            "format": file_format,
+            "keras_version": stored.keras_version,
+            "sha256": _sha256(path),
+        },
+    )
 
 
-def _reader_for(path: Path) -> tuple[str, Reader]:
+def _format_of(path: Path) -> tuple[str, Reader, Interpreter]:
     if path.is_dir() or path.name in _SAVED_MODEL_FILES:
         if path.name in _SAVED_MODEL_FILES or any((path / f).is_file() for f in _SAVED_MODEL_FILES):
             raise ModelFileError(
@@ -75,7 +81,7 @@ def _reader_for(path: Path) -> tuple[str, Reader]:
         raise ModelFileError(f"{path} is a directory, not a .keras or .h5 model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    entry = _READERS.get(path.suffix.lower())
+    entry = _FORMATS.get(path.suffix.lower())
     if entry is None:
         raise ModelFileError(
             f"{path}: unknown model file type {path.suffix!r}; rnnserve reads .keras (Keras 3) and .h5/.hdf5 "

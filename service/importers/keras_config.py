@@ -3,7 +3,7 @@
 `spec_from_config` walks the graph `keras_graph.read_graph` parsed, in topological order, and for each layer:
 normalises its config (`keras_layers`), checks its initial states are model inputs, propagates feature sizes
 (to check weight shapes) and implicit masks (to check the masks a Keras 3 Functional config states
-explicitly), and reads its weights from a `WeightSource` with their shapes checked before any data is read.
+explicitly), and takes its weights from a `WeightSource`, checking their shapes against the config.
 
 Conventions of the produced spec (beyond those of `service.spec`):
 
@@ -24,11 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import h5py
 import numpy as np
 
 from service.errors import ModelFileError, UnsupportedLayer
-from service.importers.hdf5 import ByteBudget, dataset_shape, read_weight
 from service.importers.jsonish import array, is_index, short
 from service.importers.keras_graph import Call, Graph, MaskExpr, read_graph
 from service.importers.keras_layers import (
@@ -38,6 +36,7 @@ from service.importers.keras_layers import (
     output_features,
     weight_shapes,
 )
+from service.importers.rawfile import H5Tree
 from service.spec import RECURRENT, InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count, rnn_state_names
 
 _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
@@ -48,12 +47,23 @@ _USES_MASK = RECURRENT | {"Bidirectional"}
 class WeightSource(Protocol):
     """Where a container keeps each layer's weights (`.keras` archive or legacy `.h5`)."""
 
-    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> Mapping[str, h5py.Dataset]:
-        """The datasets of layer `layer`'s weights `names` (normalised names in Keras creation order).
+    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> Mapping[str, np.ndarray]:
+        """The float32 arrays of layer `layer`'s weights `names` (normalised names in Keras creation order).
 
-        Raises ModelFileError when the layer or one of the weights is missing, or the layer has others.
+        Raises ModelFileError when the layer or one of the weights is missing or not floating point, or the
+        layer has others.
         """
         ...
+
+
+def float_weight(tree: H5Tree, path: str, what: str) -> np.ndarray:
+    """The float32 array at `path` of a tree; a missing or non-float dataset is a ModelFileError."""
+    value = tree.datasets.get(path)
+    if value is None:
+        raise ModelFileError(f"{what} is missing: the file has no dataset {path}")
+    if isinstance(value, str):
+        raise ModelFileError(f"{what}: dataset {path} has dtype {value}, expected floating point")
+    return value
 
 
 @dataclass(frozen=True)
@@ -84,11 +94,10 @@ def spec_from_config(
     name: str,
     keras_version: str,
     source: Mapping[str, Any],
-    max_weights_bytes: int,
 ) -> ModelSpec:
     """The `ModelSpec` of a stored model config (`{"class_name", "config", ...}`) whose weights are in `weights`."""
     _, graph = read_graph(model_config)
-    builder = _Builder(graph, weights, keras_version, ByteBudget(max_weights_bytes))
+    builder = _Builder(graph, weights, keras_version)
     layers = [builder.add(call) for call in _topological(graph)]
     outputs, output_names = _outputs(graph, layers, builder.output_counts)
     inputs = builder.inputs()
@@ -108,11 +117,10 @@ def spec_from_config(
 class _Builder:
     """Turns calls into `LayerSpec`s one at a time, tracking what each tensor carries."""
 
-    def __init__(self, graph: Graph, weights: WeightSource, keras_version: str, budget: ByteBudget) -> None:
+    def __init__(self, graph: Graph, weights: WeightSource, keras_version: str) -> None:
         self.graph = graph
         self.weights = weights
         self.keras_version = keras_version
-        self.budget = budget
         self.input_shapes = {name: _input_shape(name, config) for name, config in graph.inputs}
         self.features: dict[TensorRef, int | None] = {}
         self.masks: dict[TensorRef, MaskExpr | None] = {}
@@ -141,7 +149,7 @@ class _Builder:
         for index, size in enumerate(features):
             ref = TensorRef(call.name, index)
             self.features[ref] = size
-            self.masks[ref] = _output_mask(layer, index, in_mask) if index == 0 else None
+            self.masks[ref] = _output_mask(layer, index, in_mask)
         return LayerSpec(call.class_name, call.name, config, weights, call.inputs, call.initial_state)
 
     def inputs(self) -> tuple[InputSpec, ...]:
@@ -190,16 +198,13 @@ class _Builder:
         shapes = weight_shapes(layer.class_name, layer.config, in_features)
         if not shapes:
             return {}
-        datasets = self.weights.layer_weights(layer.name, layer.class_name, list(shapes))
-        arrays = {}
+        arrays = self.weights.layer_weights(layer.name, layer.class_name, list(shapes))
         for weight, expected in shapes.items():
-            what = f"layer {layer.name!r} weight {weight!r}"
-            found = dataset_shape(datasets[weight], what)
+            found = tuple(arrays[weight].shape)
             if not _shape_matches(found, expected):
                 shown = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
-                raise ModelFileError(f"{what} has shape {found}, expected {shown}")
-            arrays[weight] = read_weight(datasets[weight], what, self.budget)
-        return arrays
+                raise ModelFileError(f"layer {layer.name!r} weight {weight!r} has shape {found}, expected {shown}")
+        return {weight: arrays[weight] for weight in shapes}
 
 
 def _shape_matches(found: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
@@ -273,16 +278,19 @@ def _check_sequential_chain(layers: Sequence[LayerSpec]) -> None:
 
 
 def _output_mask(layer: LayerSpec, index: int, in_mask: MaskExpr | None) -> MaskExpr | None:
-    """The mask Keras attaches to output `index` of a layer (what implicit propagation gives)."""
+    """The mask Keras attaches to output `index` of a layer (what implicit propagation gives); states have none."""
     cls, config = layer.class_name, layer.config
+    if cls == "Bidirectional":
+        sequences = 2 if config["merge_mode"] is None else 1
+        return in_mask if index < sequences and config["layer"]["config"]["return_sequences"] else None
+    if index > 0:
+        return None
     if cls == "Embedding":
         return MaskExpr("not_equal", layer.inputs[0], 0.0) if config["mask_zero"] else None
     if cls == "Masking":
         return MaskExpr("any_not_equal", layer.inputs[0], float(config["mask_value"]))
     if cls in RECURRENT:
-        return in_mask if index == 0 and config["return_sequences"] else None
-    if cls == "Bidirectional":
-        return in_mask if index == 0 and config["layer"]["config"]["return_sequences"] else None
+        return in_mask if config["return_sequences"] else None
     return in_mask  # Dense, Dropout, TimeDistributed pass the mask on
 
 

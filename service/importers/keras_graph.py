@@ -231,7 +231,7 @@ def _keras3_refs(value: Any, where: str) -> list[TensorRef]:
         history = array(mapping(item.get("config"), where).get("keras_history"), f"{where}: keras_history")
         if len(history) != 3:
             raise ModelFileError(f"{where}: malformed keras_history {short(history)}")
-        refs.append(_history(*history, where))
+        refs.append(_history(history[0], history[1], history[2], where))
     return refs
 
 
@@ -264,7 +264,7 @@ def _endpoints(value: Any, key: str) -> tuple[list[TensorRef], list[str] | None]
     for triple in triples:
         if not isinstance(triple, list) or len(triple) != 3:
             raise ModelFileError(f"{key}: malformed entry {short(triple)}")
-        refs.append(_history(*triple, key))
+        refs.append(_history(triple[0], triple[1], triple[2], key))
     return refs, names
 
 

@@ -5,62 +5,66 @@ Root attributes: `model_config` (JSON), `keras_version`, `backend`. Weights live
 that group. Keras 2 names end in `:0`; a Bidirectional layer keeps its two directions under
 `forward_<inner>/` and `backward_<inner>/`. Weights are matched by their last path component (`kernel`,
 `recurrent_kernel`, `bias`, `embeddings`) and, for Bidirectional, by direction; `optimizer_weights` and
-`training_config` are ignored.
+`training_config` are ignored. `read_legacy_h5` runs in the isolated reader process; `legacy_model` parses
+the config and serves the weights from the plain data it returns.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
+import numpy as np
 
 from service.errors import ModelFileError
-from service.importers.hdf5 import child, open_hdf5, read_name_list_attr, read_text_attr
-from service.importers.keras_config import StoredModel, keras_version_of
+from service.importers.hdf5 import ByteBudget, open_hdf5, read_text_attr, read_tree
+from service.importers.keras_config import StoredModel, float_weight, keras_version_of
 from service.importers.limits import Limits, parse_json
+from service.importers.rawfile import H5Tree, RawModel
 
+WEIGHTS = "model_weights"
 _TENSOR_SUFFIX = re.compile(r":\d+$")
 _VERSION_ATTR_BYTES = 1024
-_NAMES_ATTR_BYTES = 1 << 20
 
 
-@contextmanager
-def open_legacy_h5(path: Path, limits: Limits) -> Iterator[StoredModel]:
-    """The model stored in a legacy `.h5` file; the weights stay readable while the context is open."""
+def read_legacy_h5(path: Path, limits: Limits) -> RawModel:
+    """The raw contents of a legacy `.h5` file (runs in the isolated reader process)."""
     with open_hdf5(path, path.name) as h5:
-        text = read_text_attr(h5, "model_config", limits.max_json_bytes, path.name)
-        if text is None:
+        config = read_text_attr(h5, "model_config", limits.max_json_bytes, path.name)
+        if config is None:
             raise ModelFileError(
                 f"{path.name} has no model_config: it holds weights only (saved with save_weights?). "
                 'Save the whole model instead: model.save("m.h5") or model.save("m.keras")'
             )
-        config = parse_json(text, f"{path.name}: the model_config attribute", limits)
-        weights = child(h5, "model_weights", path.name)
-        if not isinstance(weights, h5py.Group):
-            raise ModelFileError(f"{path.name} has no model_weights group")
         version = read_text_attr(h5, "keras_version", _VERSION_ATTR_BYTES, path.name)
-        if version is None:
-            version = read_text_attr(weights, "keras_version", _VERSION_ATTR_BYTES, path.name)
-        yield StoredModel(config, keras_version_of(version, path.name), LegacyWeights(weights))
+        budget = ByteBudget(limits.max_weights_bytes)
+        tree = read_tree(h5, WEIGHTS, {"weight_names": "names", "keras_version": "text"}, budget, path.name)
+    if version is None:
+        version = str(tree.attrs.get(WEIGHTS, {}).get("keras_version", "")) or None
+    return RawModel(config=config, keras_version=version, tree=tree)
+
+
+def legacy_model(raw: RawModel, limits: Limits, filename: str) -> StoredModel:
+    """The model of a legacy `.h5` file from its raw contents."""
+    config = parse_json(raw.config, f"{filename}: the model_config attribute", limits)
+    return StoredModel(config, keras_version_of(raw.keras_version, filename), LegacyWeights(raw.tree))
 
 
 class LegacyWeights:
-    """`WeightSource` over the `model_weights` group of a legacy `.h5` file."""
+    """`WeightSource` over the `model_weights` datasets of a legacy `.h5` file (read into an `H5Tree`)."""
 
-    def __init__(self, group: h5py.Group) -> None:
-        self._group = group
+    def __init__(self, tree: H5Tree) -> None:
+        self._tree = tree
 
-    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, h5py.Dataset]:
-        group = child(self._group, layer, "model_weights")
-        if not isinstance(group, h5py.Group):
-            raise ModelFileError(f"the file has no weights for layer {layer!r} (no model_weights/{layer} group)")
-        where = f"model_weights/{layer}"
+    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, np.ndarray]:
+        group = f"{WEIGHTS}/{layer}"
+        if group not in self._tree.groups:
+            raise ModelFileError(f"the file has no weights for layer {layer!r} (no {group} group)")
+        listed = self._tree.attrs.get(group, {}).get("weight_names", [])
         paths: dict[str, str] = {}
-        for path in read_name_list_attr(group, "weight_names", _NAMES_ATTR_BYTES, where):
-            key = _normalised(path, class_name, where)
+        for path in listed if isinstance(listed, list) else []:
+            key = _normalised(path, class_name, group)
             if key in paths:
                 raise ModelFileError(f"layer {layer!r} lists weight {key!r} twice ({paths[key]!r}, {path!r})")
             paths[key] = path
@@ -70,15 +74,7 @@ class LegacyWeights:
         extra = [k for k in paths if k not in names]
         if extra:
             raise ModelFileError(f"layer {layer!r} has unexpected weight {extra[0]!r} (expected {list(names)})")
-        datasets = {}
-        for name in names:
-            dataset = child(group, paths[name], where)
-            if not isinstance(dataset, h5py.Dataset):
-                raise ModelFileError(
-                    f"layer {layer!r} weight {name!r} is missing: {where}/{paths[name]} is not a dataset"
-                )
-            datasets[name] = dataset
-        return datasets
+        return {n: float_weight(self._tree, f"{group}/{paths[n]}", f"layer {layer!r} weight {n!r}") for n in names}
 
 
 def _normalised(path: str, class_name: str, where: str) -> str:

@@ -16,7 +16,8 @@ serialized dicts). Per class:
 * Embedding: `name, input_dim, output_dim, embeddings_initializer, embeddings_regularizer,
   activity_regularizer, embeddings_constraint, mask_zero`.
 * Masking: `name, mask_value`.  Dropout: `name, rate, noise_shape, seed`.
-* Bidirectional: `name, merge_mode` ("concat" | "sum" | "mul" | "ave") and `layer = {"class_name", "config"}`
+* Bidirectional: `name, merge_mode` ("concat" | "sum" | "mul" | "ave" | None: two outputs, forward then
+  backward) and `layer = {"class_name", "config"}`
   with the normalised forward RNN config, whose `zero_output_for_mask` is set to its `return_sequences` (Keras
   forces that on both directions). The backward RNN is that config with `go_backwards` flipped.
 * TimeDistributed: `name` and `layer = {"class_name": "Dense", "config": <normalised Dense config>}`.
@@ -36,7 +37,7 @@ from service.spec import RECURRENT, SUPPORTED_LAYERS
 
 SUPPORTED_CLASSES = ("InputLayer", *sorted(SUPPORTED_LAYERS))
 FLOAT_POLICIES = frozenset({"float32", "float64"})
-MERGE_MODES = ("concat", "sum", "mul", "ave")
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 
 _REQUIRED = object()
@@ -255,9 +256,7 @@ def _bidirectional(config: Mapping[str, Any], name: str, keras_version: str) -> 
     _wrapper_keys(config, frozenset({"merge_mode", "layer", "backward_layer"}), where)
     merge_mode = config.get("merge_mode", "concat")
     if merge_mode not in MERGE_MODES:
-        raise UnsupportedLayer(
-            f"{where}: merge_mode={short(merge_mode)} is not supported (supported: {', '.join(MERGE_MODES)})"
-        )
+        raise UnsupportedLayer(f"{where}: merge_mode={short(merge_mode)} is not supported (supported: {MERGE_MODES})")
     class_name, raw, inner_name = _inner(config, "layer", where)
     if class_name not in RECURRENT:
         raise UnsupportedLayer(f"{where}: wraps a {class_name!r}; rnnserve supports {', '.join(sorted(RECURRENT))}")
@@ -309,8 +308,8 @@ def weight_shapes(class_name: str, config: Mapping[str, Any], in_features: int |
         return _rnn_shapes(class_name, config, in_features)
     if class_name == "Bidirectional":
         inner = config["layer"]
-        shapes = _rnn_shapes(inner["class_name"], inner["config"], in_features)
-        return {f"{d}/{k}": s for d in ("forward", "backward") for k, s in shapes.items()}
+        one_way = _rnn_shapes(inner["class_name"], inner["config"], in_features)
+        return {f"{d}/{k}": s for d in ("forward", "backward") for k, s in one_way.items()}
     if class_name == "TimeDistributed":
         return weight_shapes("Dense", config["layer"]["config"], in_features)
     if class_name == "Dense":
@@ -334,16 +333,20 @@ def _rnn_shapes(class_name: str, config: Mapping[str, Any], in_features: int | N
 
 
 def output_features(class_name: str, config: Mapping[str, Any], in_features: int | None) -> list[int | None]:
-    """The last axis of each output of a normalised layer (`[y]`, or `[y, *states]` with return_state)."""
+    """The last axis of each output of a normalised layer: `[y]` or `[y, *states]` with return_state (Bidirectional
+    with merge_mode=None: `[y_forward, y_backward, *states]`)."""
     if class_name in RECURRENT:
         units = int(config["units"])
         states = (2 if class_name == "LSTM" else 1) if config["return_state"] else 0
         return [units] * (1 + states)
     if class_name == "Bidirectional":
         inner = config["layer"]
-        fwd = output_features(inner["class_name"], inner["config"], in_features)
-        merged = fwd[0] * 2 if config["merge_mode"] == "concat" else fwd[0]
-        return [merged, *fwd[1:], *fwd[1:]]
+        units = int(inner["config"]["units"])
+        state_sizes = output_features(inner["class_name"], inner["config"], in_features)[1:]
+        merge_mode = config["merge_mode"]
+        merged = 2 * units if merge_mode == "concat" else units
+        ys: list[int | None] = [units, units] if merge_mode is None else [merged]
+        return [*ys, *state_sizes, *state_sizes]
     if class_name == "TimeDistributed":
         return [int(config["layer"]["config"]["units"])]
     if class_name == "Dense":

@@ -3,7 +3,8 @@
 The archive is untrusted: nothing is extracted to disk, the member count is capped, each member's declared
 size and compression ratio are checked before it is opened, and it is inflated in chunks that stop at the
 cap (and at the declared size), so a zip bomb fails fast without allocating. The weights HDF5 file is opened
-from memory.
+from memory. `read_keras_archive` does all that in the isolated reader process and returns plain data;
+`archive_model` then parses the JSON and serves the weights from it.
 
 `model.weights.h5` names its groups after the snake_case class of each layer (`layers/gru_1`), not after the
 user's names; every `.../vars` group carries the user's name as its `name` attribute, so layers are matched
@@ -17,17 +18,17 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import h5py
+import numpy as np
 
 from service.errors import ModelFileError
-from service.importers.hdf5 import child, open_hdf5, read_text_attr
+from service.importers.hdf5 import ByteBudget, open_hdf5, read_tree
 from service.importers.jsonish import mapping
-from service.importers.keras_config import StoredModel, keras_version_of
+from service.importers.keras_config import StoredModel, float_weight, keras_version_of
 from service.importers.limits import Limits, parse_json
+from service.importers.rawfile import H5Tree, RawModel
 from service.spec import RECURRENT
 
 METADATA = "metadata.json"
@@ -37,25 +38,37 @@ WEIGHTS = "model.weights.h5"
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError,
                RuntimeError, ValueError)  # fmt: skip
 _DIRECTIONS = ("forward", "backward")
-_NAME_ATTR_BYTES = 64 * 1024
 
 
-@contextmanager
-def open_keras_archive(path: Path, limits: Limits) -> Iterator[StoredModel]:
-    """The model stored in a `.keras` file; the weights stay readable while the context is open."""
+def read_keras_archive(path: Path, limits: Limits) -> RawModel:
+    """The raw contents of a `.keras` file (runs in the isolated reader process)."""
     try:
         archive = zipfile.ZipFile(path)
     except _ZIP_ERRORS as exc:
         raise ModelFileError(f"{path.name} is not a .keras file (not a readable zip archive): {exc}") from None
     with archive:
         members = _members(archive, limits)
-        metadata = mapping(parse_json(_read(archive, members, METADATA, limits.max_json_bytes, limits).getvalue(),
-                                      METADATA, limits), METADATA)  # fmt: skip
-        keras_version = keras_version_of(metadata.get("keras_version"), f"{path.name}: {METADATA}")
-        config = parse_json(_read(archive, members, CONFIG, limits.max_json_bytes, limits).getvalue(), CONFIG, limits)
+        metadata = _read(archive, members, METADATA, limits.max_json_bytes, limits).getvalue()
+        config = _read(archive, members, CONFIG, limits.max_json_bytes, limits).getvalue()
         weights = _read(archive, members, WEIGHTS, limits.max_weights_bytes, limits)
+    budget = ByteBudget(limits.max_weights_bytes)
     with open_hdf5(weights, f"{path.name}: {WEIGHTS}") as h5:
-        yield StoredModel(config, keras_version, ArchiveWeights(h5))
+        tree = read_tree(h5, "layers", {"name": "text"}, budget, WEIGHTS)
+    return RawModel(config=_text(config, CONFIG), keras_version=None, metadata=_text(metadata, METADATA), tree=tree)
+
+
+def archive_model(raw: RawModel, limits: Limits, filename: str) -> StoredModel:
+    """The model of a `.keras` file from its raw contents."""
+    metadata = mapping(parse_json(raw.metadata or "", METADATA, limits), METADATA)
+    keras_version = keras_version_of(metadata.get("keras_version"), f"{filename}: {METADATA}")
+    return StoredModel(parse_json(raw.config, CONFIG, limits), keras_version, ArchiveWeights(raw.tree))
+
+
+def _text(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{name} is not UTF-8 text: {exc}") from None
 
 
 def _members(archive: zipfile.ZipFile, limits: Limits) -> dict[str, zipfile.ZipInfo]:
@@ -102,49 +115,43 @@ def _read(
 
 
 class ArchiveWeights:
-    """`WeightSource` over the `model.weights.h5` of a `.keras` archive."""
+    """`WeightSource` over the datasets of a `model.weights.h5` (read into an `H5Tree`)."""
 
-    def __init__(self, h5: h5py.File) -> None:
-        self._h5 = h5
-        self._layers: dict[str, h5py.Group] | None = None
+    def __init__(self, tree: H5Tree) -> None:
+        self._tree = tree
+        self._layers: dict[str, str] | None = None
 
-    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, h5py.Dataset]:
+    def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, np.ndarray]:
         group = self._index().get(layer)
         if group is None:
             raise ModelFileError(f"{WEIGHTS} has no weights for layer {layer!r}")
-        datasets: dict[str, h5py.Dataset] = {}
+        arrays: dict[str, np.ndarray] = {}
         for prefix in _prefixes(names):
             wanted = [n for n in names if _prefix_of(n) == prefix]
-            path = _vars_path(class_name, prefix)
-            datasets.update(zip(wanted, self._vars(group, path, layer, wanted), strict=True))
-        return datasets
+            arrays.update(
+                zip(wanted, self._vars(f"{group}/{_vars_path(class_name, prefix)}", layer, wanted), strict=True)
+            )
+        return arrays
 
-    def _index(self) -> dict[str, h5py.Group]:
-        """User layer name -> its group under `layers/`, from the `name` attribute of each `vars` group."""
+    def _index(self) -> dict[str, str]:
+        """User layer name -> its group path under `layers/`, from the `name` attribute of each `vars` group."""
         if self._layers is None:
-            layers = child(self._h5, "layers", WEIGHTS)
-            if not isinstance(layers, h5py.Group):
-                raise ModelFileError(f"{WEIGHTS} has no 'layers' group")
             self._layers = {}
-            for key in layers:
-                group = child(layers, key, WEIGHTS)
-                variables = child(group, "vars", WEIGHTS) if isinstance(group, h5py.Group) else None
-                if not isinstance(variables, h5py.Group):
+            for path, attrs in self._tree.attrs.items():
+                parts = path.split("/")
+                if len(parts) != 3 or parts[2] != "vars" or not isinstance(attrs.get("name"), str):
                     continue
-                user_name = read_text_attr(variables, "name", _NAME_ATTR_BYTES, f"{WEIGHTS} layers/{key}/vars")
-                if user_name is None:
-                    continue
+                user_name = str(attrs["name"])
                 if user_name in self._layers:
                     raise ModelFileError(f"{WEIGHTS} holds two weight groups for layer {user_name!r}")
-                self._layers[user_name] = group
+                self._layers[user_name] = f"layers/{parts[1]}"
         return self._layers
 
-    def _vars(self, group: h5py.Group, path: str, layer: str, wanted: Sequence[str]) -> list[h5py.Dataset]:
-        where = f"{WEIGHTS} {group.name}/{path}"
-        variables = child(group, path, WEIGHTS)
-        if not isinstance(variables, h5py.Group):
+    def _vars(self, path: str, layer: str, wanted: Sequence[str]) -> list[np.ndarray]:
+        where = f"{WEIGHTS} {path}"
+        if path not in self._tree.groups:
             raise ModelFileError(f"layer {layer!r} weight {wanted[0]!r} is missing: {where} does not exist")
-        keys = set(variables.keys())
+        keys = set(self._tree.children(path))
         expected = {str(i) for i in range(len(wanted))}
         if keys != expected:
             missing = [w for i, w in enumerate(wanted) if str(i) not in keys]
@@ -152,13 +159,7 @@ class ArchiveWeights:
             raise ModelFileError(
                 f"layer {layer!r} {detail}: {where} holds {sorted(keys)[:10]}, expected {sorted(expected)}"
             )
-        datasets = []
-        for i, weight in enumerate(wanted):
-            dataset = child(variables, str(i), WEIGHTS)
-            if not isinstance(dataset, h5py.Dataset):
-                raise ModelFileError(f"layer {layer!r} weight {weight!r}: {where}/{i} is not a dataset")
-            datasets.append(dataset)
-        return datasets
+        return [float_weight(self._tree, f"{path}/{i}", f"layer {layer!r} weight {w!r}") for i, w in enumerate(wanted)]
 
 
 def _prefix_of(name: str) -> str:

@@ -35,6 +35,14 @@ class Limits:
     """Zip members smaller than this are not ratio-checked (tiny JSON compresses well)."""
     read_chunk: int = 1 * MiB
     """Bytes decompressed per read, so a lying member is caught before it is fully inflated."""
+    isolate: bool = True
+    """Parse zip and HDF5 in a child process (`isolation.py`): the HDF5 library can hang or crash on bad files."""
+    timeout_s: float = 120.0
+    """Longest a child may take to read one file before it is killed."""
+
+    def child_memory_bytes(self) -> int:
+        """Address space a reading child may add: the weights member, the weights read, their copy, and slack."""
+        return 3 * self.max_weights_bytes + 4 * self.max_json_bytes + 512 * MiB
 
 
 def parse_json(data: bytes | str, what: str, limits: Limits) -> Any:
