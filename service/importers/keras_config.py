@@ -36,7 +36,6 @@ from service.importers.keras_layers import (
     output_features,
     weight_shapes,
 )
-from service.importers.rawfile import H5Tree
 from service.spec import RECURRENT, InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count, rnn_state_names
 
 _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
@@ -54,16 +53,6 @@ class WeightSource(Protocol):
         layer has others.
         """
         ...
-
-
-def float_weight(tree: H5Tree, path: str, what: str) -> np.ndarray:
-    """The float32 array at `path` of a tree; a missing or non-float dataset is a ModelFileError."""
-    value = tree.datasets.get(path)
-    if value is None:
-        raise ModelFileError(f"{what} is missing: the file has no dataset {path}")
-    if isinstance(value, str):
-        raise ModelFileError(f"{what}: dataset {path} has dtype {value}, expected floating point")
-    return value
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from service.errors import ModelFileError
 from service.importers.hdf5 import ByteBudget, open_hdf5, read_text_attr, read_tree
-from service.importers.keras_config import StoredModel, float_weight, keras_version_of
+from service.importers.keras_config import StoredModel, keras_version_of
 from service.importers.limits import Limits, parse_json
 from service.importers.rawfile import H5Tree, RawModel
 
@@ -74,7 +74,7 @@ class LegacyWeights:
         extra = [k for k in paths if k not in names]
         if extra:
             raise ModelFileError(f"layer {layer!r} has unexpected weight {extra[0]!r} (expected {list(names)})")
-        return {n: float_weight(self._tree, f"{group}/{paths[n]}", f"layer {layer!r} weight {n!r}") for n in names}
+        return {n: self._tree.float_array(f"{group}/{paths[n]}", f"layer {layer!r} weight {n!r}") for n in names}
 
 
 def _normalised(path: str, class_name: str, where: str) -> str:

@@ -7,8 +7,11 @@ from memory. `read_keras_archive` does all that in the isolated reader process a
 `archive_model` then parses the JSON and serves the weights from it.
 
 `model.weights.h5` names its groups after the snake_case class of each layer (`layers/gru_1`), not after the
-user's names; every `.../vars` group carries the user's name as its `name` attribute, so layers are matched
-by it. Weights are the datasets `vars/0`, `vars/1`, ... in creation order; recurrent layers keep them under
+user's names; in Keras 3 files every `.../vars` group carries the user's name as its `name` attribute, so
+layers are matched by it. `.keras` files written by tf.keras / tf_keras 2.13+ (`keras_version` 2.x) have no
+such attribute: their groups are matched by the naming rule itself (snake_case class name, `_1`, `_2`, ... in
+`model.layers` order: every config layer of a Functional model, the non-input layers of a Sequential one).
+Weights are the datasets `vars/0`, `vars/1`, ... in creation order; recurrent layers keep them under
 `cell/vars`, Bidirectional under `forward_layer/cell/vars` and `backward_layer/cell/vars`, TimeDistributed
 under `layer/vars`.
 """
@@ -16,17 +19,19 @@ under `layer/vars`.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from service.errors import ModelFileError
 from service.importers.hdf5 import ByteBudget, open_hdf5, read_tree
 from service.importers.jsonish import mapping
-from service.importers.keras_config import StoredModel, float_weight, keras_version_of
+from service.importers.keras_config import StoredModel, keras_version_of
 from service.importers.limits import Limits, parse_json
 from service.importers.rawfile import H5Tree, RawModel
 from service.spec import RECURRENT
@@ -61,7 +66,42 @@ def archive_model(raw: RawModel, limits: Limits, filename: str) -> StoredModel:
     """The model of a `.keras` file from its raw contents."""
     metadata = mapping(parse_json(raw.metadata or "", METADATA, limits), METADATA)
     keras_version = keras_version_of(metadata.get("keras_version"), f"{filename}: {METADATA}")
-    return StoredModel(parse_json(raw.config, CONFIG, limits), keras_version, ArchiveWeights(raw.tree))
+    config = parse_json(raw.config, CONFIG, limits)
+    return StoredModel(config, keras_version, ArchiveWeights(raw.tree, saving_names(config)))
+
+
+def saving_names(model_config: Any) -> dict[str, str]:
+    """User layer name -> weights group name by Keras' naming rule (for files without `name` attributes).
+
+    A malformed config gives what it can: the config reader reports its problems with better messages.
+    """
+    root = model_config.get("config") if isinstance(model_config, Mapping) else None
+    layers = root.get("layers") if isinstance(root, Mapping) else root
+    if not isinstance(layers, list):
+        return {}
+    sequential = model_config.get("class_name") == "Sequential"
+    names: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for entry in layers:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("class_name"), str) or not entry["class_name"]:
+            continue
+        config = entry.get("config")
+        name = entry.get("name", config.get("name") if isinstance(config, Mapping) else None)
+        if sequential and entry["class_name"] == "InputLayer":
+            continue
+        base = _snake_case(entry["class_name"])
+        count = used.get(base, 0)
+        used[base] = count + 1
+        if isinstance(name, str):
+            names[name] = base if count == 0 else f"{base}_{count}"
+    return names
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' `to_snake_case`: `SimpleRNN` -> `simple_rnn`, `TimeDistributed` -> `time_distributed`."""
+    intermediate = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+    return snake if not snake.startswith("_") else f"private{snake}"
 
 
 def _text(data: bytes, name: str) -> str:
@@ -117,8 +157,9 @@ def _read(
 class ArchiveWeights:
     """`WeightSource` over the datasets of a `model.weights.h5` (read into an `H5Tree`)."""
 
-    def __init__(self, tree: H5Tree) -> None:
+    def __init__(self, tree: H5Tree, saving_names: Mapping[str, str]) -> None:
         self._tree = tree
+        self._saving_names = saving_names
         self._layers: dict[str, str] | None = None
 
     def layer_weights(self, layer: str, class_name: str, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -145,6 +186,8 @@ class ArchiveWeights:
                 if user_name in self._layers:
                     raise ModelFileError(f"{WEIGHTS} holds two weight groups for layer {user_name!r}")
                 self._layers[user_name] = f"layers/{parts[1]}"
+            if not self._layers:  # written by tf.keras: no `name` attributes
+                self._layers = {user: f"layers/{group}" for user, group in self._saving_names.items()}
         return self._layers
 
     def _vars(self, path: str, layer: str, wanted: Sequence[str]) -> list[np.ndarray]:
@@ -159,7 +202,7 @@ class ArchiveWeights:
             raise ModelFileError(
                 f"layer {layer!r} {detail}: {where} holds {sorted(keys)[:10]}, expected {sorted(expected)}"
             )
-        return [float_weight(self._tree, f"{path}/{i}", f"layer {layer!r} weight {w!r}") for i, w in enumerate(wanted)]
+        return [self._tree.float_array(f"{path}/{i}", f"layer {layer!r} weight {w!r}") for i, w in enumerate(wanted)]
 
 
 def _prefix_of(name: str) -> str:

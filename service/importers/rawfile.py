@@ -43,6 +43,15 @@ class H5Tree:
     """group path -> the attributes read from it."""
     groups: set[str] = field(default_factory=set)
 
+    def float_array(self, path: str, what: str) -> np.ndarray:
+        """The float32 array at `path`; a missing or non-float dataset is a ModelFileError naming `what`."""
+        value = self.datasets.get(path)
+        if value is None:
+            raise ModelFileError(f"{what} is missing: the file has no dataset {path}")
+        if isinstance(value, str):
+            raise ModelFileError(f"{what}: dataset {path} has dtype {value}, expected floating point")
+        return value
+
     def children(self, group: str) -> list[str]:
         """Names of the datasets directly inside `group`."""
         prefix = f"{group}/"

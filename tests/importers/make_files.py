@@ -216,11 +216,40 @@ def _keras2_models() -> dict[str, Any]:
     return models
 
 
+def _keras2_native_models() -> dict[str, Any]:
+    """Models tf_keras saves as `.keras` (its weights file has no `name` attributes; R keras writes these too)."""
+    import tf_keras as keras
+    from tf_keras import layers
+
+    keras.utils.set_random_seed(3)
+    models: dict[str, Any] = {}
+    models["k2_seq_native"] = keras.Sequential(
+        [
+            layers.Embedding(5, 3, mask_zero=True, input_shape=(None,)),
+            layers.LSTM(2, return_sequences=True),
+            layers.TimeDistributed(layers.Dense(2)),
+            layers.SimpleRNN(2, return_sequences=True),
+            layers.SimpleRNN(2),
+            layers.Dense(1),
+        ]
+    )
+    x = keras.Input((None, 3), name="x")
+    h0 = keras.Input((2,), name="h0")
+    m = layers.Masking(name="mk")(x)
+    b = layers.Bidirectional(layers.LSTM(2, return_sequences=True), name="bi")(m)
+    g = layers.GRU(2, name="g")(b, initial_state=h0)
+    models["k2_func_native"] = keras.Model([x, h0], layers.Dense(1, name="d")(g))
+    return models
+
+
 def _write_keras2(meta: dict[str, Any]) -> None:
     import tf_keras
 
     for stem, model in _keras2_models().items():
         model.save(FILES / f"{stem}.h5")
+        _record(model, stem, lambda v: v.name, meta)
+    for stem, model in _keras2_native_models().items():
+        model.save(FILES / f"{stem}.keras")
         _record(model, stem, lambda v: v.name, meta)
     meta["_keras2_version"] = tf_keras.__version__
 
