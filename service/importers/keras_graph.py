@@ -20,7 +20,7 @@ from typing import Any
 
 from service.errors import ModelFileError, UnsupportedLayer
 from service.importers.jsonish import array, is_index, is_number, mapping, short
-from service.importers.keras_layers import describe, unsupported_class
+from service.importers.keras_layers import SUPPORTED_CLASSES, describe, unsupported_class
 from service.spec import RECURRENT, TensorRef
 
 MASK_OPS = frozenset({"NotEqual", "Any"})
@@ -105,6 +105,8 @@ def _sequential(config: Any) -> Graph:
     for class_name, name, layer_config in entries:
         if class_name == "InputLayer":
             raise UnsupportedLayer(f"the Sequential model has a second InputLayer {name!r}")
+        if class_name not in SUPPORTED_CLASSES:
+            raise unsupported_class(name, class_name)
         calls.append(Call(class_name, name, layer_config, (previous,)))
         previous = TensorRef(name)
     graph = Graph([(input_name, input_config)], calls, None)
@@ -137,6 +139,8 @@ def _functional(config: Mapping[str, Any]) -> Graph:
         class_name, name, layer_config = _layer_entry(entry, position)
         names.append(name)
         inbound = array(mapping(entry, "a layer").get("inbound_nodes", []), f"the inbound_nodes of {name!r}")
+        if class_name not in SUPPORTED_CLASSES and class_name not in MASK_OPS:
+            raise unsupported_class(name, class_name)
         if class_name == "InputLayer":
             inputs[name] = layer_config
         elif len(inbound) > 1:

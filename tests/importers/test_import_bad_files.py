@@ -418,8 +418,8 @@ def test_keras_weights_with_a_soft_link(tmp_path: Path) -> None:
 def test_a_file_that_hangs_the_hdf5_library_is_cut_off() -> None:
     """One corrupted byte in a variable-length string heap makes libhdf5 loop forever reading the attribute."""
     started = time.perf_counter()
-    with pytest.raises(ModelFileError, match=r"took more than 2 s"):
-        load_spec(FILES / "hostile" / "vlen_heap_loop.keras", limits=Limits(timeout_s=2))
+    with pytest.raises(ModelFileError, match=r"took more than 1 s"):
+        load_spec(FILES / "hostile" / "vlen_heap_loop.keras", limits=Limits(timeout_s=1))
     assert time.perf_counter() - started < 10
     assert load_spec(KERAS).name == KERAS.stem  # the reader server still serves
 

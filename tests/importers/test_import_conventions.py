@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ KEYS = {
 }
 
 
+@cache
 def _configs() -> list[tuple[str, str, dict[str, Any]]]:
     """(file, class, config) of every layer, wrapped layers included, over every committed file."""
     out = []
