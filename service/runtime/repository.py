@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 from service.errors import ModelFileError, ModelNotFound, ModelNotReady, RnnServeError
+from service.importers import MODEL_SUFFIXES, load_spec
 from service.runtime.ort_model import OrtModel, RuntimeOptions
 from service.runtime.signature import ModelSignature, Runner
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 PACKAGE_MANIFEST = "manifest.json"
 
 Status = Literal["loading", "ready", "failed"]
@@ -66,8 +66,6 @@ def load_runner(path: Path, name: str, options: RuntimeOptions) -> OrtModel:
 
         package = read_package(path)
         return OrtModel(package.spec, options, model_path=package.model_path, signature=package.signature)
-    from service.importers import load_spec
-
     return OrtModel(load_spec(path, name=name), options)
 
 
