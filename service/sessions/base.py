@@ -36,15 +36,20 @@ class SessionRecord:
         self, states: tuple[np.ndarray, ...], timesteps: int, digest: bytes | None, response: bytes | None
     ) -> SessionRecord:
         """The record after a successful step of `timesteps` timesteps."""
-        return replace(
-            self,
-            states=states,
-            step=self.step + timesteps,
-            version=self.version + 1,
-            prev_step=self.step,
-            last_digest=digest,
-            last_response=response,
-            expires_at=time.time() + self.ttl_s,
+        # Built field by field rather than with dataclasses.replace, which costs twice as much on every step.
+        return SessionRecord(
+            self.session_id,
+            self.model,
+            self.batch_size,
+            states,
+            self.ttl_s,
+            time.time() + self.ttl_s,
+            self.step + timesteps,
+            self.version + 1,
+            self.step,
+            digest,
+            response,
+            self.created_at,
         )
 
     def reset(self, states: tuple[np.ndarray, ...]) -> SessionRecord:

@@ -1,39 +1,73 @@
-"""Per-session FIFO locks for one process: requests on one session run one at a time, in arrival order."""
+"""Per-session FIFO locks for one process: requests on one session run one at a time, in arrival order.
+
+A lock nobody waits for costs one dict entry: the common case on the step hot path (one request per session at
+a time) allocates nothing else. Waiters queue Futures, and `release` hands the lock to the first of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-
-
-@dataclass
-class _Entry:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # holders and waiters; the entry is dropped when it reaches 0
+from collections import deque
+from types import TracebackType
 
 
 class SessionLocks:
-    """One `asyncio.Lock` per session id (it wakes waiters FIFO), kept only while someone holds or awaits it."""
+    """One FIFO lock per session id, kept only while someone holds or awaits it."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, _Entry] = {}
+        # session id -> waiters of its holder (None: held, nobody waiting)
+        self._held: dict[str, deque[asyncio.Future[None]] | None] = {}
 
-    @asynccontextmanager
-    async def hold(self, session_id: str) -> AsyncIterator[None]:
-        entry = self._entries.get(session_id)
-        if entry is None:
-            entry = self._entries[session_id] = _Entry()
-        entry.users += 1
+    def hold(self, session_id: str) -> _Hold:
+        """`async with locks.hold(session_id):` runs the block while holding that session's lock."""
+        return _Hold(self, session_id)
+
+    async def acquire(self, session_id: str) -> None:
+        held = self._held
+        if session_id not in held:
+            held[session_id] = None
+            return
+        waiters = held[session_id]
+        if waiters is None:
+            waiters = held[session_id] = deque()
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(turn)
         try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[session_id]
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(session_id)  # the lock was handed over just as we were cancelled: pass it on
+            else:
+                try:
+                    waiters.remove(turn)
+                except ValueError:
+                    pass
+            raise
+
+    def release(self, session_id: str) -> None:
+        waiters = self._held[session_id]
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the first waiter holds it now
+                return
+        del self._held[session_id]
 
     def __len__(self) -> int:
         """How many sessions have a holder or a waiter now."""
-        return len(self._entries)
+        return len(self._held)
+
+
+class _Hold:
+    __slots__ = ("_locks", "_session_id")
+
+    def __init__(self, locks: SessionLocks, session_id: str) -> None:
+        self._locks, self._session_id = locks, session_id
+
+    async def __aenter__(self) -> None:
+        await self._locks.acquire(self._session_id)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._locks.release(self._session_id)
