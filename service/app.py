@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository = ModelRepository(settings.models, runtime_options(settings), on_loaded=metrics.model_loaded)
         store = open_store(settings, events=metrics)
-        executor = open_executor(settings)
+        executor = open_executor(settings, observer=metrics.model_call)
         app.state.service = InferenceService(repository, store, executor, settings, metrics)
         loading = asyncio.create_task(_load_models(repository), name="rnnserve-load-models")
         try:

@@ -222,7 +222,7 @@ class InferenceService:
                 sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
             )
             mask = self._mask(sig, request.mask, request.time_major, checked)
-            result = await self._run(model.name, runner, checked, list(record.states), mask)
+            result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
             out = self._result(sig, result, request.time_major, request.return_state)
             new_step = record.step + checked.timesteps
             body = encode(StepResult(out.outputs, out.states, session_id=session_id, step=new_step))
@@ -231,8 +231,7 @@ class InferenceService:
                 record.advanced(states, checked.timesteps, request.digest, body), expected_version=record.version
             )
         if self.metrics is not None:
-            self.metrics.steps.labels(model.name).inc()
-            self.metrics.timesteps.labels(model.name).inc(checked.timesteps)
+            self.metrics.step_done(model.name, checked.timesteps)
         return body
 
     async def reset_session(self, session_id: str, states: Sequence[np.ndarray] | None = None) -> SessionInfo:
@@ -281,9 +280,10 @@ class InferenceService:
         checked: CheckedInputs,
         states: Sequence[np.ndarray] | None,
         mask: np.ndarray | None,
+        key: str | None = None,
     ) -> RunResult:
         try:
-            return await self.executor.run(runner, checked.feeds, states, mask)
+            return await self.executor.run(runner, checked.feeds, states, mask, key)
         except RnnServeError:
             raise
         except Exception as exc:

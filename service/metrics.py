@@ -1,16 +1,27 @@
 """Every Prometheus collector of the service, on a registry of its own (one per app: no global state).
 
-`Metrics` is also the `SessionEvents` observer the session store reports expirations and evictions to, and
-`MetricsMiddleware` (pure ASGI) counts requests by route template, method and status with their latency.
+`Metrics` is also the `SessionEvents` observer the session store reports expirations and evictions to, the
+executors' `CallObserver` (model calls and batch sizes), and `MetricsMiddleware` (pure ASGI) counts requests by
+route template, method and status with their latency.
+
+The series updated on every request (requests, latency, steps, model calls, batch sizes) are `LoopCounter` and
+`LoopHistogram`: plain Python numbers that only the event loop writes, turned into Prometheus samples when
+scraped. prometheus_client's own metrics take a lock and look their labels up on every update, which costs more
+than a whole batched model call per step.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -18,23 +29,70 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+Labels = tuple[str, ...]
+
+
+class LoopCounter(Collector):
+    """A labelled counter for the event loop's own use (no lock): `inc(("label", ...), n)`."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, labels: Labels, amount: float = 1) -> None:
+        self.values[labels] = self.values.get(labels, 0) + amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.values.items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+class LoopHistogram(Collector):
+    """A labelled histogram for the event loop's own use (no lock): `observe(("label", ...), value)`."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.bounds = tuple(float(b) for b in buckets)
+        # labels -> per-bucket counts (not cumulative; the last one is +Inf), then the sum
+        self.values: dict[Labels, list[float]] = {}
+
+    def observe(self, labels: Labels, value: float) -> None:
+        counts = self.values.get(labels)
+        if counts is None:
+            counts = self.values[labels] = [0.0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, value)] += 1
+        counts[-1] += value
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, counts in list(self.values.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*self.bounds, float("inf")), counts, strict=False):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric(list(labels), buckets, sum_value=counts[-1])
+        yield family
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "rnnserve_requests", "HTTP requests and WebSocket messages", ["route", "method", "status"], registry=r
+        self.requests = LoopCounter(
+            "rnnserve_requests", "HTTP requests and WebSocket messages", ["route", "method", "status"]
         )
-        self.latency = Histogram(
-            "rnnserve_request_seconds", "Request latency", ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r
+        self.latency = LoopHistogram(
+            "rnnserve_request_seconds", "Request latency", ["route", "method"], _LATENCY_BUCKETS
         )
         self.sessions_active = Gauge("rnnserve_sessions_active", "Live sessions in the store", registry=r)
         self.sessions_created = Counter("rnnserve_sessions_created", "Sessions opened", registry=r)
         self.sessions_deleted = Counter("rnnserve_sessions_deleted", "Sessions deleted by clients", registry=r)
-        self.steps = Counter("rnnserve_session_steps", "Session steps applied", ["model"], registry=r)
-        self.timesteps = Counter("rnnserve_session_timesteps", "Timesteps consumed by sessions", ["model"], registry=r)
+        self.steps = LoopCounter("rnnserve_session_steps", "Session steps applied", ["model"])
+        self.timesteps = LoopCounter("rnnserve_session_timesteps", "Timesteps consumed by sessions", ["model"])
         self.replays = Counter("rnnserve_session_replays", "Retried steps answered from the cache", registry=r)
         self.expirations = Counter("rnnserve_session_expirations", "Sessions expired after their TTL", registry=r)
         self.evictions = Counter("rnnserve_session_evictions", "Sessions dropped by the store early", registry=r)
@@ -43,6 +101,16 @@ class Metrics:
         self.model_ready = Gauge(
             "rnnserve_model_ready", "1 when the model serves, 0 while loading or after a failure", ["model"], registry=r
         )
+        self.model_calls = LoopCounter(
+            "rnnserve_model_calls", "onnxruntime calls (one per batch with dynamic batching)", ["model"]
+        )
+        self.batch_rows = LoopHistogram("rnnserve_batch_rows", "Rows per model call", ["model"], _ROW_BUCKETS)
+        self.batch_requests = LoopHistogram(
+            "rnnserve_batch_requests", "Requests merged into each model call", ["model"], _ROW_BUCKETS
+        )
+        for collector in (self.requests, self.latency, self.steps, self.timesteps, self.model_calls, self.batch_rows,
+                          self.batch_requests):  # fmt: skip
+            r.register(collector)
 
     # ---- SessionEvents -------------------------------------------------------------------------------------------
 
@@ -60,8 +128,22 @@ class Metrics:
         self.model_ready.labels(model.name).set(1 if model.status == "ready" else 0)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        """One HTTP request or WebSocket message."""
+        self.requests.inc((route, method, str(status)))
+        self.latency.observe((route, method), seconds)
+
+    def step_done(self, model: str, timesteps: int) -> None:
+        """One session step of `timesteps` timesteps."""
+        key = (model,)
+        self.steps.inc(key)
+        self.timesteps.inc(key, timesteps)
+
+    def model_call(self, model: str, requests: int, rows: int) -> None:
+        """One onnxruntime call merging `requests` requests into `rows` rows (the executors' `CallObserver`)."""
+        key = (model,)
+        self.model_calls.inc(key)
+        self.batch_rows.observe(key, rows)
+        self.batch_requests.observe(key, requests)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,7 +6,7 @@ concurrent requests into one call) can replace it behind the same protocol. `ope
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,11 +17,21 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 
+CallObserver = Callable[[str, int, int], None]
+"""Told of every model call an executor makes: (model name, requests merged into it, rows)."""
+
+
 class StepExecutor(Protocol):
     async def run(
-        self, model: Runner, inputs: Feeds, states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+        self,
+        model: Runner,
+        inputs: Feeds,
+        states: Sequence[np.ndarray] | None,
+        mask: np.ndarray | None,
+        key: Hashable | None = None,
     ) -> RunResult:
-        """Run `model` on already validated inputs (the runner's call shape); off the event loop."""
+        """Run `model` on already validated inputs (the runner's call shape); off the event loop. Calls with the
+        same `key` (the steps of one session) are never merged into one model call."""
         ...
 
     async def aclose(self) -> None:
@@ -29,16 +39,19 @@ class StepExecutor(Protocol):
         ...
 
 
-def open_executor(settings: Settings) -> StepExecutor:
-    """The executor `settings.executor` names."""
+def open_executor(settings: Settings, observer: CallObserver | None = None) -> StepExecutor:
+    """The executor `settings.executor` names; `observer` (e.g. the metrics) hears of every model call."""
     if settings.executor == "direct":
         from service.batching.direct import DirectExecutor
 
-        return DirectExecutor(threads=settings.executor_threads)
+        return DirectExecutor(threads=settings.executor_threads, observer=observer)
     if settings.executor == "dynamic":
         from service.batching.dynamic import DynamicBatcher
 
         return DynamicBatcher(
-            threads=settings.executor_threads, max_batch_size=settings.max_batch_size, max_delay_s=settings.max_delay_s
+            threads=settings.executor_threads,
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_delay_s,
+            observer=observer,
         )
     raise ValueError(f"unknown executor {settings.executor!r}")

@@ -1,12 +1,18 @@
 """Dynamic batching: concurrent calls of one model merged into one onnxruntime call.
 
-Modelled on MLServer's adaptive batcher: every call waits on a Future; a per-model worker task takes what is
-queued, keeps taking until the batch holds `max_batch_size` rows or `max_delay_s` has passed since its first
-item, runs the merged call on the thread pool, and resolves each Future with its own slice. A failed batch
-fails every waiter. Calls of different lengths share a batch by padding with masked steps (see `merge`), except
-for models that read time backwards (go_backwards, Bidirectional), whose batches hold one length each.
+Modelled on MLServer's adaptive batcher: every call waits on a Future in its model's queue, and one worker task
+per model runs batches, one at a time, on the thread pool, resolving each Future with its own slice (`merge`).
+A batch closes as soon as one of these holds:
 
-The same interface as `DirectExecutor`, so the data plane and its tests don't know which one runs.
+* the queue holds `max_batch_size` rows;
+* its oldest call has waited `max_delay_s`;
+* a whole event-loop iteration brought no new call: requests are not arriving now, so waiting for more would
+  only add latency (under load every iteration brings some, and batches fill up).
+
+While a batch runs, the next one gathers. Calls with the same key (the steps of one session) never share a batch,
+and calls of different lengths share one by padding with masked steps, except for models that read time
+backwards (go_backwards, Bidirectional), whose batches hold one length each. A failed batch is retried call by call,
+so that only the culprit fails. The same interface as `DirectExecutor`: the data plane does not know which runs.
 """
 
 from __future__ import annotations
@@ -14,19 +20,18 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.batching.merge import CallItem, item_shape, merge, split
+from service.batching.base import CallObserver
+from service.batching.merge import CallItem, Queued, item_shape, merge, select, split
 from service.runtime.signature import Feeds, Runner, RunResult
 
-BatchObserver = Callable[[int, int], None]  # (items, rows) of each model call
 
-
-def _reads_backwards(model: Runner) -> bool:
+def reads_backwards(model: Runner) -> bool:
+    """Whether a model has a layer that reads time from the end (padding at the end would come first)."""
     spec = getattr(model, "spec", None)
     if spec is None:
         return True  # unknown: be safe, batch equal lengths only
@@ -37,21 +42,30 @@ def _reads_backwards(model: Runner) -> bool:
     return False
 
 
-@dataclass
-class _Pending:
-    item: CallItem
-    rows: int
-    steps: int
-    future: asyncio.Future[RunResult]
+class _Pending(Queued):
+    __slots__ = ("item", "future", "since")
+
+    def __init__(self, item: CallItem, rows: int, steps: int, key: Hashable | None, future: asyncio.Future[RunResult],
+                 since: float) -> None:  # fmt: skip
+        super().__init__(rows, steps, key)
+        self.item, self.future, self.since = item, future, since
 
 
-@dataclass
 class _ModelQueue:
-    model: Runner
-    equal_lengths: bool
-    pending: deque[_Pending] = field(default_factory=deque)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    """One model's waiting calls and the state of its worker."""
+
+    def __init__(self, model: Runner, loop: asyncio.AbstractEventLoop) -> None:
+        self.model = model
+        self.name = model.signature.name
+        self.equal_lengths = reads_backwards(model)
+        self.loop = loop
+        self.pending: deque[_Pending] = deque()
+        self.rows = 0
+        self.ready = asyncio.Event()  # set when a batch should run now
+        self.busy = False  # a batch is running
+        self.watching = False  # an end-of-iteration check is scheduled
+        self.seen = 0  # queue length at the last check
+        self.task: asyncio.Task[None] | None = None
 
 
 class DynamicBatcher:
@@ -60,7 +74,7 @@ class DynamicBatcher:
         threads: int,
         max_batch_size: int,
         max_delay_s: float,
-        observer: BatchObserver | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if threads < 1 or max_batch_size < 1 or max_delay_s < 0:
             raise ValueError(
@@ -74,75 +88,96 @@ class DynamicBatcher:
         self._queues: dict[int, _ModelQueue] = {}  # created inside the running loop, on first use
 
     async def run(
-        self, model: Runner, inputs: Feeds, states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+        self,
+        model: Runner,
+        inputs: Feeds,
+        states: Sequence[np.ndarray] | None,
+        mask: np.ndarray | None,
+        key: Hashable | None = None,
     ) -> RunResult:
         queue = self._queues.get(id(model))
         if queue is None:
-            queue = self._queues[id(model)] = _ModelQueue(model, _reads_backwards(model))
-            queue.task = asyncio.create_task(self._worker(queue), name=f"batcher-{id(model)}")
+            queue = self._open(model)
         item = CallItem(inputs, states, mask)
         rows, steps = item_shape(model.signature, item)
-        future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
-        queue.pending.append(_Pending(item, rows, steps, future))
-        queue.wakeup.set()
+        loop = queue.loop
+        future: asyncio.Future[RunResult] = loop.create_future()
+        queue.pending.append(_Pending(item, rows, steps, key, future, loop.time()))
+        queue.rows += rows
+        if queue.busy:
+            pass  # the worker looks at the queue when its batch is done
+        elif queue.rows >= self._max_rows:
+            queue.ready.set()
+        elif not queue.watching:
+            self._watch(queue)
         return await future
 
+    def _open(self, model: Runner) -> _ModelQueue:
+        queue = self._queues[id(model)] = _ModelQueue(model, asyncio.get_running_loop())
+        queue.task = asyncio.create_task(self._worker(queue), name=f"batcher-{queue.name}")
+        return queue
+
+    # ---- when a batch closes -----------------------------------------------------------------------------------------
+
+    def _watch(self, queue: _ModelQueue) -> None:
+        """Check again at the end of the next loop iteration (after the requests it brings have queued)."""
+        queue.watching = True
+        queue.seen = len(queue.pending)
+        queue.loop.call_soon(self._check, queue)
+
+    def _check(self, queue: _ModelQueue) -> None:
+        queue.watching = False
+        if queue.busy or not queue.pending:
+            return
+        grew = len(queue.pending) > queue.seen
+        overdue = queue.loop.time() - queue.pending[0].since >= self._max_delay
+        if queue.rows >= self._max_rows or not grew or overdue:
+            queue.ready.set()
+        else:
+            self._watch(queue)
+
+    # ---- running batches ---------------------------------------------------------------------------------------------
+
     async def _worker(self, queue: _ModelQueue) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            await queue.wakeup.wait()
-            queue.wakeup.clear()
-            while queue.pending:
-                batch = await self._collect(queue)
-                await self._run_batch(loop, queue.model, batch)
-
-    async def _collect(self, queue: _ModelQueue) -> list[_Pending]:
-        """Take items until the batch is full or the deadline passes; oversize or other-length items wait."""
-        deadline = asyncio.get_running_loop().time() + self._max_delay
-        batch: list[_Pending] = []
-        rows = 0
-        while True:
-            taken = self._take(queue, batch, rows)
-            rows += sum(p.rows for p in taken)
-            batch.extend(taken)
-            remaining = deadline - asyncio.get_running_loop().time()
-            if rows >= self._max_rows or remaining <= 0 or (queue.pending and taken == []):
-                return batch
-            queue.wakeup.clear()
+            await queue.ready.wait()
+            queue.ready.clear()
+            queue.busy = True
             try:
-                await asyncio.wait_for(queue.wakeup.wait(), remaining)
-            except TimeoutError:
-                return batch
+                while queue.pending:
+                    await self._run_batch(queue, self._take(queue))
+                    if queue.pending and queue.rows < self._max_rows:
+                        break  # not full: let the next iteration's check decide
+            finally:
+                queue.busy = False
+            if queue.pending:
+                self._watch(queue)
 
-    def _take(self, queue: _ModelQueue, batch: list[_Pending], rows: int) -> list[_Pending]:
-        taken: list[_Pending] = []
-        kept: deque[_Pending] = deque()
-        steps = batch[0].steps if batch else None
-        while queue.pending:
-            pending = queue.pending.popleft()
-            if pending.future.cancelled():
-                continue
-            fits = rows + pending.rows <= self._max_rows or not (batch or taken)
-            same_length = not queue.equal_lengths or steps is None or pending.steps == steps
-            if fits and same_length:
-                taken.append(pending)
-                rows += pending.rows
-                steps = pending.steps if steps is None else steps
-            else:
-                kept.append(pending)
-        queue.pending.extendleft(reversed(kept))
-        return taken
+    def _take(self, queue: _ModelQueue) -> list[_Pending]:
+        while queue.pending and queue.pending[0].future.cancelled():
+            queue.rows -= queue.pending.popleft().rows
+        chosen, rows = select(queue.pending, self._max_rows, equal_lengths=queue.equal_lengths)
+        if len(chosen) == len(queue.pending):
+            batch = list(queue.pending)
+            queue.pending.clear()
+        else:
+            pending = list(queue.pending)
+            taken = set(chosen)
+            batch = [pending[i] for i in chosen]
+            queue.pending = deque(p for i, p in enumerate(pending) if i not in taken)
+        queue.rows -= rows
+        return [p for p in batch if not p.future.cancelled()]
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, model: Runner, batch: list[_Pending]) -> None:
+    async def _run_batch(self, queue: _ModelQueue, batch: list[_Pending]) -> None:
         if not batch:
             return
-        call = functools.partial(self._call, loop, model)
+        model = queue.model
         try:
             if len(batch) == 1:
-                results = [await call(batch[0].item)]
+                results = [await self._call(queue.loop, model, batch[0].item)]
             else:
                 merged, shapes = merge(model.signature, [p.item for p in batch])
-                results = split(model.signature, await call(merged), shapes)
+                results = split(model.signature, await self._call(queue.loop, model, merged), shapes)
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0].future.done():
@@ -150,10 +185,10 @@ class DynamicBatcher:
                 return
             # One bad item must not fail its neighbours: run each alone so that only the culprit fails.
             for pending in batch:
-                await self._run_batch(loop, model, [pending])
+                await self._run_batch(queue, [pending])
             return
         if self._observer is not None:
-            self._observer(len(batch), sum(p.rows for p in batch))
+            self._observer(queue.name, len(batch), sum(p.rows for p in batch))
         for pending, own in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(own)

@@ -1,14 +1,19 @@
-"""Merge the rows of several model calls into one, and split the result back. Pure numpy, no event loop.
+"""Choose, merge and split the calls of one batch. Pure numpy, no event loop: tests drive them directly.
 
-Items may have different numbers of timesteps: shorter ones are padded at the end with masked steps, which
-keep the state unchanged and carry the last output (Keras masking), so each item's outputs sliced back to its
-own length and its final states are exactly what a call of its own gives. A model with a `go_backwards` layer
-would read the padding first; callers group such items by length instead (`pad_ok=False`).
+`select` picks which queued calls go into the next batch: at most `max_rows` rows (a call larger than that runs
+alone), never two calls with the same key (two steps of one session), and, for models that read time backwards,
+only calls of one length.
+
+`merge` concatenates the chosen calls' rows into one call and `split` cuts the result back. Calls may have
+different numbers of timesteps: shorter ones are padded at the end with masked steps, which keep the state
+unchanged and carry the last output (Keras masking), so each call's outputs sliced back to its own length and its
+final states are exactly what a call of its own gives. A model with a `go_backwards` layer would read the padding
+first; `select(equal_lengths=True)` keeps such models' batches to one length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +28,44 @@ class CallItem:
     inputs: Feeds
     states: Sequence[np.ndarray] | None
     mask: np.ndarray | None
+
+
+class Queued:
+    """A call waiting for a batch: its rows, timesteps and key (None: no constraint)."""
+
+    __slots__ = ("rows", "steps", "key")
+
+    def __init__(self, rows: int, steps: int, key: Hashable | None) -> None:
+        self.rows, self.steps, self.key = rows, steps, key
+
+
+def select(
+    queued: Iterable[Queued], max_rows: int, *, equal_lengths: bool
+) -> tuple[list[int], int]:
+    """Indices (in queue order) of the calls that form the next batch, and their rows.
+
+    Takes calls first come first served while they fit; a call that does not fit, repeats a key already taken or
+    (with `equal_lengths`) has another length than the first one waits for a later batch. The first call is
+    always taken, even when it alone exceeds `max_rows`."""
+    chosen: list[int] = []
+    rows = 0
+    keys: set[Hashable] = set()
+    steps: int | None = None
+    for index, call in enumerate(queued):
+        if chosen and rows + call.rows > max_rows:
+            if rows >= max_rows:
+                break
+            continue
+        if call.key is not None and call.key in keys:
+            continue
+        if equal_lengths and steps is not None and call.steps != steps:
+            continue
+        chosen.append(index)
+        rows += call.rows
+        steps = call.steps if steps is None else steps
+        if call.key is not None:
+            keys.add(call.key)
+    return chosen, rows
 
 
 def _axes(signature: ModelSignature) -> tuple[int, int]:
@@ -51,25 +94,29 @@ def merge(signature: ModelSignature, items: Sequence[CallItem]) -> tuple[CallIte
     batch_axis, time_axis = _axes(signature)
     shapes = [item_shape(signature, item) for item in items]
     longest = max(t for _, t in shapes)
+    padded = any(t != longest for _, t in shapes)
     inputs = {
         info.name: np.concatenate(
             [_pad_time(np.asarray(item.inputs[info.name]), time_axis, longest) for item in items], axis=batch_axis
         )
         for info in signature.inputs
     }
-    masks = []
-    for item, (rows, steps) in zip(items, shapes, strict=True):
-        own = np.ones((rows, steps), dtype=bool) if item.mask is None else np.asarray(item.mask, dtype=bool)
-        masks.append(_pad_time(own, 1, longest))  # padding is False: masked, state unchanged
+    mask = None
+    if padded or any(item.mask is not None for item in items):
+        masks = []
+        for item, (rows, steps) in zip(items, shapes, strict=True):
+            own = np.ones((rows, steps), dtype=bool) if item.mask is None else np.asarray(item.mask, dtype=bool)
+            masks.append(_pad_time(own, 1, longest))  # padding is False: masked, state unchanged
+        mask = np.concatenate(masks)
     states: list[np.ndarray] | None = None
     if signature.states:
         states = [
             np.concatenate(
-                [_item_state(item, k, rows, info.shape[1]) for item, (rows, _) in zip(items, shapes, strict=True)]
+                [_item_state(item, k, rows, info.shape[-1]) for item, (rows, _) in zip(items, shapes, strict=True)]
             )
             for k, info in enumerate(signature.states)
         ]
-    return CallItem(inputs, states, np.concatenate(masks)), shapes
+    return CallItem(inputs, states, mask), shapes
 
 
 def _item_state(item: CallItem, k: int, rows: int, units: int | None) -> np.ndarray:
@@ -81,18 +128,20 @@ def _item_state(item: CallItem, k: int, rows: int, units: int | None) -> np.ndar
 def split(signature: ModelSignature, result: RunResult, shapes: Sequence[tuple[int, int]]) -> list[RunResult]:
     """Each item's slice of a merged result: its rows, and its own timesteps of sequence outputs."""
     batch_axis, time_axis = _axes(signature)
+    longest = max(t for _, t in shapes)
+    outputs = list(result.outputs.items())
     parts: list[RunResult] = []
     start = 0
     for rows, steps in shapes:
-        rows_slice = slice(start, start + rows)
-        outputs = {}
-        for name, value in result.outputs.items():
-            index: list[slice] = [slice(None)] * value.ndim
-            if value.ndim >= 3:  # a sequence output, in the model's layout: cut its rows and its own timesteps
-                index[batch_axis], index[time_axis] = rows_slice, slice(0, steps)
-            else:  # (batch, units): the last step's output
-                index[0] = rows_slice
-            outputs[name] = value[tuple(index)]
-        parts.append(RunResult(outputs=outputs, states=[s[rows_slice] for s in result.states]))
-        start += rows
+        stop = start + rows
+        own: dict[str, np.ndarray] = {}
+        for name, value in outputs:
+            if value.ndim < 3:  # (batch, units): the last step's output
+                own[name] = value[start:stop]
+            elif batch_axis == 0:  # a sequence output, batch-major: its rows, then its own timesteps
+                own[name] = value[start:stop] if steps == longest else value[start:stop, :steps]
+            else:  # time-major
+                own[name] = value[:steps, start:stop]
+        parts.append(RunResult(outputs=own, states=[s[start:stop] for s in result.states]))
+        start = stop
     return parts
