@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await executor.aclose()
             await store.aclose()
 
-    app = FastAPI(title="rnnserve", version=__version__, lifespan=lifespan)
+    app = v1.HotPathApp(title="rnnserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)

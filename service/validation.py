@@ -3,7 +3,8 @@
 Two stages, so every protocol shares the second:
 
 1. decoding: `decode_array` turns a JSON nested list into an array of whatever numeric kind it holds, refusing
-   strings, nulls, objects and ragged lists (a protocol with typed binary tensors skips this stage);
+   strings, nulls, objects and ragged lists. Binary bodies (raw little-endian float32 / int64 bytes) arrive as
+   `RawTensors`, typed by the signature itself in stage 2 (zero-copy views of the body);
 2. checking: `check_inputs`, `check_mask` and `check_states` compare arrays with the `ModelSignature` (names,
    rank, feature dimensions, batch, timesteps, dtype, finiteness), cast them to the model's dtypes and move
    them into the model's own layout. Every failure is an `InvalidInput` (400) or `PayloadTooLarge` (413) whose
@@ -12,6 +13,7 @@ Two stages, so every protocol shares the second:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +23,29 @@ import numpy as np
 from service.errors import InvalidInput, PayloadTooLarge
 from service.runtime.signature import ModelSignature, TensorInfo
 
-Tensors = np.ndarray | Mapping[str, np.ndarray]
-"""What a request carries as `inputs`: one array (single-input models) or arrays by input name."""
 
-_NUMERIC_KINDS = frozenset("fiu")
+@dataclass(frozen=True)
+class RawTensors:
+    """A binary body not yet typed: every input's raw little-endian bytes, concatenated in signature order.
+
+    `shapes` gives each input's shape in the request's layout, by input name; the key None stands for the model's
+    only input. Each input's dtype is the signature's (float32, or int64 for token ids)."""
+
+    data: bytes
+    shapes: Mapping[str | None, tuple[int, ...]]
+
+
+Tensors = np.ndarray | Mapping[str, np.ndarray] | RawTensors
+"""What a request carries as `inputs`: one array (single-input models), arrays by input name, or a binary body."""
+
+WIRE_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+"""The little-endian dtype each signature dtype travels as in binary bodies."""
+
 _INTEGER_KINDS = frozenset("iu")
 _INT64_MAX = np.iinfo(np.int64).max
+# Finite float64 values from here up round to Inf in float32 (half an ulp above float32's largest value).
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max) + 2.0**103
+_max = np.maximum.reduce
 
 
 @dataclass(frozen=True)
@@ -81,15 +100,18 @@ def check_inputs(
     """Check and convert a request's inputs. `time_major` is the request's layout (None = the model's own);
     `batch` the batch size the caller requires (a session's), else any batch the signature allows."""
     arrays = _by_name(signature, inputs)
-    swap = time_major is not None and time_major != signature.time_major
+    model_time_major = signature.time_major
+    swap = time_major is not None and time_major != model_time_major
     feeds: dict[str, np.ndarray] = {}
     sizes: tuple[int, int] | None = None
     for info in signature.inputs:
         array = arrays[info.name]
-        _check_rank(info, array, time_major if time_major is not None else signature.time_major)
+        if array.ndim != len(info.shape):
+            _rank_error(info, array, time_major if time_major is not None else model_time_major)
         if swap:
             array = array.swapaxes(0, 1)
-        b, t = (array.shape[1], array.shape[0]) if signature.time_major else (array.shape[0], array.shape[1])
+        shape = array.shape
+        b, t = (shape[1], shape[0]) if model_time_major else (shape[0], shape[1])
         if sizes is None:
             sizes = (b, t)
         elif sizes != (b, t):
@@ -97,7 +119,9 @@ def check_inputs(
                 f"inputs disagree on (batch, timesteps): {signature.inputs[0].name!r} has {sizes}, "
                 f"{info.name!r} has {(b, t)}"
             )
-        _check_features(info, array, signature.time_major)
+        for want, got in zip(info.shape[2:], shape[2:], strict=True):
+            if want is not None and want != got:
+                _features_error(info, array, model_time_major)
         feeds[info.name] = np.ascontiguousarray(_cast(info, array))
     assert sizes is not None  # a signature has at least one input
     b, t = sizes
@@ -153,6 +177,8 @@ def check_batch_size(signature: ModelSignature, batch: int, limits: Limits) -> N
 
 def _by_name(signature: ModelSignature, inputs: Tensors) -> Mapping[str, np.ndarray]:
     names = [info.name for info in signature.inputs]
+    if isinstance(inputs, RawTensors):
+        return decode_raw(signature, inputs)
     if isinstance(inputs, np.ndarray):
         if len(names) != 1:
             raise InvalidInput(
@@ -166,18 +192,54 @@ def _by_name(signature: ModelSignature, inputs: Tensors) -> Mapping[str, np.ndar
     return inputs
 
 
-def _check_rank(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
-    if array.ndim != len(info.shape):
-        layout = "[T][B]" if time_major else "[B][T]"
-        dims = "".join("[D]" for _ in info.shape[2:])
-        raise InvalidInput(
-            f"input {info.name!r} must have {len(info.shape)} dimensions ({layout}{dims}), "
-            f"got {array.ndim} (shape {list(array.shape)})"
+def decode_raw(signature: ModelSignature, raw: RawTensors) -> dict[str, np.ndarray]:
+    """Views of a binary body as the signature's inputs, after checking that its length is exactly what the
+    shapes and the inputs' dtypes need."""
+    names = [info.name for info in signature.inputs]
+    shapes = dict(raw.shapes)
+    if None in shapes:
+        if len(shapes) > 1 or len(names) != 1:
+            raise InvalidInput(
+                f"model {signature.name!r} has {len(names)} inputs {names}: give every input's shape by name, "
+                "as name=B,T,F;name2=B,T"
+            )
+        shapes = {names[0]: shapes[None]}
+    missing = [n for n in names if n not in shapes]
+    unknown = [n for n in shapes if n not in names]
+    if missing or unknown:
+        raise InvalidInput(f"binary inputs must be shaped by name as {names}; missing {missing}, unknown {unknown}")
+    layout = []
+    for info in signature.inputs:
+        dtype = WIRE_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise InvalidInput(f"input {info.name!r} has dtype {info.dtype!r}, which binary bodies do not carry")
+        count = math.prod(shapes[info.name])
+        layout.append((info.name, dtype, count))
+    needed = sum(count * dtype.itemsize for _, dtype, count in layout)
+    if needed != len(raw.data):
+        described = "; ".join(
+            f"{name}={','.join(map(str, shapes[name]))} as {dtype.name}" for name, dtype, _ in layout
         )
+        raise InvalidInput(f"the binary body has {len(raw.data)} bytes, but {described} need {needed} bytes")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, dtype, count in layout:
+        arrays[name] = np.frombuffer(raw.data, dtype, count, offset).reshape(shapes[name])
+        offset += count * dtype.itemsize
+    return arrays
 
 
-def _check_features(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
-    """Every dimension after batch and time is fixed by the signature."""
+def _rank_error(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
+    layout = "[T][B]" if time_major else "[B][T]"
+    dims = "".join("[D]" for _ in info.shape[2:])
+    raise InvalidInput(
+        f"input {info.name!r} must have {len(info.shape)} dimensions ({layout}{dims}), "
+        f"got {array.ndim} (shape {list(array.shape)})"
+    )
+
+
+def _features_error(info: TensorInfo, array: np.ndarray, time_major: bool) -> None:
+    """Every dimension after batch and time is fixed by the signature: name the first one that differs."""
     for axis, (want, got) in enumerate(zip(info.shape[2:], array.shape[2:], strict=True), start=2):
         if want is not None and want != got:
             expected = ["T", "B"] if time_major else ["B", "T"]
@@ -207,6 +269,8 @@ def _check_timesteps(t: int, limits: Limits) -> None:
 
 
 def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
+    if info.dtype == "float32":
+        return _cast_float(f"input {info.name!r}", array)
     what = f"input {info.name!r}"
     if info.dtype == "int64":
         if array.dtype.kind not in _INTEGER_KINDS:
@@ -214,16 +278,17 @@ def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
         if array.size and (array.min() < 0 or array.max() > _INT64_MAX):
             raise InvalidInput(f"{what} takes token ids >= 0 that fit int64")
         return array.astype(np.int64, copy=False)
-    if info.dtype == "float32":
-        return _cast_float(what, array)
     raise InvalidInput(f"{what} has unsupported dtype {info.dtype!r}")
 
 
 def _cast_float(what: str, array: np.ndarray) -> np.ndarray:
-    if array.dtype.kind not in _NUMERIC_KINDS:
-        raise InvalidInput(f"{what} takes numbers (float32), got {array.dtype.name} values")
-    with np.errstate(over="ignore", invalid="ignore"):
-        cast = array.astype(np.float32, copy=False)
-    if not np.isfinite(cast).all():
+    kind = array.dtype.kind
+    if kind != "f":
+        if kind not in _INTEGER_KINDS:
+            raise InvalidInput(f"{what} takes numbers (float32), got {array.dtype.name} values")
+        return array.astype(np.float32)  # every 64-bit integer is within the float32 range
+    # One reduction finds NaN (which fails the comparison), Inf and what would round beyond float32's range,
+    # before the cast, so that the cast itself never overflows.
+    if array.size and not float(_max(np.abs(array), axis=None)) < _FLOAT32_LIMIT:
         raise InvalidInput(f"{what} holds NaN, Inf or values beyond the float32 range")
-    return cast
+    return array.astype(np.float32, copy=False)

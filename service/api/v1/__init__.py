@@ -1,4 +1,4 @@
-"""The /v1 JSON API (see the HTTP contract): models, predict, sessions and the WebSocket stream.
+"""The /v1 API (see the HTTP contract; JSON and binary tensors): models, predict, sessions and the WebSocket stream.
 
 Each router carries its full path prefix, so a route's template (the metrics label) is its public path.
 """
@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.v1 import models, sessions, stream
+from service.api.v1 import models, sessions
+from service.api.v1.hotpath import HotPathApp
 
-routers: tuple[APIRouter, ...] = (models.router, sessions.router, stream.router)
+routers: tuple[APIRouter, ...] = (models.router, sessions.router)
+
+__all__ = ["HotPathApp", "routers"]

@@ -47,16 +47,20 @@ def parse_predict(obj: dict[str, Any]) -> PredictRequest:
     )
 
 
-def parse_step(obj: dict[str, Any], raw: bytes | str) -> StepRequest:
-    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest."""
+def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -> StepRequest:
+    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest,
+    and `variant` names the reply format when it is not JSON (so that a retry only replays its own format)."""
     raw_bytes = raw.encode() if isinstance(raw, str) else raw
+    digest = hashlib.blake2b(raw_bytes, digest_size=16)
+    if variant:
+        digest.update(b"\0" + variant)
     return StepRequest(
         inputs=_inputs(obj),
         mask=_optional_array(obj, "mask"),
         seq=optional_int(obj, "seq", minimum=0),
         time_major=_optional_bool(obj, "time_major"),
         return_state=bool(_optional_bool(obj, "return_state")),
-        digest=hashlib.blake2b(raw_bytes, digest_size=16).digest(),
+        digest=digest.digest(),
     )
 
 

@@ -1,4 +1,5 @@
-"""/v1/models: discovery and stateless predict."""
+"""/v1/models: discovery and stateless predict (a plain ASGI endpoint, `handlers.PredictEndpoint`, normally
+reached through `hotpath.HotPathApp` before routing and registered here so that routing knows its path)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.api.deps import AuthDep, BodyDep, ServiceDep
+from service.api.deps import AuthDep, ServiceDep
 from service.api.v1 import codec
+from service.api.v1.hotpath import predict_endpoint
 from service.runtime.repository import LoadedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[AuthDep])
@@ -48,10 +50,4 @@ async def get_model(model: str, service: ServiceDep) -> Response:
     return Response(codec.dumps(model_json(service.model(model))), media_type="application/json")
 
 
-@router.post("/{model}/predict")
-async def predict(model: str, body: BodyDep, service: ServiceDep) -> Response:
-    """`{"inputs": [B][T][D] | {name: ...}, "mask"?: [B][T], "initial_state"?: [...], "time_major"?, "return_state"?}`
-    -> `{"outputs": ..., "states"?: [...]}`"""
-    request = codec.parse_predict(codec.parse_object(body))
-    result = await service.predict(model, request)
-    return Response(codec.encode_result(result), media_type="application/json")
+router.add_route(f"{router.prefix}/{{model}}/predict", predict_endpoint, methods=["POST"], include_in_schema=False)

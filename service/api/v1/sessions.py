@@ -1,4 +1,7 @@
-"""/v1/sessions: stateful streams over HTTP (Keras `stateful=True`)."""
+"""/v1/sessions: stateful streams over HTTP (Keras `stateful=True`).
+
+Step and the WebSocket stream are plain ASGI endpoints (`handlers`, `stream`), normally reached through
+`hotpath.HotPathApp` before routing; they are registered here too, so that routing knows their paths."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from starlette.responses import Response
 
 from service.api.deps import AuthDep, BodyDep, ServiceDep
 from service.api.v1 import codec
+from service.api.v1.hotpath import step_endpoint, stream_endpoint
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[AuthDep])
 
@@ -39,16 +43,13 @@ async def delete_session(session_id: str, service: ServiceDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{session_id}/step")
-async def step(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
-    """`{"inputs": [B][T][D], "mask"?, "seq"?: N, "return_state"?}` -> `{"outputs", "step": N+T, "states"?}`"""
-    request = codec.parse_step(codec.parse_object(body), body)
-    return Response(await service.step(session_id, request, codec.encode_step), media_type=JSON)
-
-
 @router.post("/{session_id}/reset")
 async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
     """`{"states"?: [...]}` (an empty body too) -> `{"step": 0}`"""
     obj = codec.parse_object(body) if body.strip() else {}
     info = await service.reset_session(session_id, codec.parse_states(obj.get("states"), "states"))
     return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)
+
+
+router.add_route(f"{router.prefix}/{{session_id}}/step", step_endpoint, methods=["POST"], include_in_schema=False)
+router.add_websocket_route(f"{router.prefix}/{{session_id}}/stream", stream_endpoint)

@@ -1,28 +1,33 @@
-"""WS /v1/sessions/{id}/stream: each text message is one step of the session, answered in order.
+"""WS /v1/sessions/{id}/stream: each message is one step of the session, answered in order (plain ASGI).
 
-A message `{"inputs": ..., "seq"?: N, "mask"?, "return_state"?}` gets `{"outputs": ..., "step": N}`, exactly what
-POST .../step answers. A bad message gets a problem object (`type`, `title`, `status`, `detail`) as its reply and
-leaves the session unchanged; the stream goes on. Closing codes: 1003 for a binary frame, 1008 for a missing API
-key, 4404 when the session does not exist or has expired, 1011 for an internal failure.
+A text message `{"inputs": ..., "seq"?: N, "mask"?, "return_state"?}` gets `{"outputs": ..., "step": N}`, exactly
+what POST .../step answers. A stream opened with `?shape=B,T,F` (and optionally `&return_state=true`,
+`&time_major=true`) also takes binary frames, each one chunk's raw input bytes with T derived from its length;
+the reply is a binary frame (see `service.api.v1.binary`). A bad message gets a problem object (`type`, `title`,
+`status`, `detail`) as a text reply and leaves the session unchanged; the stream goes on.
+
+Closing codes: 1003 for a binary frame on a stream opened without a shape (or with a bad one), 1008 for a missing
+API key, 4404 when the session does not exist or has expired, 1011 for an internal failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
-from fastapi import APIRouter
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Message, Receive, Scope, Send
 
-from service.api.deps import check_api_key, state
 from service.api.problems import error_problem, problem
-from service.api.v1 import codec
-from service.errors import PayloadTooLarge, RnnServeError, SessionNotFound, Unauthorized
-from service.inference import InferenceService
+from service.api.v1 import binary, codec
+from service.api.v1.asgi import Head, authorize
+from service.errors import InvalidInput, PayloadTooLarge, RnnServeError, SessionNotFound, Unauthorized
+from service.inference import InferenceService, StepRequest
+from service.metrics import Metrics
+from service.validation import WIRE_DTYPES
 
 log = logging.getLogger(__name__)
-
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 ROUTE = "/v1/sessions/{session_id}/stream"
 CLOSE_UNSUPPORTED = 1003
@@ -31,59 +36,156 @@ CLOSE_INTERNAL = 1011
 CLOSE_SESSION_GONE = 4404
 
 
-@router.websocket("/{session_id}/stream")
-async def stream(websocket: WebSocket, session_id: str) -> None:
-    try:
-        check_api_key(websocket)
-    except Unauthorized as exc:
-        await websocket.close(code=CLOSE_POLICY, reason=exc.detail)
-        return
-    service = state(websocket).service
-    await websocket.accept()
-    try:
-        await service.get_session(session_id)
-    except SessionNotFound as exc:
-        await websocket.send_text(codec.dumps(error_problem(exc)).decode())
-        await websocket.close(code=CLOSE_SESSION_GONE, reason="session not found")
-        return
-    try:
-        await _serve(websocket, service, session_id)
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        log.exception("stream of session %r failed", session_id)
-        await websocket.close(code=CLOSE_INTERNAL, reason="internal error")
+@dataclass(frozen=True)
+class BinaryFrames:
+    """How a stream reads binary frames: the declared shape, its time axis, the input's value size, options."""
+
+    shape: tuple[int, ...]
+    time_axis: int
+    itemsize: int
+    time_major: bool | None
+    return_state: bool
+    options_key: bytes
 
 
-async def _serve(websocket: WebSocket, service: InferenceService, session_id: str) -> None:
-    app = state(websocket)
-    limit, metrics = app.settings.max_body_bytes, app.metrics
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+class StreamEndpoint:
+    route = ROUTE
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Serve one stream until either side closes; returns 101 (the upgrade) for the caller's bookkeeping."""
+        app_state = scope["app"].state
+        service: InferenceService = app_state.service
+        session_id: str = scope["path_params"]["session_id"]
+        head = Head(scope)
+        if (await receive())["type"] != "websocket.connect":
+            return 101
+        try:
+            authorize(app_state.settings, head.authorization)
+        except Unauthorized as exc:
+            await _close(send, CLOSE_POLICY, exc.detail)
+            return 101
+        await send({"type": "websocket.accept"})
+        try:
+            frames = await _binary_frames(service, session_id, head.options(scope))
+        except RnnServeError as exc:
+            await _send_text(send, codec.dumps(error_problem(exc)))
+            gone = isinstance(exc, SessionNotFound)
+            await _close(send, CLOSE_SESSION_GONE if gone else CLOSE_UNSUPPORTED, _reason(exc))
+            return 101
+        stream = _Stream(service, app_state.metrics, session_id, app_state.settings.max_body_bytes, frames, send)
+        try:
+            await stream.serve(receive)
+        except OSError:  # the client went away while a reply was being sent (uvicorn's ClientDisconnected)
+            pass
+        except Exception:
+            log.exception("stream of session %r failed", session_id)
+            with contextlib.suppress(Exception):
+                await _close(send, CLOSE_INTERNAL, "internal error")
+        return 101
+
+
+async def _binary_frames(service: InferenceService, session_id: str, options: dict[str, str]) -> BinaryFrames | None:
+    """Check the session exists (`SessionNotFound`) and read the binary frame options given at connect."""
+    info = await service.get_session(session_id)
+    if "shape" not in options:
+        return None
+    sig = service.model(info.model).signature
+    shape = binary.stream_shape(options)
+    if sig is None or len(sig.inputs) != 1:
+        raise InvalidInput(f"model {info.model!r} takes several inputs: send them as JSON text messages")
+    wire = WIRE_DTYPES.get(sig.inputs[0].dtype)
+    if wire is None:
+        raise InvalidInput(f"input {sig.inputs[0].name!r} has dtype {sig.inputs[0].dtype!r}: use JSON messages")
+    time_major = binary.parse_flag(options, "time_major")
+    layout = sig.time_major if time_major is None else time_major
+    return_state = bool(binary.parse_flag(options, "return_state"))
+    key = repr((options.get("shape"), time_major, return_state)).encode()
+    return BinaryFrames(shape, 0 if layout else 1, wire.itemsize, time_major, return_state, key)
+
+
+class _Stream:
+    def __init__(
+        self,
+        service: InferenceService,
+        metrics: Metrics,
+        session_id: str,
+        limit: int,
+        frames: BinaryFrames | None,
+        send: Send,
+    ) -> None:
+        self.service, self.metrics, self.session_id = service, metrics, session_id
+        self.limit, self.frames, self.send = limit, frames, send
+
+    async def serve(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return  # websocket.disconnect
+            started = time.perf_counter()
+            status = await self._one(message)
+            if status is None:
+                return
+            self.metrics.observe(ROUTE, "WS", status, time.perf_counter() - started)
+            if status == SessionNotFound.status:
+                await _close(self.send, CLOSE_SESSION_GONE, "session not found")
+                return
+
+    async def _one(self, message: Message) -> int | None:
+        """Answer one message; returns its status, or None when the stream was closed instead."""
         text = message.get("text")
-        if text is None:
-            await websocket.close(code=CLOSE_UNSUPPORTED, reason="send steps as JSON text messages")
-            return
-        started = time.perf_counter()
-        reply, status = await _step(service, session_id, text, limit)
-        await websocket.send_text(reply.decode())
-        metrics.observe(ROUTE, "WS", status, time.perf_counter() - started)
-        if status == SessionNotFound.status:
-            await websocket.close(code=CLOSE_SESSION_GONE, reason="session not found")
-            return
+        if text is not None:
+            reply, status = await self._step_text(text)
+            await _send_text(self.send, reply)
+            return status
+        data: bytes = message.get("bytes") or b""
+        if self.frames is None:
+            await _close(self.send, CLOSE_UNSUPPORTED, "open the stream with ?shape=B,T,F to send binary frames")
+            return None
+        try:
+            request = self._binary_request(data, self.frames)
+            reply = await self.service.step(self.session_id, request, binary.encode_stream_step)
+        except Exception as exc:
+            body, status = _problem(exc, self.session_id)
+            await _send_text(self.send, body)
+            return status
+        await self.send({"type": "websocket.send", "bytes": reply})
+        return 200
+
+    async def _step_text(self, text: str) -> tuple[bytes, int]:
+        """One text message -> (reply, status); errors become problem replies and leave the session unchanged."""
+        try:
+            if len(text) > self.limit:
+                raise PayloadTooLarge(f"the message has {len(text)} characters; the limit is {self.limit} bytes")
+            request = codec.parse_step(codec.parse_object(text, "the message"), text)
+            return await self.service.step(self.session_id, request, codec.encode_step), 200
+        except Exception as exc:
+            return _problem(exc, self.session_id)
+
+    def _binary_request(self, data: bytes, frames: BinaryFrames) -> StepRequest:
+        if len(data) > self.limit:
+            raise PayloadTooLarge(f"the frame has {len(data)} bytes; the limit is {self.limit}")
+        return StepRequest(
+            inputs=binary.frame_inputs(data, frames.shape, frames.time_axis, frames.itemsize),
+            time_major=frames.time_major,
+            return_state=frames.return_state,
+            digest=binary.request_digest(data, b"ws", frames.options_key),
+        )
 
 
-async def _step(service: InferenceService, session_id: str, text: str, limit: int) -> tuple[bytes, int]:
-    """One message -> (reply, status). Domain errors become problem replies; the session is unchanged by them."""
-    try:
-        if len(text) > limit:
-            raise PayloadTooLarge(f"the message has {len(text)} characters; the limit is {limit} bytes")
-        request = codec.parse_step(codec.parse_object(text, "the message"), text)
-        return await service.step(session_id, request, codec.encode_step), 200
-    except RnnServeError as exc:
+def _problem(exc: Exception, session_id: str) -> tuple[bytes, int]:
+    if isinstance(exc, RnnServeError):
         return codec.dumps(error_problem(exc)), int(exc.status)
-    except Exception as exc:
-        log.exception("step of session %r over the stream failed", session_id)
-        return codec.dumps(problem(500, f"internal error ({type(exc).__name__}); see the server log")), 500
+    log.error("step of session %r over the stream failed", session_id, exc_info=exc)
+    return codec.dumps(problem(500, f"internal error ({type(exc).__name__}); see the server log")), 500
+
+
+def _reason(exc: RnnServeError) -> str:
+    return "session not found" if isinstance(exc, SessionNotFound) else exc.detail[:120]
+
+
+async def _send_text(send: Send, body: bytes) -> None:
+    await send({"type": "websocket.send", "text": body.decode()})
+
+
+async def _close(send: Send, code: int, reason: str) -> None:
+    await send({"type": "websocket.close", "code": code, "reason": reason})
