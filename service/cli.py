@@ -133,6 +133,8 @@ def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
         "http": "auto",  # httptools when installed
         "proxy_headers": False,
         "server_header": False,
+        # uvicorn formats every access-log record before the logger drops it: off unless it would be printed
+        "access_log": settings.log_level in ("info", "debug", "trace"),
     }
     if settings.workers == 1:
         from service.app import create_app

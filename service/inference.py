@@ -223,10 +223,10 @@ class InferenceService:
             )
             mask = self._mask(sig, request.mask, request.time_major, checked)
             result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
-            out = self._result(sig, result, request.time_major, request.return_state)
+            outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
             new_step = record.step + checked.timesteps
-            body = encode(StepResult(out.outputs, out.states, session_id=session_id, step=new_step))
-            states = tuple(np.ascontiguousarray(s, dtype=np.float32) for s in result.states)
+            body = encode(StepResult(outputs, states_out, session_id=session_id, step=new_step))
+            states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
             await self.store.commit(
                 record.advanced(states, checked.timesteps, request.digest, body), expected_version=record.version
             )
@@ -292,12 +292,23 @@ class InferenceService:
             log.exception("model %r failed", name)
             raise RnnServeError(f"model {name!r} failed: {type(exc).__name__}") from exc
 
+    @classmethod
+    def _result(
+        cls, sig: ModelSignature, result: RunResult, time_major: bool | None, return_state: bool
+    ) -> InferenceResult:
+        return InferenceResult(*cls._outputs(sig, result, time_major, return_state))
+
     @staticmethod
-    def _result(sig: ModelSignature, result: RunResult, time_major: bool | None, return_state: bool) -> InferenceResult:
-        swap = time_major is not None and time_major != sig.time_major
-        outputs = {info.name: _to_layout(result.outputs[info.name], swap) for info in sig.outputs}
+    def _outputs(
+        sig: ModelSignature, result: RunResult, time_major: bool | None, return_state: bool
+    ) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None]:
+        """Outputs in the request's layout (the runner's own dict when no axes move), and states when asked."""
+        if time_major is not None and time_major != sig.time_major:
+            outputs = {info.name: _to_layout(result.outputs[info.name], True) for info in sig.outputs}
+        else:
+            outputs = result.outputs  # already in signature order (the Runner contract)
         states = [np.asarray(s, dtype=np.float32) for s in result.states] if return_state else None
-        return InferenceResult(outputs, states)
+        return outputs, states
 
 
 def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:

@@ -176,8 +176,13 @@ class DynamicBatcher:
             if len(batch) == 1:
                 results = [await self._call(queue.loop, model, batch[0].item)]
             else:
-                merged, shapes = merge(model.signature, [p.item for p in batch])
+                merged, shapes = merge(model.signature, [p.item for p in batch], [(p.rows, p.steps) for p in batch])
                 results = split(model.signature, await self._call(queue.loop, model, merged), shapes)
+        except asyncio.CancelledError:  # the batcher is closing: nobody will resolve these calls otherwise
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(RuntimeError("the server is shutting down"))
+            raise
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0].future.done():

@@ -14,15 +14,14 @@ first; `select(equal_lengths=True)` keeps such models' batches to one length.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from service.runtime.signature import Feeds, ModelSignature, RunResult
 
 
-@dataclass(frozen=True)
-class CallItem:
+class CallItem(NamedTuple):
     """One model call: already validated inputs in the model's layout, its states and mask."""
 
     inputs: Feeds
@@ -89,10 +88,14 @@ def _pad_time(array: np.ndarray, time_axis: int, length: int) -> np.ndarray:
     return np.pad(array, widths)
 
 
-def merge(signature: ModelSignature, items: Sequence[CallItem]) -> tuple[CallItem, list[tuple[int, int]]]:
-    """One call holding every item's rows, and each item's (rows, timesteps) to split the result with."""
+def merge(
+    signature: ModelSignature, items: Sequence[CallItem], shapes: list[tuple[int, int]] | None = None
+) -> tuple[CallItem, list[tuple[int, int]]]:
+    """One call holding every item's rows, and each item's (rows, timesteps) to split the result with (`shapes`,
+    when the caller knows them already)."""
     batch_axis, time_axis = _axes(signature)
-    shapes = [item_shape(signature, item) for item in items]
+    if shapes is None:
+        shapes = [item_shape(signature, item) for item in items]
     longest = max(t for _, t in shapes)
     padded = any(t != longest for _, t in shapes)
     inputs = {

@@ -1,6 +1,7 @@
 """Service tests run against a real server (`service_server.ServerThread`: uvicorn on a free port in a thread)
 serving a model repository of small seeded models exported as packages into a temporary folder. Clients are
-httpx and websockets. Session tests also run on a Redis store (a private redis-server)."""
+httpx and websockets. The main server runs once with each executor (direct, dynamic batching); session tests also
+run on a Redis store (a private redis-server)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_models(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session", params=["direct", "dynamic"])
+def executor(request: pytest.FixtureRequest) -> str:
+    """Every test of the main server runs with batching off (direct) and on (dynamic)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def server(models_dir: Path) -> Iterator[ServerThread]:
-    running = ServerThread(settings_for(models_dir)).start()
+def server(models_dir: Path, executor: str) -> Iterator[ServerThread]:
+    running = ServerThread(settings_for(models_dir, executor=executor)).start()
     yield running
     running.stop()
 
@@ -68,8 +75,8 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @pytest.fixture(scope="session")
-def redis_server(models_dir: Path, redis_url: str) -> Iterator[ServerThread]:
-    running = ServerThread(settings_for(models_dir, store_url=redis_url)).start()
+def redis_server(models_dir: Path, redis_url: str, executor: str) -> Iterator[ServerThread]:
+    running = ServerThread(settings_for(models_dir, store_url=redis_url, executor=executor)).start()
     yield running
     running.stop()
 
@@ -80,8 +87,8 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def any_server(request: pytest.FixtureRequest, store_kind: str) -> ServerThread:
-    """The main server on the memory store, or its twin on the Redis store."""
+def any_server(request: pytest.FixtureRequest, store_kind: str, executor: str) -> ServerThread:
+    """The main server on the memory store, or its twin on the Redis store (with the same executor)."""
     return request.getfixturevalue("server" if store_kind == "memory" else "redis_server")  # type: ignore[no-any-return]
 
 

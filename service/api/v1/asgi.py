@@ -25,17 +25,13 @@ JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
 _PROBLEM_JSON = PROBLEM_JSON.encode()
 
-# request headers the handlers read, by their lower-case wire name
-_WANTED = {
-    b"content-type": "content_type",
-    b"content-length": "content_length",
-    b"authorization": "authorization",
-    b"accept": "accept",
+_OPTION_HEADERS = {
     b"x-shape": "shape",
     b"x-seq": "seq",
     b"x-return-state": "return_state",
     b"x-time-major": "time_major",
 }
+_WANTED = frozenset((b"content-type", b"content-length", b"authorization", b"accept", *_OPTION_HEADERS))
 BINARY_OPTIONS = ("shape", "seq", "return_state", "time_major")
 """Options a binary request may give as query parameters or as X- headers."""
 
@@ -45,41 +41,37 @@ class ClientGone(Exception):
 
 
 class Head:
-    """The request headers the handlers need, read in one pass (names are lower-case bytes in ASGI)."""
+    """The request headers the handlers need, read in one pass (names are lower-case bytes in ASGI), and what
+    they say about the body and reply formats."""
 
-    __slots__ = ("content_type", "content_length", "authorization", "accept", "shape", "seq", "return_state",
-                 "time_major")  # fmt: skip
+    __slots__ = ("_found", "binary_body", "binary_reply")
 
     def __init__(self, scope: Scope) -> None:
-        for attr in self.__slots__:
-            setattr(self, attr, None)
-        wanted = _WANTED
-        for name, value in scope["headers"]:
-            attr = wanted.get(name)
-            if attr is not None:
-                setattr(self, attr, value.decode("latin-1"))
+        found = {name: value for name, value in scope["headers"] if name in _WANTED}
+        self._found = found
+        content_type = found.get(b"content-type")
+        # the body is raw tensor bytes (`Content-Type: application/octet-stream`)
+        self.binary_body = (
+            content_type is not None
+            and content_type.partition(b";")[0].strip().lower() == b"application/octet-stream"
+        )
+        # answer with raw tensor bytes: asked by `Accept`, or a binary request that does not ask for JSON
+        accept = found.get(b"accept", b"")
+        self.binary_reply = b"application/octet-stream" in accept or (
+            self.binary_body and b"application/json" not in accept
+        )
 
-    content_type: str | None
-    content_length: str | None
-    authorization: str | None
-    accept: str | None
-    shape: str | None
-    seq: str | None
-    return_state: str | None
-    time_major: str | None
+    def get(self, name: bytes) -> str | None:
+        value = self._found.get(name)
+        return None if value is None else value.decode("latin-1")
 
     @property
-    def binary_body(self) -> bool:
-        """The body is raw tensor bytes (`Content-Type: application/octet-stream`)."""
-        media_type = (self.content_type or "").partition(";")[0].strip().lower()
-        return media_type == "application/octet-stream"
+    def authorization(self) -> str | None:
+        return self.get(b"authorization")
 
-    def binary_reply(self) -> bool:
-        """Answer with raw tensor bytes: asked by `Accept`, or a binary request that does not ask for JSON."""
-        accept = self.accept or ""
-        if "application/octet-stream" in accept:
-            return True
-        return self.binary_body and "application/json" not in accept
+    @property
+    def content_length(self) -> str | None:
+        return self.get(b"content-length")
 
     def options(self, scope: Scope) -> dict[str, str]:
         """The binary request options, from the query string and the X- headers (both ways must agree)."""
@@ -89,13 +81,14 @@ class Head:
             for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
                 if key in BINARY_OPTIONS:
                     found[key] = value
-        for key in BINARY_OPTIONS:
-            value = getattr(self, key)
+        for header, key in _OPTION_HEADERS.items():
+            value = self.get(header)
             if value is None:
                 continue
             if key in found and found[key].strip() != value.strip():
-                header = "X-" + key.replace("_", "-").title()
-                raise InvalidInput(f"{key} is {found[key]!r} in the query but {value!r} in the {header} header")
+                raise InvalidInput(
+                    f"{key} is {found[key]!r} in the query but {value!r} in the {header.decode()} header"
+                )
             found[key] = value
         return found
 

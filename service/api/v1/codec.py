@@ -50,16 +50,16 @@ def parse_predict(obj: dict[str, Any]) -> PredictRequest:
 def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -> StepRequest:
     """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest,
     and `variant` names the reply format when it is not JSON (so that a retry only replays its own format)."""
-    raw_bytes = raw.encode() if isinstance(raw, str) else raw
-    digest = hashlib.blake2b(raw_bytes, digest_size=16)
+    digest = hashlib.blake2b(raw.encode() if isinstance(raw, str) else raw, digest_size=16)
     if variant:
         digest.update(b"\0" + variant)
+    get = obj.get  # absent optional fields (the common case) cost one lookup each
     return StepRequest(
         inputs=_inputs(obj),
-        mask=_optional_array(obj, "mask"),
-        seq=optional_int(obj, "seq", minimum=0),
-        time_major=_optional_bool(obj, "time_major"),
-        return_state=bool(_optional_bool(obj, "return_state")),
+        mask=None if get("mask") is None else _optional_array(obj, "mask"),
+        seq=None if get("seq") is None else optional_int(obj, "seq", minimum=0),
+        time_major=None if get("time_major") is None else _optional_bool(obj, "time_major"),
+        return_state=get("return_state") is not None and bool(_optional_bool(obj, "return_state")),
         digest=digest.digest(),
     )
 

@@ -31,9 +31,10 @@ class StepEndpoint:
         session_id: str = scope["path_params"]["session_id"]
         head = Head(scope)
         try:
-            authorize(settings, head.authorization)
+            if settings.api_key is not None:
+                authorize(settings, head.authorization)
             body = await read_body(receive, head, settings.max_body_bytes)
-            reply_binary = head.binary_reply()
+            reply_binary = head.binary_reply
             if head.binary_body:
                 request = binary.step_request(body, head.options(scope), reply_binary)
             else:
@@ -63,14 +64,15 @@ class PredictEndpoint:
         model: str = scope["path_params"]["model"]
         head = Head(scope)
         try:
-            authorize(settings, head.authorization)
+            if settings.api_key is not None:
+                authorize(settings, head.authorization)
             body = await read_body(receive, head, settings.max_body_bytes)
             if head.binary_body:
                 request = binary.predict_request(body, head.options(scope))
             else:
                 request = codec.parse_predict(codec.parse_object(body))
             result = await service.predict(model, request)
-            if not head.binary_reply():
+            if not head.binary_reply:
                 await respond(send, 200, JSON, codec.encode_result(result))
                 return 200
             payload, tensors = binary.encode_result(result)
