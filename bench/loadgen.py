@@ -6,8 +6,9 @@ themselves. Each client owns one connection and, for session scenarios, one sess
 
     python bench/loadgen.py --url http://127.0.0.1:8000 --scenario step-json --sessions 64 --seconds 5
 
-Scenarios: step-json, step-binary, stream (WebSocket), predict, v2-json, v2-binary, ceiling (POST /echo of the
-minimal FastAPI app in bench/minimal_app.py), history (stateless: resend the whole history each request).
+Scenarios (bench/scenarios.py): step-json, step-binary, step-at-history, stream and stream-binary (WebSocket),
+predict, history (stateless: resend the whole history each request), ceiling (POST /echo of the minimal FastAPI
+app in bench/minimal_app.py), v2-json, v2-binary. bench/run_all.py runs them all in alternating rounds.
 """
 
 from __future__ import annotations
@@ -68,24 +69,35 @@ class HttpConnection:
     async def request(
         self, method: str, path: str, body: bytes = b"", content_type: str = "application/json", headers: str = ""
     ) -> tuple[int, bytes, dict[str, str]]:
-        assert self.reader is not None and self.writer is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n{headers}\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readuntil(b"\r\n")
-        status = int(status_line.split(b" ", 2)[1])
+        ).encode()
+        return await self.send(head + body)
+
+    async def send(self, request: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Send a request made once (`prepare`), read its response."""
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(request)
+        block = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, _, header_text = block.decode("latin-1").partition("\r\n")
         response_headers: dict[str, str] = {}
-        while True:
-            line = await self.reader.readuntil(b"\r\n")
-            if line == b"\r\n":
-                break
-            key, _, value = line.decode("latin-1").partition(":")
-            response_headers[key.strip().lower()] = value.strip()
+        for line in header_text.split("\r\n"):
+            key, sep, value = line.partition(":")
+            if sep:
+                response_headers[key.strip().lower()] = value.strip()
         length = int(response_headers.get("content-length", "0"))
         payload = await self.reader.readexactly(length) if length else b""
-        return status, payload, response_headers
+        return int(status_line.split(" ", 2)[1]), payload, response_headers
+
+    def prepare(
+        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json", headers: str = ""
+    ) -> bytes:
+        """The bytes of one request, to `send` repeatedly."""
+        return (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}\r\n"
+        ).encode() + body
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -99,6 +111,7 @@ class WsConnection:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_binary = False
 
     async def open(self, path: str) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -115,6 +128,16 @@ class WsConnection:
 
     async def send(self, payload: bytes, binary: bool = False) -> None:
         assert self.writer is not None
+        self.writer.write(self.frame(payload, binary))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send a frame made once with `frame` (the benchmark reuses its masking key)."""
+        assert self.writer is not None
+        self.writer.write(frame)
+
+    @staticmethod
+    def frame(payload: bytes, binary: bool = False) -> bytes:
+        """A masked client frame (RFC 6455) holding `payload`."""
         opcode = 0x82 if binary else 0x81
         n = len(payload)
         if n < 126:
@@ -125,11 +148,13 @@ class WsConnection:
             header = struct.pack("!BBQ", opcode, 0x80 | 127, n)
         mask = os.urandom(4)
         masked = (np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
-        self.writer.write(header + mask + masked)
+        return header + mask + masked
 
     async def receive(self) -> bytes:
+        """The next message's payload; `last_binary` says whether it came as a binary frame."""
         assert self.reader is not None
         first, second = await self.reader.readexactly(2)
+        self.last_binary = first & 0x0F == 0x2
         n = second & 0x7F
         if n == 126:
             (n,) = struct.unpack("!H", await self.reader.readexactly(2))
@@ -148,13 +173,24 @@ class WsConnection:
 Step = Callable[[], Awaitable[int]]  # one request; returns the timesteps it carried, raises on failure
 
 
-async def drive(scenario: str, clients: list[Step], seconds: float, warmup: float = 0.5) -> Result:
-    """Run every client in a loop for `seconds` (after `warmup`), one request in flight each."""
+async def drive(
+    scenario: str,
+    clients: list[Step],
+    seconds: float,
+    warmup: float = 0.5,
+    on_window: Callable[[str], None] | None = None,
+) -> Result:
+    """Run every client in a loop for `seconds` (after `warmup`), one request in flight each. Requests that start
+    inside the window count; `on_window("start")` and `on_window("stop")` are called as it opens and closes."""
     latencies: list[float] = []
     counts = {"requests": 0, "steps": 0, "errors": 0}
     start = time.perf_counter()
     measure_from = start + warmup
     stop = measure_from + seconds
+    if on_window is not None:
+        loop_ = asyncio.get_running_loop()
+        loop_.call_later(warmup, on_window, "start")
+        loop_.call_later(warmup + seconds, on_window, "stop")
 
     async def loop(step: Step) -> None:
         while True:

@@ -1,13 +1,15 @@
 """Load scenarios: how each kind of client opens its connection (and session) and makes one request.
 
-Every builder returns the clients' step functions and an async `close`. Request bodies are made once per
-client, so the load generator measures the server, not its own serialisation.
+Every builder returns one client's step function; `build_clients` makes N of them and an async `close`. Requests
+(and WebSocket frames) are made once per client, so the load generator measures the server, not its own
+serialisation.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -15,7 +17,23 @@ import orjson
 from bench.loadgen import HttpConnection, Step, WsConnection, json_body, split_url
 
 FEATURES = 32
+PREDICT_SHAPE = (32, 100)  # (B, T) of the whole-sequence predict scenario
 Close = Callable[[], Awaitable[None]]
+Connection = HttpConnection | WsConnection
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the clients go and what they send: the server, its model, and the history length (for the history
+    scenarios)."""
+
+    host: str
+    port: int
+    model: str = "bench_rnn"
+    history: int = 10
+
+
+Builder = Callable[[Target, np.random.Generator, list[Connection]], Awaitable[Step]]
 
 
 def _check(status: int, payload: bytes, what: str) -> None:
@@ -27,20 +45,37 @@ def _features(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
+async def _http(target: Target, connections: list[Connection]) -> HttpConnection:
+    conn = HttpConnection(target.host, target.port)
+    await conn.open()
+    connections.append(conn)
+    return conn
+
+
 async def _session(conn: HttpConnection, model: str) -> str:
     status, payload, _ = await conn.request("POST", "/v1/sessions", json_body({"model": model, "batch_size": 1}))
     _check(status, payload, "create session")
     return str(orjson.loads(payload)["session_id"])
 
 
+def _repeat(conn: HttpConnection, request: bytes, steps: int, what: str) -> Step:
+    """A client that sends the same prepared request again and again; each carries `steps` timesteps."""
+
+    async def step() -> int:
+        status, payload, _ = await conn.send(request)
+        _check(status, payload, what)
+        return steps
+
+    return step
+
+
 async def build_clients(scenario: str, url: str, model: str, sessions: int, history: int) -> tuple[list[Step], Close]:
     host, port = split_url(url)
+    target = Target(host, port, model, history)
     rng = np.random.default_rng(0)
-    connections: list[HttpConnection | WsConnection] = []
-    clients: list[Step] = []
+    connections: list[Connection] = []
     builder = SCENARIOS[scenario]
-    for _ in range(sessions):
-        clients.append(await builder(host, port, model, history, rng, connections))
+    clients = [await builder(target, rng, connections) for _ in range(sessions)]
 
     async def close() -> None:
         for conn in connections:
@@ -49,68 +84,53 @@ async def build_clients(scenario: str, url: str, model: str, sessions: int, hist
     return clients, close
 
 
-Builder = Callable[[str, int, str, int, np.random.Generator, list], Awaitable[Step]]
+# ---- sessions -------------------------------------------------------------------------------------------------------
 
 
-async def _http(host: str, port: int, connections: list) -> HttpConnection:
-    conn = HttpConnection(host, port)
-    await conn.open()
-    connections.append(conn)
-    return conn
-
-
-async def step_json(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
-    conn = await _http(host, port, conns)
-    path = f"/v1/sessions/{await _session(conn, model)}/step"
+async def step_json(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """POST /v1/sessions/{id}/step with one timestep as JSON."""
+    conn = await _http(target, conns)
+    path = f"/v1/sessions/{await _session(conn, target.model)}/step"
     body = json_body({"inputs": _features(rng, 1, 1, FEATURES)})
-
-    async def step() -> int:
-        status, payload, _ = await conn.request("POST", path, body)
-        _check(status, payload, "step")
-        return 1
-
-    return step
+    return _repeat(conn, conn.prepare("POST", path, body), 1, "step")
 
 
-async def step_at_history(
-    host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list
-) -> Step:
-    """A session step after `history` timesteps have already streamed through the session."""
-    conn = await _http(host, port, conns)
-    path = f"/v1/sessions/{await _session(conn, model)}/step"
-    status, payload, _ = await conn.request("POST", path, json_body({"inputs": _features(rng, 1, history, FEATURES)}))
-    _check(status, payload, "prefill")
-    return await _repeat(conn, path, json_body({"inputs": _features(rng, 1, 1, FEATURES)}))
-
-
-async def _repeat(
-    conn: HttpConnection, path: str, body: bytes, content_type: str = "application/json", headers: str = ""
-) -> Step:
-    async def step() -> int:
-        status, payload, _ = await conn.request("POST", path, body, content_type, headers)
-        _check(status, payload, path)
-        return 1
-
-    return step
-
-
-async def step_binary(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
-    conn = await _http(host, port, conns)
-    path = f"/v1/sessions/{await _session(conn, model)}/step"
+async def step_binary(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """The same step as raw float32 bytes (`application/octet-stream`, `X-Shape`), answered in raw bytes."""
+    conn = await _http(target, conns)
+    path = f"/v1/sessions/{await _session(conn, target.model)}/step"
     body = _features(rng, 1, 1, FEATURES).tobytes()
-    return await _repeat(conn, path, body, "application/octet-stream", f"X-Shape: 1,1,{FEATURES}\r\n")
+    request = conn.prepare("POST", path, body, "application/octet-stream", f"X-Shape: 1,1,{FEATURES}\r\n")
+    return _repeat(conn, request, 1, "binary step")
 
 
-async def stream(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
-    http = await _http(host, port, conns)
-    session_id = await _session(http, model)
-    ws = WsConnection(host, port)
-    await ws.open(f"/v1/sessions/{session_id}/stream")
+async def step_at_history(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """A one-timestep JSON step of a session that has already consumed `history` timesteps."""
+    conn = await _http(target, conns)
+    path = f"/v1/sessions/{await _session(conn, target.model)}/step"
+    prefill = json_body({"inputs": _features(rng, 1, target.history, FEATURES)})
+    status, payload, _ = await conn.request("POST", path, prefill)
+    _check(status, payload, "prefill")
+    body = json_body({"inputs": _features(rng, 1, 1, FEATURES)})
+    return _repeat(conn, conn.prepare("POST", path, body), 1, "step at history")
+
+
+async def _stream(target: Target, conns: list[Connection], query: str = "") -> WsConnection:
+    http = await _http(target, conns)
+    session_id = await _session(http, target.model)
+    ws = WsConnection(target.host, target.port)
+    await ws.open(f"/v1/sessions/{session_id}/stream{query}")
     conns.append(ws)
-    message = json_body({"inputs": _features(rng, 1, 1, FEATURES)})
+    return ws
+
+
+async def stream(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """WS /v1/sessions/{id}/stream: one JSON text message per timestep, one reply each."""
+    ws = await _stream(target, conns)
+    frame = ws.frame(json_body({"inputs": _features(rng, 1, 1, FEATURES)}))
 
     async def step() -> int:
-        await ws.send(message)
+        ws.send_frame(frame)
         reply = await ws.receive()
         if b'"step"' not in reply:
             raise RuntimeError(f"stream error: {reply[:200]!r}")
@@ -119,73 +139,74 @@ async def stream(host: str, port: int, model: str, history: int, rng: np.random.
     return step
 
 
-async def predict(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
-    """Whole-sequence stateless predict, B=32, T=100."""
-    conn = await _http(host, port, conns)
-    body = json_body({"inputs": _features(rng, 32, 100, FEATURES)})
-    path = f"/v1/models/{model}/predict"
+async def stream_binary(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """The stream with binary frames (`?shape=1,1,F`): raw float32 in, step counter and raw outputs back."""
+    ws = await _stream(target, conns, f"?shape=1,1,{FEATURES}")
+    frame = ws.frame(_features(rng, 1, 1, FEATURES).tobytes(), binary=True)
 
     async def step() -> int:
-        status, payload, _ = await conn.request("POST", path, body)
-        _check(status, payload, "predict")
-        return 32 * 100
+        ws.send_frame(frame)
+        reply = await ws.receive()
+        if not ws.last_binary:  # errors come back as problem+json text messages
+            raise RuntimeError(f"stream error: {reply[:200]!r}")
+        return 1
 
     return step
 
 
-async def stateless_history(
-    host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list
-) -> Step:
-    """The naive alternative: no session, the client resends its whole history to get one new step."""
-    conn = await _http(host, port, conns)
-    body = json_body({"inputs": _features(rng, 1, history, FEATURES)})
-    return await _repeat(conn, f"/v1/models/{model}/predict", body)
+# ---- stateless ------------------------------------------------------------------------------------------------------
 
 
-async def ceiling(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
+async def predict(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """Whole-sequence stateless predict, B=32, T=100 (counts B*T timesteps per request)."""
+    conn = await _http(target, conns)
+    batch, steps = PREDICT_SHAPE
+    body = json_body({"inputs": _features(rng, batch, steps, FEATURES)})
+    return _repeat(conn, conn.prepare("POST", f"/v1/models/{target.model}/predict", body), batch * steps, "predict")
+
+
+async def stateless_history(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """The naive alternative to sessions: resend the whole history (`history` timesteps) to get one new step."""
+    conn = await _http(target, conns)
+    body = json_body({"inputs": _features(rng, 1, target.history, FEATURES)})
+    return _repeat(conn, conn.prepare("POST", f"/v1/models/{target.model}/predict", body), 1, "stateless history")
+
+
+async def ceiling(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
     """The minimal FastAPI app (bench/minimal_app.py): parse the same body as step-json, answer a constant."""
-    conn = await _http(host, port, conns)
-    return await _repeat(conn, "/echo", json_body({"inputs": _features(rng, 1, 1, FEATURES)}))
+    conn = await _http(target, conns)
+    body = json_body({"inputs": _features(rng, 1, 1, FEATURES)})
+    return _repeat(conn, conn.prepare("POST", "/echo", body), 1, "ceiling")
 
+
+# ---- /v2 ------------------------------------------------------------------------------------------------------------
 
 _sequence_ids = itertools.count(1)
 
 
 def _v2(binary: bool) -> Builder:
-    async def build(host: str, port: int, model: str, history: int, rng: np.random.Generator, conns: list) -> Step:
-        conn = await _http(host, port, conns)
+    async def build(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+        conn = await _http(target, conns)
         sequence_id = next(_sequence_ids)
         x = _features(rng, 1, 1, FEATURES)
-        started = False
-        path = f"/v2/models/{model}/infer"
+        path = f"/v2/models/{target.model}/infer"
 
-        def body(start: bool) -> tuple[bytes, str, str]:
+        def request(start: bool) -> bytes:
             tensor: dict[str, object] = {"name": "x", "shape": list(x.shape), "datatype": "FP32"}
-            if not binary:
-                tensor["data"] = x.reshape(-1)
-            else:
+            if binary:
                 tensor["parameters"] = {"binary_data_size": x.nbytes}
+            else:
+                tensor["data"] = x.reshape(-1)
             params = {"sequence_id": sequence_id, "sequence_start": start, "binary_data_output": binary}
             header = json_body({"inputs": [tensor], "parameters": params})
             if not binary:
-                return header, "application/json", ""
-            return (
-                header + x.tobytes(),
-                "application/octet-stream",
-                f"Inference-Header-Content-Length: {len(header)}\r\n",
-            )
+                return conn.prepare("POST", path, header)
+            extra = f"Inference-Header-Content-Length: {len(header)}\r\n"
+            return conn.prepare("POST", path, header + x.tobytes(), "application/octet-stream", extra)
 
-        first, steady = body(True), body(False)
-
-        async def step() -> int:
-            nonlocal started
-            payload_body, content_type, headers = steady if started else first
-            status, payload, _ = await conn.request("POST", path, payload_body, content_type, headers)
-            _check(status, payload, "v2 infer")
-            started = True
-            return 1
-
-        return step
+        status, payload, _ = await conn.send(request(True))
+        _check(status, payload, "v2 sequence start")
+        return _repeat(conn, request(False), 1, "v2 infer")
 
     return build
 
@@ -195,6 +216,7 @@ SCENARIOS: dict[str, Builder] = {
     "step-binary": step_binary,
     "step-at-history": step_at_history,
     "stream": stream,
+    "stream-binary": stream_binary,
     "predict": predict,
     "history": stateless_history,
     "ceiling": ceiling,

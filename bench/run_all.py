@@ -1,0 +1,341 @@
+"""The benchmark suite: every scenario against `rnnserve serve` and its baselines, in alternating rounds.
+
+    python -m bench.run_all [--rounds 3] [--seconds 3] [--json results.json] [--skip-memory]
+
+It builds the bench model (SimpleRNN 128 units over 32 features, input "x", last output only, seeded) into a
+temporary model folder and starts, each pinned to CPU 0 (`taskset -c 0`): `rnnserve serve` with dynamic batching,
+the same with direct execution (batching off), and the minimal FastAPI + orjson app (bench/minimal_app.py). The
+load generator (this process) runs pinned to CPU 1. Each round runs every case once, in an order that rotates
+from round to round, so that a noisy, shared machine slows every case alike; ratios are taken inside each round
+(between neighbouring measurements) and the median over rounds is reported.
+
+Cases:
+  a      HTTP JSON step, 1 timestep, 64 sessions
+  b      the same over the WebSocket stream (JSON text messages); b-bin with binary frames
+  c      HTTP binary tensors (application/octet-stream), 64 sessions
+  d      HTTP JSON step, 256 sessions, dynamic batching (model calls per step read from /metrics)
+  d-off  the same with batching off (direct execution)
+  e      whole-sequence predict, B=32, T=100
+  f      the minimal FastAPI + orjson endpoint parsing the same body as (a) and answering a constant
+  g      onnxruntime alone on the one-step graph, in process (the compute limit), batch 1 and 64
+  h      a stateless client that resends its whole history (10, 100, 1000 timesteps) for one new step, vs a
+         session step at the same history
+  mem    RSS per idle session in the memory store (bench/bench_memory.py, 100k sessions)
+
+Besides throughput and latency, each case reports the server's CPU time per request (from /proc), a figure that
+other load on the machine disturbs much less than throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.bench_model import MODEL_NAME, write_bench_model
+from bench.loadgen import HttpConnection, Result, drive, pin_to_cpu, split_url, use_uvloop
+from bench.scenarios import build_clients
+from bench.servers import REPO, Server, minimal_app, pinned, rnnserve
+
+SERVER_CPU = 0
+LOADGEN_CPU = 1
+HISTORIES = (10, 100, 1000)
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    server: str  # "dynamic" | "direct" | "minimal"
+    scenario: str
+    clients: int
+    history: int = 10
+
+
+CASES: tuple[Case, ...] = (
+    Case("a", "HTTP JSON step, 64 sessions", "dynamic", "step-json", 64),
+    Case("f", "minimal FastAPI + orjson (ceiling)", "minimal", "ceiling", 64),
+    Case("b", "WebSocket stream (JSON), 64 sessions", "dynamic", "stream", 64),
+    Case("b-bin", "WebSocket stream (binary), 64 sessions", "dynamic", "stream-binary", 64),
+    Case("c", "HTTP binary step, 64 sessions", "dynamic", "step-binary", 64),
+    Case("d", "HTTP JSON step, 256 sessions, batching on", "dynamic", "step-json", 256),
+    Case("d-off", "HTTP JSON step, 256 sessions, batching off", "direct", "step-json", 256),
+    Case("e", "predict B=32 T=100 (timesteps/s)", "dynamic", "predict", 4),
+    *(Case(f"h{h}", f"stateless, resend history {h}", "dynamic", "history", 16, h) for h in HISTORIES),
+    *(Case(f"s{h}", f"session step at history {h}", "dynamic", "step-at-history", 64, h) for h in HISTORIES),
+)
+
+
+@dataclass
+class Sample:
+    """One case in one round."""
+
+    result: Result
+    server_cpu_s: float  # server CPU time inside the measuring window
+    model_calls: float | None = None  # from /metrics, over the whole drive (warmup included)
+    steps: float | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.server_cpu_s / self.result.requests if self.result.requests else float("nan")
+
+
+@dataclass
+class Figures:
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    compute: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    memory: dict[str, float] | None = None
+
+    def add(self, key: str, sample: Sample) -> None:
+        self.samples.setdefault(key, []).append(sample)
+
+    def throughput(self, key: str) -> float:
+        """Median over rounds of steps per second."""
+        return statistics.median(s.result.steps_per_s for s in self.samples[key])
+
+    def cpu_us(self, key: str) -> float:
+        return statistics.median(s.cpu_us_per_request for s in self.samples[key])
+
+    def latencies(self, key: str) -> Result:
+        runs = [s.result for s in self.samples[key]]
+        return Result(key, 0, 0, 0.0, [x for r in runs for x in r.latencies])
+
+    def ratio(self, top: str, bottom: str, *, cpu: bool = False) -> float:
+        """Median over rounds of top/bottom throughput (or of bottom/top server CPU per request)."""
+        pairs = zip(self.samples[top], self.samples[bottom], strict=False)
+        if cpu:
+            return statistics.median(b.cpu_us_per_request / t.cpu_us_per_request for t, b in pairs)
+        return statistics.median(t.result.steps_per_s / b.result.steps_per_s for t, b in pairs)
+
+    def calls_per_step(self, key: str) -> float:
+        calls = sum(s.model_calls or 0 for s in self.samples[key])
+        steps = sum(s.steps or 0 for s in self.samples[key])
+        return calls / steps if steps else float("nan")
+
+
+# ---- running cases ----------------------------------------------------------------------------------------------
+
+
+_SAMPLE = re.compile(r'^(rnnserve_model_calls_total|rnnserve_session_steps_total)\{model="([^"]+)"\} (\S+)$', re.M)
+
+
+async def model_counters(server: Server) -> tuple[float, float]:
+    """(model calls, session steps) of the bench model so far, from /metrics."""
+    conn = HttpConnection(*split_url(server.url))
+    await conn.open()
+    try:
+        status, payload, _ = await conn.request("GET", "/metrics")
+    finally:
+        await conn.close()
+    values = {name: float(value) for name, model, value in _SAMPLE.findall(payload.decode()) if model == MODEL_NAME}
+    return values.get("rnnserve_model_calls_total", 0.0), values.get("rnnserve_session_steps_total", 0.0)
+
+
+async def run_case(case: Case, server: Server, seconds: float, warmup: float) -> Sample:
+    clients, close = await build_clients(case.scenario, server.url, MODEL_NAME, case.clients, case.history)
+    counted = case.server != "minimal"
+    before = await model_counters(server) if counted else (0.0, 0.0)
+    cpu: dict[str, float] = {}
+
+    def window(mark: str) -> None:
+        cpu[mark] = server.cpu_seconds()
+
+    try:
+        result = await drive(case.key, clients, seconds, warmup, on_window=window)
+    finally:
+        await close()
+    sample = Sample(result, cpu.get("stop", 0.0) - cpu.get("start", 0.0))
+    if counted:
+        after = await model_counters(server)
+        sample.model_calls, sample.steps = after[0] - before[0], after[1] - before[1]
+    return sample
+
+
+def compute_limit(models: Path) -> dict[str, dict[str, float]]:
+    command = pinned([sys.executable, "-m", "bench.compute", str(models), "--seconds", "1"], SERVER_CPU)
+    return json.loads(subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout)  # type: ignore[no-any-return]
+
+
+def memory_figure(sessions: int) -> dict[str, float]:
+    command = [sys.executable, "-m", "bench.bench_memory", "--sessions", str(sessions)]
+    return json.loads(subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True).stdout)  # type: ignore[no-any-return]
+
+
+def round_order(cases: Sequence[Case], round_index: int) -> list[Case]:
+    """Rotate the cases each round (and reverse every other round), keeping (a, f) neighbours."""
+    order = list(cases)
+    shift = (2 * round_index) % len(order)
+    order = order[shift:] + order[:shift]
+    return order[::-1] if round_index % 2 else order
+
+
+async def run_rounds(servers: dict[str, Server], cases: Sequence[Case], rounds: int, seconds: float, warmup: float,
+                     models: Path, figures: Figures, log: Callable[[str], None]) -> None:  # fmt: skip
+    for index in range(rounds):
+        log(f"-- round {index + 1}/{rounds}")
+        for case in round_order(cases, index):
+            sample = await run_case(case, servers[case.server], seconds, warmup)
+            figures.add(case.key, sample)
+            log(f"{case.key:<6} {sample.result.line()}  server {sample.cpu_us_per_request:6.1f} us CPU/req")
+        figures.compute.append(compute_limit(models))
+
+
+# ---- report -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    value: float
+    target: str
+    ok: bool
+
+
+def checks(fig: Figures) -> list[Check]:
+    """The targets whose cases were measured."""
+    have = fig.samples.keys()
+    found: list[Check] = []
+    if {"a", "f"} <= have:
+        ratio, per_cpu = fig.ratio("a", "f"), fig.ratio("a", "f", cpu=True)
+        found.append(Check("(a) / (f) throughput", ratio, ">= 1.2", ratio >= 1.2))
+        found.append(Check("(a) / (f) per server CPU second", per_cpu, "(>= 1.2)", per_cpu >= 1.2))
+    if {"a", "b"} <= have:
+        ratio = fig.ratio("b", "a")
+        found.append(Check("(b) / (a) throughput", ratio, ">= 3", ratio >= 3))
+    if "d" in have:
+        calls = fig.calls_per_step("d")
+        found.append(Check("(d) model calls per step", calls, "<= 1/16 = 0.0625", calls <= 1 / 16))
+    if {"d", "d-off"} <= have:
+        ratio = fig.ratio("d", "d-off")
+        found.append(Check("(d) / (d-off) throughput", ratio, ">= 2", ratio >= 2))
+    if "a" in have:
+        a = fig.latencies("a")
+        spread = a.percentile(0.99) / a.percentile(0.5)
+        found.append(Check("(a) p99 / p50", spread, "<= 3", spread <= 3))
+    if {"s10", "s1000"} <= have:
+        cost = fig.ratio("s10", "s1000")  # throughput at 10 over throughput at 1000 = cost at 1000 over cost at 10
+        found.append(Check("(h) session step cost, history 1000 / 10", cost, "within 10% of 1", abs(cost - 1) <= 0.1))
+    if fig.memory is not None:
+        per = fig.memory["bytes_per_idle_session"]
+        found.append(Check("idle session in the memory store (bytes)", per, "<= 1024", per <= 1024))
+    return found
+
+
+def table(fig: Figures, cases: Sequence[Case]) -> str:
+    lines = [
+        "| case | what | steps/s | p50 ms | p99 ms | server CPU us/req |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        if case.key not in fig.samples:
+            continue
+        lat = fig.latencies(case.key)
+        lines.append(
+            f"| {case.key} | {case.label} | {fig.throughput(case.key):,.0f} | {lat.percentile(0.5) * 1e3:.2f} | "
+            f"{lat.percentile(0.99) * 1e3:.2f} | {fig.cpu_us(case.key):.1f} |"
+        )
+    for batch in ("1", "64"):
+        values = [c[batch] for c in fig.compute if batch in c]
+        if values:
+            rate = statistics.median(v["steps_per_s"] for v in values)
+            call = statistics.median(v["us_per_call"] for v in values)
+            lines.append(f"| g | onnxruntime alone, batch {batch} ({call:.1f} us/call) | {rate:,.0f} | | | |")
+    if fig.memory is not None:
+        m = fig.memory
+        lines.append(
+            f"| mem | memory store, {m['sessions']:,.0f} sessions of {m['units']:.0f} units | "
+            f"{m['bytes_per_idle_session']:.0f} B idle, {m['bytes_per_session_after_one_step']:.0f} B after a step "
+            "(cached reply) | | | |"
+        )
+    return "\n".join(lines)
+
+
+def report(fig: Figures, cases: Sequence[Case]) -> str:
+    out = ["", "== figures (median over rounds)", table(fig, cases), "", "== ratios and targets"]
+    for check in checks(fig):
+        out.append(f"{'PASS' if check.ok else 'MISS'}  {check.what:<42} {check.value:8.3f}   target {check.target}")
+    return "\n".join(out)
+
+
+def dump(fig: Figures, path: Path) -> None:
+    data = {
+        key: [
+            {"requests": s.result.requests, "steps_per_s": s.result.steps_per_s, "p50": s.result.percentile(0.5),
+             "p99": s.result.percentile(0.99), "errors": s.result.errors, "cpu_us_per_request": s.cpu_us_per_request,
+             "model_calls": s.model_calls, "steps": s.steps}
+            for s in samples
+        ]
+        for key, samples in fig.samples.items()
+    }  # fmt: skip
+    data["compute"] = fig.compute  # type: ignore[assignment]
+    data["memory"] = fig.memory  # type: ignore[assignment]
+    path.write_text(json.dumps(data, indent=1))
+
+
+# ---- main -------------------------------------------------------------------------------------------------------
+
+
+def start_servers(models: Path, env: dict[str, str]) -> dict[str, Server]:
+    servers = {
+        "dynamic": rnnserve("rnnserve (dynamic batching)", models, SERVER_CPU, executor="dynamic", extra_env=env),
+        "direct": rnnserve("rnnserve (direct)", models, SERVER_CPU, executor="direct", extra_env=env),
+        "minimal": minimal_app(SERVER_CPU),
+    }
+    try:
+        for server in servers.values():
+            server.start()
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per case and round")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--cases", help="comma-separated case keys (default: all)")
+    parser.add_argument("--json", type=Path, help="write every sample here")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-sessions", type=int, default=100_000)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the rnnserve servers")
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if args.cases is None or c.key in args.cases.split(",")]
+    env = dict(item.split("=", 1) for item in args.env)
+    figures = Figures()
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="rnnserve-bench-") as tmp:
+        models = Path(tmp)
+        write_bench_model(models)
+        servers = start_servers(models, env)
+        try:
+            pin_to_cpu(LOADGEN_CPU)
+            use_uvloop()
+            asyncio.run(run_rounds(servers, cases, args.rounds, args.seconds, args.warmup, models, figures, log))
+        finally:
+            for server in servers.values():
+                server.stop()
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    if not args.skip_memory:
+        figures.memory = memory_figure(args.memory_sessions)
+    log(report(figures, cases))
+    if args.json is not None:
+        dump(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
