@@ -221,7 +221,7 @@ def decode_raw(signature: ModelSignature, raw: RawTensors) -> dict[str, np.ndarr
         described = "; ".join(
             f"{name}={','.join(map(str, shapes[name]))} as {dtype.name}" for name, dtype, _ in layout
         )
-        raise InvalidInput(f"the binary body has {len(raw.data)} bytes, but {described} need {needed} bytes")
+        raise InvalidInput(f"the binary body has {len(raw.data)} bytes, but {needed} are expected for {described}")
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for name, dtype, count in layout:

@@ -122,14 +122,14 @@ def stream_shape(options: Mapping[str, str], what: str = "the stream") -> tuple[
     shapes = parse_shapes(options.get("shape"))
     if None not in shapes:
         raise InvalidInput(f"{what} takes binary frames for single-input models: give ?shape=B,T,F")
+    if len(shapes[None]) < 2:
+        raise InvalidInput(f"{what} needs a shape with batch and time axes (B,T,F), got {options['shape']!r}")
     return shapes[None]
 
 
 def frame_inputs(frame: bytes, shape: tuple[int, ...], time_axis: int, itemsize: int) -> RawTensors:
     """One binary frame as raw inputs: the declared shape with T derived from the frame's length, for an input
     whose values have `itemsize` bytes (4: float32, 8: int64 token ids)."""
-    if len(shape) < 2:
-        raise InvalidInput(f"a stream shape needs batch and time axes, got {','.join(map(str, shape))}")
     others = shape[:time_axis] + shape[time_axis + 1 :]
     step_bytes = math.prod(others) * itemsize
     if step_bytes == 0 or len(frame) % step_bytes:

@@ -1,0 +1,157 @@
+"""The hot path (`HotPathApp`): step, predict and the stream are served before FastAPI's routing, yet behave as
+ordinary routes do: the same answers through FastAPI's own routing, 405 and 404 for other methods and paths, the
+API key, the body limit, and the request and model-call metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from service_client import as_list, assert_problem, open_session
+from service_models import FEATURES
+from service_server import ServerThread, settings_for
+from starlette.types import Receive, Scope, Send
+
+from service.api.v1.hotpath import HotPathApp, match
+from service.app import create_app
+
+KEY = "hot-key"
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "path", "hot"),
+    [
+        ("http", "POST", "/v1/sessions/abc/step", ("/v1/sessions/{session_id}/step", {"session_id": "abc"})),
+        ("http", "POST", "/v1/models/gru/predict", ("/v1/models/{model}/predict", {"model": "gru"})),
+        ("websocket", "GET", "/v1/sessions/abc/stream", ("/v1/sessions/{session_id}/stream", {"session_id": "abc"})),
+        ("http", "GET", "/v1/sessions/abc/step", None),
+        ("http", "POST", "/v1/sessions/a/b/step", None),
+        ("http", "POST", "/v1/sessions//step", None),
+        ("http", "POST", "/v1/sessions/abc/reset", None),
+        ("http", "POST", "/v1/models/gru/predict/x", None),
+        ("http", "GET", "/v1/sessions/abc/stream", None),
+        ("websocket", "GET", "/v1/sessions/abc/step", None),
+    ],
+)
+def test_match_picks_exactly_the_hot_routes(kind: str, method: str, path: str, hot: tuple | None) -> None:
+    found = match({"type": kind, "method": method, "path": path})
+    assert (found[1:] if found else None) == hot
+
+
+def test_other_methods_and_deeper_paths_are_ordinary_problems(client: httpx.Client) -> None:
+    assert_problem(client.get("/v1/sessions/abc/step"), 405, contains="GET")
+    assert_problem(client.get("/v1/models/gru/predict"), 405)
+    assert_problem(client.post("/v1/sessions/a/b/step", json={}), 404, contains="no route")
+
+
+def test_hot_requests_are_counted_under_their_route_templates(client: httpx.Client) -> None:
+    sid = open_session(client, "gru")["session_id"]
+    assert client.post(f"/v1/sessions/{sid}/step", json={"inputs": [[[0.1, 0.2, 0.3]]]}).status_code == 200
+    assert client.post("/v1/sessions/missing/step", json={"inputs": [[[0.1, 0.2, 0.3]]]}).status_code == 404
+    assert client.post("/v1/models/gru/predict", json={"inputs": [[[0.1, 0.2, 0.3]]]}).status_code == 200
+    text = client.get("/metrics").text
+    for route, status in (("/v1/sessions/{session_id}/step", 200), ("/v1/sessions/{session_id}/step", 404),
+                          ("/v1/models/{model}/predict", 200)):  # fmt: skip
+        assert f'rnnserve_requests_total{{method="POST",route="{route}",status="{status}"}}' in text
+    assert 'rnnserve_request_seconds_bucket{le="+Inf",method="POST",route="/v1/sessions/{session_id}/step"}' in text
+    calls = re.search(r'^rnnserve_model_calls_total\{model="gru"\} (\S+)$', text, re.M)
+    assert calls is not None and float(calls.group(1)) >= 2
+    assert 'rnnserve_batch_rows_bucket{le="1.0",model="gru"}' in text
+    assert re.search(r'^rnnserve_session_steps_total\{model="gru"\} [1-9]', text, re.M)
+
+
+def test_the_api_key_guards_the_hot_routes(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(api_key=KEY)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=server.url) as client:
+        sid = client.post("/v1/sessions", json={"model": "gru"}, headers=auth).json()["session_id"]
+        body = {"inputs": [[[0.1, 0.2, 0.3]]]}
+        for path in (f"/v1/sessions/{sid}/step", "/v1/models/gru/predict"):
+            refused = client.post(path, json=body)
+            assert_problem(refused, 401, contains="Bearer")
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert_problem(client.post(path, json=body, headers={"Authorization": "Bearer nope"}), 401)
+            assert client.post(path, json=body, headers=auth).status_code == 200
+        assert client.get(f"/v1/sessions/{sid}", headers=auth).json()["step"] == 1
+
+
+def test_the_body_limit_holds_on_the_hot_routes(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(max_body_bytes=2048)
+    big = {"inputs": [[[0.25, 0.5, 0.75]] * 200]}
+    with httpx.Client(base_url=server.url) as client:
+        sid = open_session(client, "gru")["session_id"]
+        assert_problem(client.post(f"/v1/sessions/{sid}/step", json=big), 413, contains="2048")
+        chunks = iter([b"[" + b"0," * 2000])  # sent chunked, without Content-Length: the limit counts what arrives
+        streamed = client.post("/v1/models/gru/predict", content=chunks, headers={"content-type": "application/json"})
+        assert_problem(streamed, 413, contains="2048")
+        assert client.get(f"/v1/sessions/{sid}").json()["step"] == 0
+
+
+# ---- the same answers without the hot path ----------------------------------------------------------------------
+
+
+class Routed:
+    """The same application, called through FastAPI's own middleware and routing (the hot path skipped)."""
+
+    def __init__(self, app: HotPathApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await FastAPI.__call__(self.app, scope, receive, send)
+
+
+@pytest.fixture
+async def in_process(models_dir: Path, executor: str) -> AsyncIterator[HotPathApp]:
+    """An app in this event loop, its lifespan started by hand (httpx's ASGI transport does not run it)."""
+    app = create_app(settings_for(models_dir, executor=executor))
+    assert isinstance(app, HotPathApp)
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                         incoming.get, outgoing.put))  # fmt: skip
+    await incoming.put({"type": "lifespan.startup"})
+    assert (await outgoing.get())["type"] == "lifespan.startup.complete"
+    while not app.state.service.models_ready:
+        await asyncio.sleep(0.02)
+    yield app
+    await incoming.put({"type": "lifespan.shutdown"})
+    await lifespan
+
+
+async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: HotPathApp, rng: np.random.Generator) -> None:
+    hot = httpx.AsyncClient(transport=httpx.ASGITransport(app=in_process), base_url="http://hot")
+    routed = httpx.AsyncClient(transport=httpx.ASGITransport(app=Routed(in_process)), base_url="http://routed")
+    x = rng.normal(size=(2, 3, FEATURES)).astype(np.float32)
+    async with hot, routed:
+        answers = []
+        for client in (hot, routed):
+            sid = (await client.post("/v1/sessions", json={"model": "lstm", "batch_size": 2})).json()["session_id"]
+            json_step = await client.post(f"/v1/sessions/{sid}/step", json={"inputs": as_list(x), "seq": 0})
+            binary_step = await client.post(
+                f"/v1/sessions/{sid}/step", content=x.tobytes(),
+                headers={"content-type": "application/octet-stream", "x-shape": "2,3,3", "x-return-state": "1"},
+            )  # fmt: skip
+            predict = await client.post("/v1/models/lstm/predict", json={"inputs": as_list(x), "return_state": True})
+            bad = await client.post(f"/v1/sessions/{sid}/step", json={"inputs": [[[1.0]]]})
+            missing = await client.post("/v1/sessions/nope/step", json={"inputs": as_list(x)})
+            answers.append([json_step, binary_step, predict, bad, missing])
+    for via_hot, via_routing in zip(*answers, strict=True):
+        assert via_hot.status_code == via_routing.status_code
+        assert via_hot.headers["content-type"] == via_routing.headers["content-type"]
+        assert via_hot.headers.get("x-step") == via_routing.headers.get("x-step")
+        assert via_hot.headers.get("x-tensors") == via_routing.headers.get("x-tensors")
+        if via_hot.headers["content-type"] == "application/octet-stream":
+            assert via_hot.content == via_routing.content
+        else:
+            hot_body, routed_body = via_hot.json(), via_routing.json()
+            if "detail" in hot_body:  # problems name the session, which differs
+                assert (hot_body["status"], hot_body["title"]) == (routed_body["status"], routed_body["title"])
+            else:
+                assert hot_body == routed_body
