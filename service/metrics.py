@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -32,6 +32,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 Labels = tuple[str, ...]
+_bound_text = cast(Callable[[float], str], floatToGoString)  # how prometheus_client writes `le` (untyped there)
 
 
 class LoopCounter(Collector):
@@ -73,7 +74,7 @@ class LoopHistogram(Collector):
             cumulative, buckets = 0.0, []
             for bound, count in zip((*self.bounds, float("inf")), counts, strict=False):
                 cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
+                buckets.append((_bound_text(bound), cumulative))
             family.add_metric(list(labels), buckets, sum_value=counts[-1])
         yield family
 

@@ -38,7 +38,7 @@ class RawTensors:
 Tensors = np.ndarray | Mapping[str, np.ndarray] | RawTensors
 """What a request carries as `inputs`: one array (single-input models), arrays by input name, or a binary body."""
 
-WIRE_DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
+WIRE_DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}
 """The little-endian dtype each signature dtype travels as in binary bodies."""
 
 _INTEGER_KINDS = frozenset("iu")
@@ -209,7 +209,7 @@ def decode_raw(signature: ModelSignature, raw: RawTensors) -> dict[str, np.ndarr
     unknown = [n for n in shapes if n not in names]
     if missing or unknown:
         raise InvalidInput(f"binary inputs must be shaped by name as {names}; missing {missing}, unknown {unknown}")
-    layout = []
+    layout: list[tuple[str, np.dtype[Any], int]] = []
     for info in signature.inputs:
         dtype = WIRE_DTYPES.get(info.dtype)
         if dtype is None:

@@ -4,7 +4,7 @@ reached through `hotpath.HotPathApp` before routing and registered here so that 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -50,4 +50,5 @@ async def get_model(model: str, service: ServiceDep) -> Response:
     return Response(codec.dumps(model_json(service.model(model))), media_type="application/json")
 
 
-router.add_route(f"{router.prefix}/{{model}}/predict", predict_endpoint, methods=["POST"], include_in_schema=False)
+# FastAPI types this as a request handler; Starlette (which does the routing) also takes a plain ASGI app.
+router.add_route(f"{router.prefix}/{{model}}/predict", cast(Any, predict_endpoint), ["POST"], include_in_schema=False)

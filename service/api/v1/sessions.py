@@ -5,6 +5,8 @@ Step and the WebSocket stream are plain ASGI endpoints (`handlers`, `stream`), n
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -51,5 +53,6 @@ async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response
     return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)
 
 
-router.add_route(f"{router.prefix}/{{session_id}}/step", step_endpoint, methods=["POST"], include_in_schema=False)
-router.add_websocket_route(f"{router.prefix}/{{session_id}}/stream", stream_endpoint)
+# FastAPI types these as request handlers; Starlette (which does the routing) also takes plain ASGI apps.
+router.add_route(f"{router.prefix}/{{session_id}}/step", cast(Any, step_endpoint), ["POST"], include_in_schema=False)
+router.add_websocket_route(f"{router.prefix}/{{session_id}}/stream", cast(Any, stream_endpoint))
