@@ -5,9 +5,9 @@
 It builds the bench model (SimpleRNN 128 units over 32 features, input "x", last output only, seeded) into a
 temporary model folder and starts, each pinned to CPU 0 (`taskset -c 0`): `rnnserve serve` with dynamic batching,
 the same with direct execution (batching off), and the minimal FastAPI + orjson app (bench/minimal_app.py). The
-load generator (this process) runs pinned to CPU 1. Each round runs every case once, in an order that rotates
-from round to round, so that a noisy, shared machine slows every case alike; ratios are taken inside each round
-(between neighbouring measurements) and the median over rounds is reported.
+load generator (this process) runs pinned to CPU 1. Each round starts the servers afresh and runs every case once,
+in an order that rotates from round to round, so that a noisy, shared machine slows every case alike; ratios are
+taken inside each round (between neighbouring measurements) and the median over rounds is reported.
 
 Cases:
   a      HTTP JSON step, 1 timestep, 64 sessions
@@ -178,14 +178,21 @@ def round_order(cases: Sequence[Case], round_index: int) -> list[Case]:
     return order[::-1] if round_index % 2 else order
 
 
-async def run_rounds(servers: dict[str, Server], cases: Sequence[Case], rounds: int, seconds: float, warmup: float,
-                     models: Path, figures: Figures, log: Callable[[str], None]) -> None:  # fmt: skip
+async def run_rounds(start: Callable[[], dict[str, Server]], cases: Sequence[Case], rounds: int, seconds: float,
+                     warmup: float, models: Path, figures: Figures, log: Callable[[str], None]) -> None:  # fmt: skip
+    """Every round on freshly started servers, so that no process's luck (memory layout, a busy neighbour at
+    start) weighs on every round."""
     for index in range(rounds):
         log(f"-- round {index + 1}/{rounds}")
-        for case in round_order(cases, index):
-            sample = await run_case(case, servers[case.server], seconds, warmup)
-            figures.add(case.key, sample)
-            log(f"{case.key:<6} {sample.result.line()}  server {sample.cpu_us_per_request:6.1f} us CPU/req")
+        servers = start()
+        try:
+            for case in round_order(cases, index):
+                sample = await run_case(case, servers[case.server], seconds, warmup)
+                figures.add(case.key, sample)
+                log(f"{case.key:<6} {sample.result.line()}  server {sample.cpu_us_per_request:6.1f} us CPU/req")
+        finally:
+            for server in servers.values():
+                server.stop()
         figures.compute.append(compute_limit(models))
 
 
@@ -284,15 +291,18 @@ def dump(fig: Figures, path: Path) -> None:
 # ---- main -------------------------------------------------------------------------------------------------------
 
 
-def start_servers(models: Path, env: dict[str, str]) -> dict[str, Server]:
-    servers = {
-        "dynamic": rnnserve("rnnserve (dynamic batching)", models, SERVER_CPU, executor="dynamic", extra_env=env),
-        "direct": rnnserve("rnnserve (direct)", models, SERVER_CPU, executor="direct", extra_env=env),
-        "minimal": minimal_app(SERVER_CPU),
-    }
+def start_servers(models: Path, env: dict[str, str], needed: set[str]) -> dict[str, Server]:
+    """The servers the cases need, started (and ready) one after the other, all pinned to the server core."""
+    makers: dict[str, Callable[[], Server]] = {
+        "dynamic": lambda: rnnserve("rnnserve (dynamic batching)", models, SERVER_CPU, executor="dynamic",
+                                    extra_env=env),
+        "direct": lambda: rnnserve("rnnserve (direct)", models, SERVER_CPU, executor="direct", extra_env=env),
+        "minimal": lambda: minimal_app(SERVER_CPU),
+    }  # fmt: skip
+    servers: dict[str, Server] = {}
     try:
-        for server in servers.values():
-            server.start()
+        for name in sorted(needed):
+            servers[name] = makers[name]().start()
     except BaseException:
         for server in servers.values():
             server.stop()
@@ -321,14 +331,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="rnnserve-bench-") as tmp:
         models = Path(tmp)
         write_bench_model(models)
-        servers = start_servers(models, env)
+        needed = {case.server for case in cases}
+        pin_to_cpu(LOADGEN_CPU)
+        use_uvloop()
         try:
-            pin_to_cpu(LOADGEN_CPU)
-            use_uvloop()
-            asyncio.run(run_rounds(servers, cases, args.rounds, args.seconds, args.warmup, models, figures, log))
+            asyncio.run(run_rounds(lambda: start_servers(models, env, needed), cases, args.rounds, args.seconds,
+                                   args.warmup, models, figures, log))  # fmt: skip
         finally:
-            for server in servers.values():
-                server.stop()
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     if not args.skip_memory:
         figures.memory = memory_figure(args.memory_sessions)
