@@ -7,8 +7,8 @@ themselves. Each client owns one connection and, for session scenarios, one sess
     python bench/loadgen.py --url http://127.0.0.1:8000 --scenario step-json --sessions 64 --seconds 5
 
 Scenarios (bench/scenarios.py): step-json, step-binary, step-at-history, stream and stream-binary (WebSocket),
-predict, history (stateless: resend the whole history each request), ceiling (POST /echo of the minimal FastAPI
-app in bench/minimal_app.py), v2-json, v2-binary. bench/run_all.py runs them all in alternating rounds.
+predict and predict-binary, history (stateless: resend the whole history each request), ceiling (POST /echo of the
+minimal FastAPI app in bench/minimal_app.py), v2-json, v2-binary. bench/run_all.py runs them in alternating rounds.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Cases:
   c      HTTP binary tensors (application/octet-stream), 64 sessions
   d      HTTP JSON step, 256 sessions, dynamic batching (model calls per step read from /metrics)
   d-off  the same with batching off (direct execution)
-  e      whole-sequence predict, B=32, T=100
+  e      whole-sequence predict, B=32, T=100 (JSON; e-bin with binary tensors)
   f      the minimal FastAPI + orjson endpoint parsing the same body as (a) and answering a constant
   g      onnxruntime alone on the one-step graph, in process (the compute limit), batch 1 and 64
   h      a stateless client that resends its whole history (10, 100, 1000 timesteps) for one new step, vs a
@@ -70,6 +70,7 @@ CASES: tuple[Case, ...] = (
     Case("d", "HTTP JSON step, 256 sessions, batching on", "dynamic", "step-json", 256),
     Case("d-off", "HTTP JSON step, 256 sessions, batching off", "direct", "step-json", 256),
     Case("e", "predict B=32 T=100 (timesteps/s)", "dynamic", "predict", 4),
+    Case("e-bin", "predict B=32 T=100, binary (timesteps/s)", "dynamic", "predict-binary", 4),
     *(Case(f"h{h}", f"stateless, resend history {h}", "dynamic", "history", 16, h) for h in HISTORIES),
     *(Case(f"s{h}", f"session step at history {h}", "dynamic", "step-at-history", 64, h) for h in HISTORIES),
 )

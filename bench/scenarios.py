@@ -165,6 +165,16 @@ async def predict(target: Target, rng: np.random.Generator, conns: list[Connecti
     return _repeat(conn, conn.prepare("POST", f"/v1/models/{target.model}/predict", body), batch * steps, "predict")
 
 
+async def predict_binary(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """The same predict with a binary body and reply (raw float32, `?shape=`)."""
+    conn = await _http(target, conns)
+    batch, steps = PREDICT_SHAPE
+    body = _features(rng, batch, steps, FEATURES).tobytes()
+    path = f"/v1/models/{target.model}/predict?shape={batch},{steps},{FEATURES}"
+    request = conn.prepare("POST", path, body, "application/octet-stream")
+    return _repeat(conn, request, batch * steps, "binary predict")
+
+
 async def stateless_history(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
     """The naive alternative to sessions: resend the whole history (`history` timesteps) to get one new step."""
     conn = await _http(target, conns)
@@ -218,6 +228,7 @@ SCENARIOS: dict[str, Builder] = {
     "stream": stream,
     "stream-binary": stream_binary,
     "predict": predict,
+    "predict-binary": predict_binary,
     "history": stateless_history,
     "ceiling": ceiling,
     "v2-json": _v2(False),
