@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -41,14 +41,19 @@ class LoopCounter(Collector):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
         self.values: dict[Labels, float] = {}
+        self.created: dict[Labels, float] = {}  # the `_created` sample prometheus_client counters carry
 
     def inc(self, labels: Labels, amount: float = 1) -> None:
-        self.values[labels] = self.values.get(labels, 0) + amount
+        value = self.values.get(labels)
+        if value is None:
+            self.created[labels] = time.time()
+            value = 0
+        self.values[labels] = value + amount
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for labels, value in list(self.values.items()):
-            family.add_metric(list(labels), value)
+            family.add_metric(list(labels), value, created=self.created[labels])
         yield family
 
 
@@ -60,23 +65,28 @@ class LoopHistogram(Collector):
         self.bounds = tuple(float(b) for b in buckets)
         # labels -> per-bucket counts (not cumulative; the last one is +Inf), then the sum
         self.values: dict[Labels, list[float]] = {}
+        self.created: dict[Labels, float] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
         counts = self.values.get(labels)
         if counts is None:
             counts = self.values[labels] = [0.0] * (len(self.bounds) + 2)
+            self.created[labels] = time.time()
         counts[bisect_left(self.bounds, value)] += 1
         counts[-1] += value
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        created = GaugeMetricFamily(f"{self.name}_created", self.documentation, labels=self.labelnames)
         for labels, counts in list(self.values.items()):
             cumulative, buckets = 0.0, []
             for bound, count in zip((*self.bounds, float("inf")), counts, strict=False):
                 cumulative += count
                 buckets.append((_bound_text(bound), cumulative))
             family.add_metric(list(labels), buckets, sum_value=counts[-1])
+            created.add_metric(list(labels), self.created[labels])
         yield family
+        yield created
 
 
 class Metrics:
