@@ -4,10 +4,10 @@
 
 Sessions are made as the service makes them (a 192-bit URL-safe id, zero states from the signature, the default
 TTL) and created in a `MemorySessionStore`; the resident set size is read from /proc before and after, around a
-garbage collection. A second figure gives the cost once every session has stepped once and so also holds its
-last response (the cached JSON reply that answers a retried request) and that request's digest.
+garbage collection. Two more figures give the cost once every session has stepped once: without `seq` (new states
+only), then with `seq` (the session also keeps that request's digest and its JSON reply, to answer a retry).
 
-Prints one JSON object: bytes per idle session, bytes per session after one step, and the counts.
+Prints one JSON object: bytes per session in each of the three cases, and the counts.
 """
 
 from __future__ import annotations
@@ -60,10 +60,20 @@ def new_record(sig: ModelSignature) -> SessionRecord:
     )
 
 
+async def step_all(store: MemorySessionStore, ids: list[str], units: int, *, with_seq: bool) -> None:
+    """One step of every session: new states and, for a request that carried `seq`, its digest and reply."""
+    rng = np.random.default_rng(0)
+    for session_id in ids:
+        record = await store.get(session_id)
+        states = (rng.standard_normal((1, units)).astype(np.float32),)
+        reply = encode_step(StepResult({"y": states[0]}, None, session_id=session_id, step=record.step + 1))
+        digest, cached = (secrets.token_bytes(16), reply) if with_seq else (None, None)
+        await store.commit(record.advanced(states, 1, digest, cached), record.version)
+
+
 async def measure(sessions: int, units: int) -> dict[str, float]:
     sig = signature(units)
     store = MemorySessionStore(max_sessions=sessions + 1)
-    rng = np.random.default_rng(0)
     gc.collect()
     before = rss_bytes()
     ids = []
@@ -73,20 +83,19 @@ async def measure(sessions: int, units: int) -> dict[str, float]:
         ids.append(record.session_id)
     gc.collect()
     idle = rss_bytes()
-    for session_id in ids:  # one step each: new states, the request digest and the cached response
-        record = await store.get(session_id)
-        states = (rng.standard_normal((1, units)).astype(np.float32),)
-        response = encode_step(StepResult({"y": states[0]}, None, session_id=session_id, step=1))
-        await store.commit(record.advanced(states, 1, secrets.token_bytes(16), response), record.version)
+    await step_all(store, ids, units, with_seq=False)
     gc.collect()
     stepped = rss_bytes()
+    await step_all(store, ids, units, with_seq=True)
+    gc.collect()
+    with_reply = rss_bytes()
     await store.aclose()
     return {
         "sessions": sessions,
         "units": units,
         "bytes_per_idle_session": (idle - before) / sessions,
-        "bytes_per_session_after_one_step": (stepped - before) / sessions,
-        "ids_bytes": (len(ids[0]) if ids else 0),
+        "bytes_per_session_after_a_step": (stepped - before) / sessions,
+        "bytes_per_session_after_a_step_with_seq": (with_reply - before) / sessions,
     }
 
 

@@ -261,8 +261,8 @@ def table(fig: Figures, cases: Sequence[Case]) -> str:
         m = fig.memory
         lines.append(
             f"| mem | memory store, {m['sessions']:,.0f} sessions of {m['units']:.0f} units | "
-            f"{m['bytes_per_idle_session']:.0f} B idle, {m['bytes_per_session_after_one_step']:.0f} B after a step "
-            "(cached reply) | | | |"
+            f"{m['bytes_per_idle_session']:.0f} B idle, {m['bytes_per_session_after_a_step']:.0f} B after a step, "
+            f"{m['bytes_per_session_after_a_step_with_seq']:.0f} B after a step with seq (cached reply) | | | |"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,8 @@ model repository, the session store or the executor.
 A step runs under the session's lock, so the steps of one session apply one at a time in arrival order:
 
 1. load the record (`SessionNotFound` when unknown or expired);
-2. check `seq`: an exact retry of the previous request (same `seq`, same body digest) gets the cached response;
+2. check `seq`: an exact retry of the previous request (same `seq`, same body digest) gets the cached response
+   (cached only for requests that carry `seq`, the only ones a retry can match);
    any other mismatch raises `SeqConflict` carrying the current step;
 3. validate the inputs against the model signature;
 4. run the model through the executor;
@@ -227,8 +228,11 @@ class InferenceService:
             new_step = record.step + checked.timesteps
             body = encode(StepResult(outputs, states_out, session_id=session_id, step=new_step))
             states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
+            # Only a request that names its `seq` can be retried (`_check_seq`): keep the reply for those alone, so
+            # that streams without seq do not store a copy of every reply with their session.
+            digest, reply = (request.digest, body) if request.seq is not None else (None, None)
             await self.store.commit(
-                record.advanced(states, checked.timesteps, request.digest, body), expected_version=record.version
+                record.advanced(states, checked.timesteps, digest, reply), expected_version=record.version
             )
         if self.metrics is not None:
             self.metrics.step_done(model.name, checked.timesteps)

@@ -97,8 +97,8 @@ def step_request(body: bytes, options: Mapping[str, str], reply_binary: bool) ->
         seq=parse_seq(options),
         time_major=parse_flag(options, "time_major"),
         return_state=bool(parse_flag(options, "return_state")),
-        digest=request_digest(body, b"bin", shape_text, options.get("time_major"), options.get("return_state"),
-                              reply_binary),
+        digest=request_digest(body, b"bin", shape_text, options.get("seq"), options.get("time_major"),
+                              options.get("return_state"), reply_binary),
     )  # fmt: skip
 
 
