@@ -32,6 +32,8 @@ SERVE_FLAGS = {
     "provider": "provider",
     "threads": "executor_threads",
     "executor": "executor",
+    "max_batch_size": "max_batch_size",
+    "max_delay_ms": "max_delay_ms",
     "max_sessions": "max_sessions",
     "session_ttl": "default_ttl_s",
     "max_body_bytes": "max_body_bytes",
@@ -53,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug", "trace"])
     serve.add_argument("--provider", choices=["cpu", "cuda", "auto"], help="onnxruntime execution provider")
     serve.add_argument("--threads", type=int, help="worker threads running model calls")
-    serve.add_argument("--executor", choices=["direct", "dynamic"], help="one call per request, or dynamic batching")
+    serve.add_argument(
+        "--executor", choices=["direct", "dynamic"], help="dynamic batching across sessions (default) or one call each"
+    )
+    serve.add_argument("--max-batch-size", type=int, help="dynamic batching: most rows in one model call")
+    serve.add_argument("--max-delay-ms", type=float, help="dynamic batching: longest wait for a batch to fill")
     serve.add_argument("--max-sessions", type=int, help="most live sessions (429 beyond)")
     serve.add_argument("--session-ttl", type=float, help="default idle seconds before a session expires")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (413 beyond)")

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     """onnxruntime threads across operators (0 = onnxruntime's default)."""
 
     # ---- execution -----------------------------------------------------------------------------------------------
-    executor: Literal["direct", "dynamic"] = "direct"
+    executor: Literal["direct", "dynamic"] = "dynamic"
     """How model calls run: `direct` = one onnxruntime call per request on a bounded thread pool; `dynamic` =
     concurrent calls of one model merged into one (up to max_batch_size rows, waiting at most max_delay_ms)."""
     executor_threads: int = Field(default=4, ge=1, le=256)
