@@ -13,6 +13,8 @@ from v2_client import close, infer, raises_error
 from v2_models import FEATURES
 from v2_server import ServerThread
 
+from service.sequences import session_id_for
+
 CHUNKS = ((0, 1), (1, 3), (3, 4), (4, 7), (7, 8), (8, 10))
 
 
@@ -68,3 +70,25 @@ def test_a_sequence_expires_with_the_session_ttl(
         infer(client, "gru", {"x": x[:, 1:]}, sequence_id=1)  # a use renews the TTL
         time.sleep(0.6)
         raises_error(lambda: infer(client, "gru", {"x": x[:, 1:]}, sequence_id=1), 400, contains="expired")
+
+
+def test_v1_cannot_reach_a_sequence_by_its_session_id(
+    server: ServerThread, client: triton.InferenceServerClient, rng: np.random.Generator
+) -> None:
+    """Sequence ids are predictable; /v1 answers 404 for them and leaves the sequence as it was."""
+    x = rng.normal(size=(1, 4, FEATURES)).astype(np.float32)
+    first = infer(client, "gru", {"x": x[:, :2]}, outputs=["dense"], sequence_id=5, sequence_start=True)
+    hidden = session_id_for("gru", 5)
+    body = {"inputs": x[:, 2:].tolist()}
+    with httpx.Client(base_url=server.url) as http:
+        for response in (
+            http.get(f"/v1/sessions/{hidden}"),
+            http.post(f"/v1/sessions/{hidden}/step", json=body),
+            http.post(f"/v1/sessions/{hidden}/reset", json={}),
+            http.delete(f"/v1/sessions/{hidden}"),
+        ):
+            assert response.status_code == 404, response.text
+            assert response.headers["content-type"].startswith("application/problem+json")
+    rest = infer(client, "gru", {"x": x[:, 2:]}, outputs=["dense"], sequence_id=5, sequence_end=True)
+    whole = infer(client, "gru", {"x": x}, outputs=["dense"]).as_numpy("dense")
+    assert close(np.concatenate([first.as_numpy("dense"), rest.as_numpy("dense")], axis=1), whole)

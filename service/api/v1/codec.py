@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, SessionNotFound
 from service.inference import InferenceResult, PredictRequest, SessionInfo, StepRequest, StepResult
 from service.validation import Tensors, decode_array
 
@@ -169,3 +169,11 @@ def session_json(info: SessionInfo, *, with_states: bool) -> dict[str, Any]:
     if with_states:
         body["states"] = list(info.states)
     return body
+
+
+def v1_session_id(session_id: str) -> str:
+    """A session id taken from a /v1 path. /v1 ids never contain ':'; ids that do name /v2 sequences
+    (`service.sequences`), which /v1 does not reach: they answer as unknown."""
+    if ":" in session_id:
+        raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
+    return session_id

@@ -31,6 +31,7 @@ class StepEndpoint:
         session_id: str = scope["path_params"]["session_id"]
         head = Head(scope)
         try:
+            codec.v1_session_id(session_id)
             if settings.api_key is not None:
                 authorize(settings, head.authorization)
             body = await read_body(receive, head, settings.max_body_bytes)

@@ -35,19 +35,20 @@ async def create_session(body: BodyDep, service: ServiceDep) -> Response:
 
 @router.get("/{session_id}")
 async def get_session(session_id: str, service: ServiceDep) -> Response:
-    info = await service.get_session(session_id)
+    info = await service.get_session(codec.v1_session_id(session_id))
     return Response(codec.dumps(codec.session_json(info, with_states=True)), media_type=JSON)
 
 
 @router.delete("/{session_id}", status_code=204)
 async def delete_session(session_id: str, service: ServiceDep) -> Response:
-    await service.close_session(session_id)
+    await service.close_session(codec.v1_session_id(session_id))
     return Response(status_code=204)
 
 
 @router.post("/{session_id}/reset")
 async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
     """`{"states"?: [...]}` (an empty body too) -> `{"step": 0}`"""
+    codec.v1_session_id(session_id)
     obj = codec.parse_object(body) if body.strip() else {}
     info = await service.reset_session(session_id, codec.parse_states(obj.get("states"), "states"))
     return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)

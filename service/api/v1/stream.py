@@ -86,7 +86,7 @@ class StreamEndpoint:
 
 async def _binary_frames(service: InferenceService, session_id: str, options: dict[str, str]) -> BinaryFrames | None:
     """Check the session exists (`SessionNotFound`) and read the binary frame options given at connect."""
-    info = await service.get_session(session_id)
+    info = await service.get_session(codec.v1_session_id(session_id))
     if "shape" not in options:
         return None
     sig = service.model(info.model).signature
