@@ -1,9 +1,10 @@
-"""`HotPathApp`: the FastAPI application, with the three hottest /v1 routes dispatched before its routing.
+"""`HotPathApp`: the FastAPI application, with the hottest routes dispatched before its routing.
 
-POST /v1/sessions/{id}/step, POST /v1/models/{model}/predict and WS /v1/sessions/{id}/stream are matched by two
-string tests and handed straight to their plain ASGI endpoints (`handlers`, `stream`), skipping FastAPI's
+POST /v1/sessions/{id}/step, POST /v1/models/{model}/predict, WS /v1/sessions/{id}/stream and the /v2 infer
+routes (POST /v2/models/{model}[/versions/{version}]/infer) are matched by string tests and handed straight to
+their plain ASGI endpoints (`handlers`, `stream`, `service.api.v2.endpoint`), skipping FastAPI's
 middleware stack, router and dependency injection, which cost more per request than a whole batched step. The
-endpoints do what those layers would: API key, body limit, problem+json errors, and the request metrics (counted
+endpoints do what those layers would: API key, body limit, the error form of their API, and the request metrics (counted
 here under the same route templates as `MetricsMiddleware` counts other routes). Everything else goes to FastAPI.
 """
 
@@ -18,11 +19,13 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.v1.handlers import PredictEndpoint, StepEndpoint
 from service.api.v1.stream import StreamEndpoint
+from service.api.v2.endpoint import InferEndpoint, infer_endpoint
 
 Endpoint = Callable[[Scope, Receive, Send], Awaitable[int]]
 
 SESSIONS = "/v1/sessions/"
 MODELS = "/v1/models/"
+V2_MODELS = "/v2/models/"
 
 step_endpoint = StepEndpoint()
 predict_endpoint = PredictEndpoint()
@@ -44,6 +47,12 @@ def match(scope: Scope) -> tuple[Endpoint, str, dict[str, str]] | None:
             model = path[len(MODELS) : -len("/predict")]
             if model and "/" not in model:
                 return predict_endpoint, PredictEndpoint.route, {"model": model}
+        elif path.startswith(V2_MODELS) and path.endswith("/infer"):
+            parts = path[len(V2_MODELS) : -len("/infer")].split("/")
+            if len(parts) == 1 and parts[0]:
+                return infer_endpoint, InferEndpoint.route, {"model": parts[0]}
+            if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+                return infer_endpoint, InferEndpoint.version_route, {"model": parts[0], "version": parts[2]}
     elif kind == "websocket" and path.startswith(SESSIONS) and path.endswith("/stream"):
         session_id = path[len(SESSIONS) : -len("/stream")]
         if session_id and "/" not in session_id:
@@ -52,7 +61,7 @@ def match(scope: Scope) -> tuple[Endpoint, str, dict[str, str]] | None:
 
 
 class HotPathApp(FastAPI):
-    """A FastAPI app whose hot /v1 routes bypass the framework (same behaviour, a fraction of the cost)."""
+    """A FastAPI app whose hot routes bypass the framework (same behaviour, a fraction of the cost)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hot = match(scope) if scope["type"] != "lifespan" and not self.root_path else None

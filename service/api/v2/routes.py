@@ -8,25 +8,22 @@ tries them in order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter
-from starlette.requests import Request
 from starlette.responses import Response
 
 from service import __version__
-from service.api.deps import AuthDep, BodyDep, ServiceDep, state
+from service.api.deps import AuthDep, ServiceDep
 from service.api.v1.codec import dumps
 from service.api.v2.binding import check_version, model_metadata, ready_model
-from service.api.v2.infer import infer
-from service.api.v2.tensors import HEADER_LENGTH, decode_content, decode_request
+from service.api.v2.endpoint import InferEndpoint, infer_endpoint
 from service.inference import InferenceService
 from service.runtime.signature import ModelSignature
 
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ("binary_tensor_data", "sequence")
 JSON = "application/json"
-BINARY = "application/octet-stream"
 
 health_router = APIRouter(prefix="/v2/health", tags=["v2"])
 router = APIRouter(prefix="/v2", tags=["v2"], dependencies=[AuthDep])
@@ -43,26 +40,10 @@ def _truth(value: bool) -> Response:
 # ---- inference ----------------------------------------------------------------------------------------------------
 
 
-@router.post("/models/{model}/infer")
-async def infer_model(model: str, request: Request, body: BodyDep, service: ServiceDep) -> Response:
-    return await _infer(service, model, None, request, body)
-
-
-@router.post("/models/{model}/versions/{version}/infer")
-async def infer_model_version(
-    model: str, version: str, request: Request, body: BodyDep, service: ServiceDep
-) -> Response:
-    return await _infer(service, model, version, request, body)
-
-
-async def _infer(service: InferenceService, model: str, version: str | None, request: Request, body: bytes) -> Response:
-    signature = _signature(service, model, version)
-    limit = state(request).settings.max_body_bytes
-    raw = decode_content(body, request.headers.get("content-encoding"), limit)
-    payload, header_length = await infer(service, signature, decode_request(raw, request.headers.get(HEADER_LENGTH)))
-    if header_length is None:
-        return Response(payload, media_type=JSON)
-    return Response(payload, media_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
+# plain ASGI (`endpoint`), served before FastAPI's routing by `HotPathApp`; registered here too, so that other
+# methods answer 405 and the app behaves the same without the hot path
+for _path in (InferEndpoint.route, InferEndpoint.version_route):
+    router.add_route(_path, cast(Any, infer_endpoint), ["POST"], include_in_schema=False)
 
 
 # ---- health -------------------------------------------------------------------------------------------------------
