@@ -1,6 +1,6 @@
 """The benchmark model: SimpleRNN(128) over 32 features (input "x"), last output only, seeded, exported as a package.
 
-    python -m bench.bench_model DIR     # writes DIR/bench_rnn/
+python -m bench.bench_model DIR     # writes DIR/bench_rnn/
 """
 
 from __future__ import annotations

@@ -218,9 +218,7 @@ def decode_raw(signature: ModelSignature, raw: RawTensors) -> dict[str, np.ndarr
         layout.append((info.name, dtype, count))
     needed = sum(count * dtype.itemsize for _, dtype, count in layout)
     if needed != len(raw.data):
-        described = "; ".join(
-            f"{name}={','.join(map(str, shapes[name]))} as {dtype.name}" for name, dtype, _ in layout
-        )
+        described = "; ".join(f"{name}={','.join(map(str, shapes[name]))} as {dtype.name}" for name, dtype, _ in layout)
         raise InvalidInput(f"the binary body has {len(raw.data)} bytes, but {needed} are expected for {described}")
     arrays: dict[str, np.ndarray] = {}
     offset = 0

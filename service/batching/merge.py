@@ -38,9 +38,7 @@ class Queued:
         self.rows, self.steps, self.key = rows, steps, key
 
 
-def select(
-    queued: Iterable[Queued], max_rows: int, *, equal_lengths: bool
-) -> tuple[list[int], int]:
+def select(queued: Iterable[Queued], max_rows: int, *, equal_lengths: bool) -> tuple[list[int], int]:
     """Indices (in queue order) of the calls that form the next batch, and their rows.
 
     Takes calls first come first served while they fit; a call that does not fit, repeats a key already taken or

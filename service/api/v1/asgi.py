@@ -52,8 +52,7 @@ class Head:
         content_type = found.get(b"content-type")
         # the body is raw tensor bytes (`Content-Type: application/octet-stream`)
         self.binary_body = (
-            content_type is not None
-            and content_type.partition(b";")[0].strip().lower() == b"application/octet-stream"
+            content_type is not None and content_type.partition(b";")[0].strip().lower() == b"application/octet-stream"
         )
         # answer with raw tensor bytes: asked by `Accept`, or a binary request that does not ask for JSON
         accept = found.get(b"accept", b"")
