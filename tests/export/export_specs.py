@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from service.export.convert import to_onnx
+from service.importers.keras_layers import normalise_layer
 from service.layers.model import ReferenceModel
 from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
 from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names
@@ -19,37 +20,10 @@ LOOP_OPS = frozenset({"Scan", "Loop"})
 
 
 def rnn_config(class_name: str, units: int, **overrides: Any) -> dict[str, Any]:
-    """A Keras 3 recurrent config with every key present, plus `time_major`."""
-    config: dict[str, Any] = {
-        "name": class_name.lower(),
-        "units": units,
-        "activation": "tanh",
-        "use_bias": True,
-        "kernel_regularizer": None,
-        "recurrent_regularizer": None,
-        "bias_regularizer": None,
-        "activity_regularizer": None,
-        "kernel_constraint": None,
-        "recurrent_constraint": None,
-        "bias_constraint": None,
-        "dropout": 0.0,
-        "recurrent_dropout": 0.0,
-        "return_sequences": False,
-        "return_state": False,
-        "go_backwards": False,
-        "stateful": False,
-        "unroll": False,
-        "zero_output_for_mask": False,
-        "time_major": False,
-    }
-    if class_name in ("GRU", "LSTM"):
-        config.update(recurrent_activation="sigmoid", seed=None)
-    if class_name == "GRU":
-        config["reset_after"] = True
-    if class_name == "LSTM":
-        config["unit_forget_bias"] = True
-    config.update(overrides)
-    return config
+    """The importers' normalised defaults (every key present), then `overrides` as given, unchecked, so tests can
+    also build the configs that the reference and the exporter must refuse."""
+    name = overrides.pop("name", class_name.lower())
+    return {**normalise_layer(class_name, {"units": units}, name, "3"), **overrides}
 
 
 def rnn_weights(

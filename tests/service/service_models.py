@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from service.importers.keras_layers import normalise_layer
 from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
 
 FEATURES = 3
@@ -18,38 +19,8 @@ GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 
 
 def rnn_config(class_name: str, name: str, units: int, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": name,
-        "trainable": True,
-        "units": units,
-        "activation": "tanh",
-        "use_bias": True,
-        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {}},
-        "recurrent_initializer": {"module": "keras.initializers", "class_name": "Orthogonal", "config": {}},
-        "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}},
-        "kernel_regularizer": None,
-        "recurrent_regularizer": None,
-        "bias_regularizer": None,
-        "activity_regularizer": None,
-        "kernel_constraint": None,
-        "recurrent_constraint": None,
-        "bias_constraint": None,
-        "dropout": 0.0,
-        "recurrent_dropout": 0.0,
-        "return_sequences": True,
-        "return_state": False,
-        "go_backwards": False,
-        "stateful": False,
-        "unroll": False,
-        "zero_output_for_mask": False,
-        "time_major": False,
-    }
-    if class_name == "GRU":
-        config.update(recurrent_activation="sigmoid", reset_after=True, seed=None)
-    if class_name == "LSTM":
-        config.update(recurrent_activation="sigmoid", unit_forget_bias=True, seed=None)
-    config.update(overrides)
-    return config
+    """The importers' normalised defaults (every key present), returning sequences, then `overrides` as given."""
+    return {**normalise_layer(class_name, {"units": units}, name, "3"), "return_sequences": True, **overrides}
 
 
 def rnn_weights(class_name: str, features: int, units: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
