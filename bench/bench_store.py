@@ -53,7 +53,7 @@ def find_redis(explicit: str | None) -> tuple[str, Any]:
 def new_record(units: int, n_states: int, ttl_s: float = 600.0) -> SessionRecord:
     rng = np.random.default_rng()
     states = tuple(rng.standard_normal((1, units)).astype(np.float32) for _ in range(n_states))
-    return SessionRecord(uuid.uuid4().hex, "bench", 1, states, ttl_s, time.time() + ttl_s)
+    return SessionRecord(uuid.uuid4().hex, "bench", 1, states, ttl_s, time.time() + ttl_s, time.time())
 
 
 async def step_loop(store: SessionStore, session_id: str, deadline: float, response: bytes) -> int:

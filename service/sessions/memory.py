@@ -65,12 +65,12 @@ class _Slot:
             _unpack(self.blob, self.shapes),
             self.ttl_s,
             self.expires_at,
+            self.created_at,
             self.step,
             self.version,
             self.prev_step,
             self.last_digest,
             self.last_response,
-            self.created_at,
         )
 
 

@@ -25,7 +25,7 @@ class Events:
 
 def record(session_id: str, ttl_s: float, now: float) -> SessionRecord:
     states = (np.zeros((1, 2), dtype=np.float32),)
-    return SessionRecord(session_id, "m", 1, states, ttl_s=ttl_s, expires_at=now + ttl_s)
+    return SessionRecord(session_id, "m", 1, states, ttl_s=ttl_s, expires_at=now + ttl_s, created_at=now)
 
 
 async def test_the_sweeper_drops_sessions_nobody_touches_again() -> None:

@@ -42,6 +42,7 @@ def make_record(
         states=states,
         ttl_s=ttl_s,
         expires_at=time.time() + ttl_s,
+        created_at=time.time(),
     )
 
 

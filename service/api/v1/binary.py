@@ -90,16 +90,20 @@ def parse_seq(options: Mapping[str, str]) -> int | None:
 
 def step_request(body: bytes, options: Mapping[str, str], reply_binary: bool) -> StepRequest:
     """A binary step. Its digest covers the bytes, the shape, the options and the reply format, so only an
-    identical request is answered from the retry cache."""
+    identical request is answered from the retry cache (only a request with `seq` can be retried)."""
     shape_text = options.get("shape")
+    seq = parse_seq(options)
+    digest = None
+    if seq is not None:
+        digest = request_digest(body, b"bin", shape_text, options.get("seq"), options.get("time_major"),
+                                options.get("return_state"), reply_binary)  # fmt: skip
     return StepRequest(
         inputs=RawTensors(body, parse_shapes(shape_text)),
-        seq=parse_seq(options),
+        seq=seq,
         time_major=parse_flag(options, "time_major"),
         return_state=bool(parse_flag(options, "return_state")),
-        digest=request_digest(body, b"bin", shape_text, options.get("seq"), options.get("time_major"),
-                              options.get("return_state"), reply_binary),
-    )  # fmt: skip
+        digest=digest,
+    )
 
 
 def predict_request(body: bytes, options: Mapping[str, str]) -> PredictRequest:

@@ -48,20 +48,27 @@ def parse_predict(obj: dict[str, Any]) -> PredictRequest:
 
 
 def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -> StepRequest:
-    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest,
-    and `variant` names the reply format when it is not JSON (so that a retry only replays its own format)."""
+    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest of
+    a request with `seq` (the only kind a retry can match), and `variant` names the reply format when it is not
+    JSON (so that a retry only replays its own format)."""
+    get = obj.get  # absent optional fields (the common case) cost one lookup each
+    seq = None if get("seq") is None else optional_int(obj, "seq", minimum=0)
+    return StepRequest(
+        _inputs(obj),
+        None if get("mask") is None else _optional_array(obj, "mask"),
+        seq,
+        None if get("time_major") is None else _optional_bool(obj, "time_major"),
+        get("return_state") is not None and bool(_optional_bool(obj, "return_state")),
+        None if seq is None else body_digest(raw, variant),
+    )
+
+
+def body_digest(raw: bytes | str, variant: bytes = b"") -> bytes:
+    """What identifies a request body (and the reply format it asked for) when its retry comes."""
     digest = hashlib.blake2b(raw.encode() if isinstance(raw, str) else raw, digest_size=16)
     if variant:
         digest.update(b"\0" + variant)
-    get = obj.get  # absent optional fields (the common case) cost one lookup each
-    return StepRequest(
-        inputs=_inputs(obj),
-        mask=None if get("mask") is None else _optional_array(obj, "mask"),
-        seq=None if get("seq") is None else optional_int(obj, "seq", minimum=0),
-        time_major=None if get("time_major") is None else _optional_bool(obj, "time_major"),
-        return_state=get("return_state") is not None and bool(_optional_bool(obj, "return_state")),
-        digest=digest.digest(),
-    )
+    return digest.digest()
 
 
 def parse_states(value: Any, what: str) -> list[np.ndarray] | None:

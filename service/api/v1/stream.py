@@ -45,7 +45,6 @@ class BinaryFrames:
     itemsize: int
     time_major: bool | None
     return_state: bool
-    options_key: bytes
 
 
 class StreamEndpoint:
@@ -99,8 +98,7 @@ async def _binary_frames(service: InferenceService, session_id: str, options: di
     time_major = binary.parse_flag(options, "time_major")
     layout = sig.time_major if time_major is None else time_major
     return_state = bool(binary.parse_flag(options, "return_state"))
-    key = repr((options.get("shape"), time_major, return_state)).encode()
-    return BinaryFrames(shape, 0 if layout else 1, wire.itemsize, time_major, return_state, key)
+    return BinaryFrames(shape, 0 if layout else 1, wire.itemsize, time_major, return_state)
 
 
 class _Stream:
@@ -168,8 +166,7 @@ class _Stream:
             inputs=binary.frame_inputs(data, frames.shape, frames.time_axis, frames.itemsize),
             time_major=frames.time_major,
             return_state=frames.return_state,
-            digest=binary.request_digest(data, b"ws", frames.options_key),
-        )
+        )  # no seq in a binary frame, so no retry to recognise: no digest
 
 
 def _problem(exc: Exception, session_id: str) -> tuple[bytes, int]:
