@@ -46,6 +46,9 @@ _INT64_MAX = np.iinfo(np.int64).max
 # Finite float64 values from here up round to Inf in float32 (half an ulp above float32's largest value).
 _FLOAT32_LIMIT = float(np.finfo(np.float32).max) + 2.0**103
 _max = np.maximum.reduce
+# Below this sum of squares, every value is below float32's largest: one vdot (a third of the cost of abs + max on
+# a step's few values) clears the common case, and NaN or Inf make the sum NaN or Inf, which fail the comparison.
+_SQUARES_BOUND = float(np.finfo(np.float32).max) ** 2
 
 
 @dataclass(frozen=True)
@@ -287,8 +290,12 @@ def _cast_float(name: str, array: np.ndarray, what: str = "{}") -> np.ndarray:
         if kind not in _INTEGER_KINDS:
             raise InvalidInput(f"{what.format(name)} takes numbers (float32), got {array.dtype.name} values")
         return array.astype(np.float32)  # every 64-bit integer is within the float32 range
-    # One reduction finds NaN (which fails the comparison), Inf and what would round beyond float32's range,
-    # before the cast, so that the cast itself never overflows.
-    if array.size and not float(_max(np.abs(array), axis=None)) < _FLOAT32_LIMIT:
+    # Before the cast, so that the cast itself never overflows: the sum of squares clears the common case; else one
+    # reduction finds NaN (which fails the comparison), Inf and what would round beyond float32's range.
+    if (
+        array.size
+        and not float(np.vdot(array, array)) < _SQUARES_BOUND
+        and not (float(_max(np.abs(array), axis=None)) < _FLOAT32_LIMIT)
+    ):
         raise InvalidInput(f"{what.format(name)} holds NaN, Inf or values beyond the float32 range")
     return array.astype(np.float32, copy=False)

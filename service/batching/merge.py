@@ -96,12 +96,18 @@ def merge(
         shapes = [item_shape(signature, item) for item in items]
     longest = max(t for _, t in shapes)
     padded = any(t != longest for _, t in shapes)
-    inputs = {
-        info.name: np.concatenate(
-            [_pad_time(np.asarray(item.inputs[info.name]), time_axis, longest) for item in items], axis=batch_axis
-        )
-        for info in signature.inputs
-    }
+    if padded:
+        inputs = {
+            info.name: np.concatenate(
+                [_pad_time(np.asarray(item.inputs[info.name]), time_axis, longest) for item in items], axis=batch_axis
+            )
+            for info in signature.inputs
+        }
+    else:  # the common case (streams of one timestep each): plain concatenation
+        inputs = {
+            info.name: np.concatenate([item.inputs[info.name] for item in items], axis=batch_axis)
+            for info in signature.inputs
+        }
     mask = None
     if padded or any(item.mask is not None for item in items):
         masks = []
@@ -111,12 +117,15 @@ def merge(
         mask = np.concatenate(masks)
     states: list[np.ndarray] | None = None
     if signature.states:
-        states = [
-            np.concatenate(
-                [_item_state(item, k, rows, info.shape[-1]) for item, (rows, _) in zip(items, shapes, strict=True)]
-            )
-            for k, info in enumerate(signature.states)
-        ]
+        if all(item.states is not None for item in items):
+            states = [np.concatenate([item.states[k] for item in items]) for k in range(len(signature.states))]  # type: ignore[index]
+        else:
+            states = [
+                np.concatenate(
+                    [_item_state(item, k, rows, info.shape[-1]) for item, (rows, _) in zip(items, shapes, strict=True)]
+                )
+                for k, info in enumerate(signature.states)
+            ]
     return CallItem(inputs, states, mask), shapes
 
 
@@ -128,11 +137,20 @@ def _item_state(item: CallItem, k: int, rows: int, units: int | None) -> np.ndar
 
 def split(signature: ModelSignature, result: RunResult, shapes: Sequence[tuple[int, int]]) -> list[RunResult]:
     """Each item's slice of a merged result: its rows, and its own timesteps of sequence outputs."""
-    batch_axis, time_axis = _axes(signature)
+    batch_axis, _ = _axes(signature)
     longest = max(t for _, t in shapes)
     outputs = list(result.outputs.items())
+    states = result.states
     parts: list[RunResult] = []
     start = 0
+    if len(outputs) == 1 and len(states) == 1 and outputs[0][1].ndim < 3:
+        # the common case (one per-sequence output, one state): two slices a call
+        (name, value), (state,) = outputs[0], states
+        for rows, _ in shapes:
+            stop = start + rows
+            parts.append(RunResult({name: value[start:stop]}, [state[start:stop]]))
+            start = stop
+        return parts
     for rows, steps in shapes:
         stop = start + rows
         own: dict[str, np.ndarray] = {}
@@ -143,6 +161,6 @@ def split(signature: ModelSignature, result: RunResult, shapes: Sequence[tuple[i
                 own[name] = value[start:stop] if steps == longest else value[start:stop, :steps]
             else:  # time-major
                 own[name] = value[:steps, start:stop]
-        parts.append(RunResult(outputs=own, states=[s[start:stop] for s in result.states]))
+        parts.append(RunResult(outputs=own, states=[s[start:stop] for s in states]))
         start = stop
     return parts
