@@ -127,21 +127,28 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=numeric, format=LOG_FORMAT)
 
 
-def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
-    import uvicorn
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How the service runs under uvicorn (the tests' servers use the same options)."""
+    from service.api.protocol import CoalescingHttpToolsProtocol
 
-    common: dict[str, Any] = {
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "ws_max_size": settings.max_body_bytes,
         "loop": "auto",  # uvloop when installed
-        "http": "auto",  # httptools when installed
+        "http": CoalescingHttpToolsProtocol,  # httptools, one write per response
         "proxy_headers": False,
         "server_header": False,
         # uvicorn formats every access-log record before the logger drops it: off unless it would be printed
         "access_log": settings.log_level in ("info", "debug", "trace"),
     }
+
+
+def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
+    import uvicorn
+
+    common = uvicorn_options(settings)
     if settings.workers == 1:
         from service.app import create_app
 

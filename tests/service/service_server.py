@@ -14,6 +14,7 @@ import uvicorn
 from service_models import MODELS
 
 from service.app import create_app
+from service.cli import uvicorn_options
 from service.settings import Settings
 
 BROKEN_MODEL = "broken"
@@ -25,14 +26,8 @@ class ServerThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            ws_max_size=settings.max_body_bytes,
-            lifespan="on",
-        )
+        options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
+        config = uvicorn.Config(self.app, lifespan="on", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
 

@@ -15,12 +15,14 @@ import httpx
 import uvicorn
 
 from service.app import create_app
+from service.cli import uvicorn_options
 from service.settings import Settings
 
 
 class ServerThread:
     def __init__(self, settings: Settings) -> None:
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
+        config = uvicorn.Config(create_app(settings), lifespan="on", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="v2-test-uvicorn", daemon=True)
 

@@ -147,7 +147,7 @@ def frame_inputs(frame: bytes, shape: tuple[int, ...], time_axis: int, itemsize:
 # ---- responses ----------------------------------------------------------------------------------------------------
 
 
-def _tensors(result: InferenceResult) -> list[tuple[str, np.ndarray]]:
+def _tensors(result: InferenceResult | StepResult) -> list[tuple[str, np.ndarray]]:
     named = list(result.outputs.items())
     if result.states is not None:
         named.extend((f"states[{i}]", state) for i, state in enumerate(result.states))
