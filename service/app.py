@@ -59,10 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: `Settings()` from RNNSERVE_* variables."""
-    from service.cli import configure_logging
+    from service.cli import configure_logging, tune_gc
 
     settings = Settings()
     configure_logging(settings.log_level)
+    tune_gc()  # a worker process of its own: tune its collector as `run_server` does for a single process
     return create_app(settings)
 
 

@@ -145,10 +145,27 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+GC_THRESHOLD = 20_000
+"""Container allocations (net of frees) between young-generation collections; Python's default is 700. A step
+allocates a few dozen objects that reference counting frees at once, but at 700 the collector still ran about
+every ten requests and took 5% of a step's CPU; at 20,000 it runs only when garbage really accumulates."""
+
+
+def tune_gc() -> None:
+    """Freeze what is loaded by now (modules, the app's code) out of the collector's sight and collect young
+    objects less often. Process-wide, so set here, by the process that serves, and not by `create_app`."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
     import uvicorn
 
     common = uvicorn_options(settings)
+    tune_gc()
     if settings.workers == 1:
         from service.app import create_app
 

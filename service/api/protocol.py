@@ -41,6 +41,11 @@ class CoalescingTransport:
         else:
             self._transport.write(data)
 
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The socket's own transport."""
+        return self._transport
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -63,6 +68,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.coalescing = CoalescingTransport(transport)  # type: ignore[arg-type]
         super().connection_made(self.coalescing)  # type: ignore[arg-type]
+
+    def handle_websocket_upgrade(self) -> None:
+        # the WebSocket protocol takes the connection over and writes whole frames: give it the socket's transport
+        self.coalescing.flush()
+        self.transport = self.coalescing.transport
+        super().handle_websocket_upgrade()
 
     def on_response_complete(self) -> None:
         # a response without a body write (HEAD) goes out now, not with the next response

@@ -159,3 +159,22 @@ def test_the_websocket_upgrade_still_works(server: ServerThread) -> None:
     with connect(f"ws://127.0.0.1:{server.port}/v1/sessions/unknown/stream", open_timeout=10) as ws:
         reply = ws.recv(timeout=10)
     assert "not found" in str(reply).lower() or "404" in str(reply)
+
+
+def test_the_websocket_protocol_gets_the_sockets_own_transport(server: ServerThread) -> None:
+    from service.api.protocol import CoalescingHttpToolsProtocol
+
+    seen: list[object] = []
+    original = CoalescingHttpToolsProtocol.handle_websocket_upgrade
+
+    def spy(self: CoalescingHttpToolsProtocol) -> None:
+        original(self)
+        seen.append(self.transport)
+
+    CoalescingHttpToolsProtocol.handle_websocket_upgrade = spy  # type: ignore[method-assign]
+    try:
+        with connect(f"ws://127.0.0.1:{server.port}/v1/sessions/unknown/stream", open_timeout=10) as ws:
+            ws.recv(timeout=10)
+    finally:
+        CoalescingHttpToolsProtocol.handle_websocket_upgrade = original  # type: ignore[method-assign]
+    assert seen and not isinstance(seen[0], CoalescingTransport)
