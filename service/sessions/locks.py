@@ -65,6 +65,10 @@ class _Hold:
         self._locks, self._session_id = locks, session_id
 
     async def __aenter__(self) -> None:
+        held = self._locks._held
+        if self._session_id not in held:  # free: take it without a further coroutine (the hot path)
+            held[self._session_id] = None
+            return
         await self._locks.acquire(self._session_id)
 
     async def __aexit__(
