@@ -1,5 +1,5 @@
 """`create_app(settings)`: the FastAPI application. Its lifespan owns every resource (model repository, session
-store, executor) and hands them to one `InferenceService` on `app.state`; nothing is created at import time."""
+store, executor) and hands them to one `InferenceService` on `app.serving`; nothing is created at import time."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.api import health, v1, v2
+from service.api.deps import Serving
 from service.api.problems import install_error_handlers
 from service.batching.base import open_executor
 from service.errors import RnnServeError
@@ -29,13 +30,14 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     metrics = Metrics()
+    serving = Serving(settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repository = ModelRepository(settings.models, runtime_options(settings), on_loaded=metrics.model_loaded)
         store = open_store(settings, events=metrics)
         executor = open_executor(settings, observer=metrics.model_call)
-        app.state.service = InferenceService(repository, store, executor, settings, metrics)
+        serving.service = InferenceService(repository, store, executor, settings, metrics)
         loading = asyncio.create_task(_load_models(repository), name="rnnserve-load-models")
         try:
             yield
@@ -47,8 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.aclose()
 
     app = v1.HotPathApp(title="rnnserve", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.metrics = metrics
+    app.serving = serving
     install_error_handlers(app)
     app.include_router(health.router)
     for router in (*v1.routers, *v2.routers):

@@ -152,12 +152,10 @@ every ten requests and took 5% of a step's CPU; at 20,000 it runs only when garb
 
 
 def tune_gc() -> None:
-    """Freeze what is loaded by now (modules, the app's code) out of the collector's sight and collect young
-    objects less often. Process-wide, so set here, by the process that serves, and not by `create_app`."""
+    """Collect young objects less often (what startup loads is frozen out of the collector's sight once the models
+    are loaded, in `service.app`). Process-wide, so set by the process that serves, not by `create_app`."""
     import gc
 
-    gc.collect()
-    gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 

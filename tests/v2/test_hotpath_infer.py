@@ -75,7 +75,7 @@ async def in_process(models_dir: Path) -> AsyncIterator[HotPathApp]:
     )
     await incoming.put({"type": "lifespan.startup"})
     assert (await outgoing.get())["type"] == "lifespan.startup.complete"
-    while not app.state.service.models_ready:
+    while not app.serving.service.models_ready:
         await asyncio.sleep(0.02)
     yield app
     await incoming.put({"type": "lifespan.shutdown"})

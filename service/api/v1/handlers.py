@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from starlette.types import Receive, Scope, Send
 
+from service.api.deps import Serving
 from service.api.v1 import binary, codec
 from service.api.v1.asgi import JSON, OCTET_STREAM, ClientGone, Head, authorize, read_body, respond, respond_error
-from service.inference import InferenceService
-from service.settings import Settings
 
 CLIENT_GONE = 499  # nginx's "client closed request": counted, never sent
 
@@ -25,9 +24,8 @@ class StepEndpoint:
     route = "/v1/sessions/{session_id}/step"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        app_state = scope["app"].state
-        service: InferenceService = app_state.service
-        settings: Settings = app_state.settings
+        serving: Serving = scope["app"].serving
+        service, settings = serving.service, serving.settings
         session_id: str = scope["path_params"]["session_id"]
         head = Head(scope)
         try:
@@ -59,9 +57,8 @@ class PredictEndpoint:
     route = "/v1/models/{model}/predict"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        app_state = scope["app"].state
-        service: InferenceService = app_state.service
-        settings: Settings = app_state.settings
+        serving: Serving = scope["app"].serving
+        service, settings = serving.service, serving.settings
         model: str = scope["path_params"]["model"]
         head = Head(scope)
         try:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from service.api.deps import Serving
 from service.api.v1.handlers import PredictEndpoint, StepEndpoint
 from service.api.v1.stream import StreamEndpoint
 from service.api.v2.endpoint import InferEndpoint, infer_endpoint
@@ -63,6 +63,8 @@ def match(scope: Scope) -> tuple[Endpoint, str, dict[str, str]] | None:
 class HotPathApp(FastAPI):
     """A FastAPI app whose hot routes bypass the framework (same behaviour, a fraction of the cost)."""
 
+    serving: Serving  # set by `create_app`
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hot = match(scope) if scope["type"] != "lifespan" and not self.root_path else None
         if hot is None:
@@ -76,5 +78,4 @@ class HotPathApp(FastAPI):
             return
         started = time.perf_counter()
         status = await endpoint(scope, receive, send)
-        metrics: Any = self.state.metrics
-        metrics.observe(route, "POST", status, time.perf_counter() - started)
+        self.serving.metrics.observe(route, "POST", status, time.perf_counter() - started)

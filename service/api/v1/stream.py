@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from starlette.types import Message, Receive, Scope, Send
 
+from service.api.deps import Serving
 from service.api.problems import error_problem, problem
 from service.api.v1 import binary, codec
 from service.api.v1.asgi import Head, authorize
@@ -52,14 +53,14 @@ class StreamEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Serve one stream until either side closes; returns 101 (the upgrade) for the caller's bookkeeping."""
-        app_state = scope["app"].state
-        service: InferenceService = app_state.service
+        serving: Serving = scope["app"].serving
+        service = serving.service
         session_id: str = scope["path_params"]["session_id"]
         head = Head(scope)
         if (await receive())["type"] != "websocket.connect":
             return 101
         try:
-            authorize(app_state.settings, head.authorization)
+            authorize(serving.settings, head.authorization)
         except Unauthorized as exc:
             await _close(send, CLOSE_POLICY, exc.detail)
             return 101
@@ -71,7 +72,7 @@ class StreamEndpoint:
             gone = isinstance(exc, SessionNotFound)
             await _close(send, CLOSE_SESSION_GONE if gone else CLOSE_UNSUPPORTED, _reason(exc))
             return 101
-        stream = _Stream(service, app_state.metrics, session_id, app_state.settings.max_body_bytes, frames, send)
+        stream = _Stream(service, serving.metrics, session_id, serving.settings.max_body_bytes, frames, send)
         try:
             await stream.serve(receive)
         except OSError:  # the client went away while a reply was being sent (uvicorn's ClientDisconnected)

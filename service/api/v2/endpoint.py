@@ -14,13 +14,12 @@ import logging
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from service.api.deps import Serving
 from service.api.v1.asgi import JSON, OCTET_STREAM, ClientGone, Head, authorize, read_body, respond
 from service.api.v2.binding import ready_model
 from service.api.v2.infer import infer
 from service.api.v2.tensors import HEADER_LENGTH, decode_content, decode_request
 from service.errors import RnnServeError, Unauthorized
-from service.inference import InferenceService
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,8 @@ class InferEndpoint:
     version_route = "/v2/models/{model}/versions/{version}/infer"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
-        app_state = scope["app"].state
-        service: InferenceService = app_state.service
-        settings: Settings = app_state.settings
+        serving: Serving = scope["app"].serving
+        service, settings = serving.service, serving.settings
         params: dict[str, str] = scope["path_params"]
         head = Head(scope)
         try:
