@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 SESSION_ID_BYTES = 24  # 192 random bits
 
 
+# The per-request values are NamedTuples, not frozen dataclasses: just as immutable, and built several times per
+# step, where a frozen dataclass's __init__ costs three to four times as much.
+
+
 class PredictRequest(NamedTuple):
     """A whole-sequence call. `time_major` is the request's layout (None = the model's own layout)."""
 
@@ -73,10 +77,6 @@ class StepRequest(NamedTuple):
     time_major: bool | None = None
     return_state: bool = False
     digest: bytes | None = None
-
-
-# The per-request values below are NamedTuples, not frozen dataclasses: just as immutable, and built several times
-# per step, where a frozen dataclass's __init__ costs three to four times as much.
 
 
 class InferenceResult(NamedTuple):

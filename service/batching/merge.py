@@ -117,8 +117,9 @@ def merge(
         mask = np.concatenate(masks)
     states: list[np.ndarray] | None = None
     if signature.states:
-        if all(item.states is not None for item in items):
-            states = [np.concatenate([item.states[k] for item in items]) for k in range(len(signature.states))]  # type: ignore[index]
+        given = [item.states for item in items if item.states is not None]
+        if len(given) == len(items):  # every call brings its states (a session's): plain concatenation
+            states = [np.concatenate([own[k] for own in given]) for k in range(len(signature.states))]
         else:
             states = [
                 np.concatenate(
