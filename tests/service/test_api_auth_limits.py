@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_harness import ServerThread
 from service_client import assert_problem
-from service_server import ServerThread, settings_for, write_models
+from service_server import settings_for, write_models
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 

@@ -12,9 +12,9 @@ from datetime import datetime
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import as_list, assert_problem, close, open_session, predict, session, step
 from service_models import FEATURES
-from service_server import ServerThread
 
 
 @pytest.fixture

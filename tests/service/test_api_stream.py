@@ -7,8 +7,8 @@ import json
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import open_session, session
-from service_server import ServerThread
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

@@ -9,9 +9,9 @@ import json
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import close, open_session, predict, session
 from service_models import FEATURES
-from service_server import ServerThread
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

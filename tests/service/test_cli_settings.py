@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from app_harness import free_port
 from pydantic import ValidationError
 from service_client import close
 from service_models import MODELS
-from service_server import free_port, write_models
+from service_server import write_models
 
 import service
 from service.cli import main

@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 import pytest
-from service_server import ServerThread
+from app_harness import ServerThread
 from websockets.sync.client import connect
 
 from service.api.protocol import CoalescingTransport

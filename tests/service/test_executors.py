@@ -9,9 +9,9 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import as_list, close
 from service_models import FEATURES
-from service_server import ServerThread
 
 SESSIONS = 6
 CHUNKS = (1, 2, 1)

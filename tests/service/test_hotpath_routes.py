@@ -4,23 +4,20 @@ API key, the body limit, and the request and model-call metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
+from app_harness import Routed, ServerThread
+from app_harness import in_process as app_in_process
 from service_client import as_list, assert_problem, open_session
 from service_models import FEATURES
-from service_server import ServerThread, settings_for
-from starlette.types import Receive, Scope, Send
+from service_server import settings_for
 
 from service.api.v1.hotpath import HotPathApp, match
-from service.app import create_app
 
 KEY = "hot-key"
 
@@ -97,32 +94,10 @@ def test_the_body_limit_holds_on_the_hot_routes(make_server: Callable[..., Serve
 # ---- the same answers without the hot path ----------------------------------------------------------------------
 
 
-class Routed:
-    """The same application, called through FastAPI's own middleware and routing (the hot path skipped)."""
-
-    def __init__(self, app: HotPathApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await FastAPI.__call__(self.app, scope, receive, send)
-
-
 @pytest.fixture
 async def in_process(models_dir: Path, executor: str) -> AsyncIterator[HotPathApp]:
-    """An app in this event loop, its lifespan started by hand (httpx's ASGI transport does not run it)."""
-    app = create_app(settings_for(models_dir, executor=executor))
-    assert isinstance(app, HotPathApp)
-    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                         incoming.get, outgoing.put))  # fmt: skip
-    await incoming.put({"type": "lifespan.startup"})
-    assert (await outgoing.get())["type"] == "lifespan.startup.complete"
-    while not app.serving.service.models_ready:
-        await asyncio.sleep(0.02)
-    yield app
-    await incoming.put({"type": "lifespan.shutdown"})
-    await lifespan
+    async with app_in_process(settings_for(models_dir, executor=executor)) as app:
+        yield app
 
 
 async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: HotPathApp, rng: np.random.Generator) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import as_list, close, open_session
-from service_server import ServerThread, settings_for
+from service_server import settings_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "parity" / "fixtures"
 CASES = {  # model name in the repository -> fixture file

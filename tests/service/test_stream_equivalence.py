@@ -12,9 +12,9 @@ import json
 import httpx
 import numpy as np
 import pytest
+from app_harness import ServerThread
 from service_client import as_list, close, open_session, predict, session, step
 from service_models import FEATURES
-from service_server import ServerThread
 from websockets.sync.client import connect
 
 CHUNKS = (2, 1, 3, 1, 2)  # k = 5 chunks, 9 timesteps

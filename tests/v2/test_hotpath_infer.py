@@ -4,25 +4,22 @@ methods, the API key, the body limit (413 in the /v2 error form) and the metrics
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import orjson
 import pytest
-from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from app_harness import Routed, ServerThread
+from app_harness import in_process as app_in_process
 from test_http_protocol import assert_error, x_tensor
 from v2_models import FEATURES
-from v2_server import ServerThread, settings_for
+from v2_server import settings_for
 
 from service.api.v1.hotpath import HotPathApp, match
 from service.api.v2.tensors import HEADER_LENGTH
-from service.app import create_app
 
 KEY = "v2-hot-key"
 INFER = "/v2/models/{model}/infer"
@@ -53,33 +50,10 @@ def test_match_picks_exactly_the_infer_routes(method: str, path: str, hot: tuple
     assert (found[1:] if found else None) == hot
 
 
-class Routed:
-    """The same application, called through FastAPI's own middleware and routing (the hot path skipped)."""
-
-    def __init__(self, app: HotPathApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await FastAPI.__call__(self.app, scope, receive, send)
-
-
 @pytest.fixture
 async def in_process(models_dir: Path) -> AsyncIterator[HotPathApp]:
-    """An app in this event loop, its lifespan started by hand (httpx's ASGI transport does not run it)."""
-    app = create_app(settings_for(models_dir, max_body_bytes=4096))
-    assert isinstance(app, HotPathApp)
-    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    lifespan = asyncio.ensure_future(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, incoming.get, outgoing.put)
-    )
-    await incoming.put({"type": "lifespan.startup"})
-    assert (await outgoing.get())["type"] == "lifespan.startup.complete"
-    while not app.serving.service.models_ready:
-        await asyncio.sleep(0.02)
-    yield app
-    await incoming.put({"type": "lifespan.shutdown"})
-    await lifespan
+    async with app_in_process(settings_for(models_dir, max_body_bytes=4096)) as app:
+        yield app
 
 
 async def _requests(client: httpx.AsyncClient, x: np.ndarray, sequence_id: int) -> list[httpx.Response]:

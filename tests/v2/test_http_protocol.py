@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from app_harness import ServerThread
 from v2_models import FEATURES
-from v2_server import ServerThread
 
 from service.api.v2.tensors import HEADER_LENGTH
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 import tritonclient.http as triton
+from app_harness import ServerThread
 from v2_client import close, infer, raises_error
 from v2_models import FEATURES
-from v2_server import ServerThread
 
 from service.sequences import session_id_for
 
