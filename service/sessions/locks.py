@@ -22,11 +22,16 @@ class SessionLocks:
         """`async with locks.hold(session_id):` runs the block while holding that session's lock."""
         return _Hold(self, session_id)
 
-    async def acquire(self, session_id: str) -> None:
+    def take_if_free(self, session_id: str) -> bool:
+        """Take the lock when nobody holds it (no coroutine: the hot path's common case); False when held."""
+        if session_id in self._held:
+            return False
+        self._held[session_id] = None
+        return True
+
+    async def wait_turn(self, session_id: str) -> None:
+        """Queue behind the holder of a held lock and return holding it."""
         held = self._held
-        if session_id not in held:
-            held[session_id] = None
-            return
         waiters = held[session_id]
         if waiters is None:
             waiters = held[session_id] = deque()
@@ -65,11 +70,8 @@ class _Hold:
         self._locks, self._session_id = locks, session_id
 
     async def __aenter__(self) -> None:
-        held = self._locks._held
-        if self._session_id not in held:  # free: take it without a further coroutine (the hot path)
-            held[self._session_id] = None
-            return
-        await self._locks.acquire(self._session_id)
+        if not self._locks.take_if_free(self._session_id):
+            await self._locks.wait_turn(self._session_id)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
