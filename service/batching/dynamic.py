@@ -47,8 +47,7 @@ class _Pending(Queued):
 
     def __init__(self, item: CallItem, rows: int, steps: int, key: Hashable | None, future: asyncio.Future[RunResult],
                  since: float) -> None:  # fmt: skip
-        # Queued's fields set here rather than through super().__init__: one call fewer on every request
-        self.rows, self.steps, self.key = rows, steps, key
+        super().__init__(rows, steps, key)
         self.item, self.future, self.since = item, future, since
 
 
