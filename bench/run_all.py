@@ -110,24 +110,22 @@ class Figures:
         runs = [s.result for s in self.samples[key]]
         return Result(key, 0, 0, 0.0, [x for r in runs for x in r.latencies])
 
-    def ratio(self, top: str, bottom: str, *, cpu: bool = False) -> float:
-        """Median over rounds of top/bottom throughput (or of bottom/top server CPU per request)."""
+    def round_ratios(self, top: str, bottom: str, *, cpu: bool = False) -> list[float]:
+        """Per round, top/bottom throughput (or bottom/top server CPU per request)."""
         pairs = zip(self.samples[top], self.samples[bottom], strict=False)
         if cpu:
-            return statistics.median(b.cpu_us_per_request / t.cpu_us_per_request for t, b in pairs)
-        return statistics.median(t.result.steps_per_s / b.result.steps_per_s for t, b in pairs)
+            return [b.cpu_us_per_request / t.cpu_us_per_request for t, b in pairs]
+        return [t.result.steps_per_s / b.result.steps_per_s for t, b in pairs]
+
+    def ratio(self, top: str, bottom: str, *, cpu: bool = False) -> float:
+        """Median over rounds of `round_ratios`."""
+        return statistics.median(self.round_ratios(top, bottom, cpu=cpu))
 
     def best_ratio(self, top: str, bottom: str) -> float:
         """top/bottom throughput of each case's least disturbed round (its fastest). On a shared machine noise only
         ever slows a round down, so the best rounds estimate the undisturbed costs; the targets use the median."""
         best = {key: max(s.result.steps_per_s for s in self.samples[key]) for key in (top, bottom)}
         return best[top] / best[bottom]
-
-    def ratio_range(self, top: str, bottom: str) -> tuple[float, float]:
-        """The lowest and highest per-round top/bottom throughput."""
-        pairs = zip(self.samples[top], self.samples[bottom], strict=False)
-        values = [t.result.steps_per_s / b.result.steps_per_s for t, b in pairs]
-        return min(values), max(values)
 
     def calls_per_step(self, key: str) -> float:
         calls = sum(s.model_calls or 0 for s in self.samples[key])
@@ -222,7 +220,8 @@ class Check:
 
 
 def _spread(fig: Figures, top: str, bottom: str) -> str:
-    low, high = fig.ratio_range(top, bottom)
+    values = fig.round_ratios(top, bottom)
+    low, high = min(values), max(values)
     return f"rounds {low:.2f}-{high:.2f}, best rounds {fig.best_ratio(top, bottom):.3f}"
 
 
