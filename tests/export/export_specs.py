@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+from graph_provider import session_providers
 
 from service.export.convert import to_onnx
 from service.importers.keras_layers import normalise_layer
@@ -123,7 +124,7 @@ def session(model_proto: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_proto.SerializeToString(), options, providers=session_providers())
 
 
 def run_graph(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import onnxruntime as ort
 import pytest
+from graph_provider import session_providers
 
 from service.export.convert import to_onnx
 from service.layers.model import ReferenceModel
@@ -79,7 +80,7 @@ def run_onnx(proto: bytes, signature: ModelSignature, feeds: dict[str, np.ndarra
              states: list[np.ndarray]) -> RunResult:  # fmt: skip
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto, options, providers=session_providers())
     all_feeds = {**feeds, MASK_INPUT: mask, **{s.name: v for s, v in zip(signature.states, states, strict=True)}}
     graph_inputs = [i.name for i in session.get_inputs()]
     assert set(graph_inputs) <= set(all_feeds), graph_inputs

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+from graph_provider import runtime_options, session_providers
 
 from service.runtime.signature import (
     MASK_INPUT,
@@ -178,7 +179,7 @@ class GraphRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=session_providers())
 
     @property
     def signature(self) -> ModelSignature:
@@ -236,7 +237,7 @@ class Parity:
         if engine == "onnx":
             from service.runtime.ort_model import OrtModel
 
-            return OrtModel(spec)
+            return OrtModel(spec, runtime_options())
         raise ValueError(f"unknown engine {engine!r}")
 
     def signature(self, case: ParityCase) -> ModelSignature:

@@ -21,7 +21,7 @@ from service.modeling import (
     layer_simple_rnn,
     set_random_seed,
 )
-from service.runtime.ort_model import OrtModel, RuntimeOptions, resolve_providers
+from service.runtime.ort_model import OrtModel, RuntimeOptions, resolve_providers, with_options
 from service.runtime.repository import ModelRepository, scan_entries
 from service.spec import ModelSpec
 
@@ -54,6 +54,35 @@ def test_cpu_is_always_available_and_auto_falls_back_to_it_with_a_log(caplog: py
 def test_cuda_without_onnxruntime_gpu_is_a_clear_error() -> None:
     with pytest.raises(InvalidArgument, match="onnxruntime-gpu"):
         resolve_providers("cuda")
+
+
+def test_cuda_sessions_run_without_tf32() -> None:
+    assert with_options(["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        ("CUDAExecutionProvider", {"use_tf32": "0"}),
+        "CPUExecutionProvider",
+    ]
+    assert with_options(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(), reason="needs onnxruntime-gpu")
+def test_cuda_runs_every_graph_of_a_model_with_the_reference_numbers() -> None:
+    spec = stacked()
+    model = OrtModel(spec, RuntimeOptions(provider="cuda"))
+    assert model.active_provider == "CUDAExecutionProvider"
+    for graph in (model._general, model._variants[1]):  # the Scan graph and the unrolled one-step graph
+        assert graph.session.get_providers()[0] == "CUDAExecutionProvider"
+        assert graph.session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
+    x = np.random.default_rng(2).normal(size=(3, 7, 4)).astype(np.float32)
+    want = ReferenceModel(spec).run({"x": x})
+    whole = model.run({"x": x})
+    close(whole.outputs["head"], want.outputs["head"])
+    states = None
+    for t in range(7):
+        step = model.run({"x": x[:, t : t + 1]}, states=states)
+        close(step.outputs["head"], want.outputs["head"][:, t : t + 1])
+        states = step.states
+    for a, b in zip(states or [], want.states, strict=True):
+        close(a, b)
 
 
 def test_an_unknown_provider_names_the_choices() -> None:
