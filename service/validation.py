@@ -277,8 +277,14 @@ def _cast(info: TensorInfo, array: np.ndarray) -> np.ndarray:
     if info.dtype == "int64":
         if array.dtype.kind not in _INTEGER_KINDS:
             raise InvalidInput(f"{what} takes integer token ids (int64), got {array.dtype.name} values")
-        if array.size and (array.min() < 0 or array.max() > _INT64_MAX):
-            raise InvalidInput(f"{what} takes token ids >= 0 that fit int64")
+        if array.size:
+            low, high = array.min(), array.max()
+            if low < 0 or high > _INT64_MAX:
+                raise InvalidInput(f"{what} takes token ids >= 0 that fit int64")
+            if info.vocabulary is not None and high >= info.vocabulary:
+                raise InvalidInput(
+                    f"{what} takes token ids below {info.vocabulary} (the Embedding's input_dim), got {int(high)}"
+                )
         return array.astype(np.int64, copy=False)
     raise InvalidInput(f"{what} has unsupported dtype {info.dtype!r}")
 

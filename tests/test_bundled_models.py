@@ -124,7 +124,8 @@ def test_chargru_vocabulary_matches_the_model() -> None:
     assert len(set(tokens)) == len(tokens) and all(len(t) == 1 for t in tokens[1:])
     embed = next(layer for layer in spec_of("chargru").layers if layer.class_name == "Embedding")
     assert embed.weights["embeddings"].shape[0] == len(tokens)
-    assert runner("chargru", "onnxruntime").signature.inputs[0].dtype == "int64"
+    served = runner("chargru", "onnxruntime").signature.inputs[0]
+    assert (served.dtype, served.vocabulary) == ("int64", len(tokens))
 
 
 def test_chargru_predicts_its_text() -> None:

@@ -29,7 +29,7 @@ from service.export.builder import OPSET
 from service.export.convert import choose_unroll, fixed_time_steps, is_recurrent, to_onnx
 from service.export.converters.recurrent import wants_unroll
 from service.export.spec_io import spec_from_json, spec_to_json
-from service.runtime.signature import ModelSignature
+from service.runtime.signature import ModelSignature, with_vocabularies
 from service.spec import LayerSpec, ModelSpec
 
 FORMAT_VERSION = 1
@@ -166,7 +166,7 @@ def read_package(path: str | Path) -> Package:
     _check_files(root, manifest)
     spec = spec_from_json(_read_json(root / SPEC_FILE), _read_weights(root / WEIGHTS_FILE))
     try:
-        signature = ModelSignature.from_dict(manifest["signature"])
+        signature = with_vocabularies(ModelSignature.from_dict(manifest["signature"]), spec)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{MANIFEST_FILE} in {str(root)!r} has no valid signature: {exc!r}") from None
     return Package(root, root / MODEL_FILE, manifest, signature, spec)

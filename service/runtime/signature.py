@@ -21,7 +21,7 @@ state named as the state; outputs are the signature outputs then one per state n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,13 +40,25 @@ class TensorInfo:
     name: str
     shape: tuple[int | None, ...]  # None = free dimension (batch, time)
     dtype: str  # "float32" | "int64" | "bool"
+    # token ids (int64) read by an Embedding are below this (its input_dim); checked before the model runs,
+    # since a GPU gather does not check its indices
+    vocabulary: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.vocabulary is not None:
+            d["vocabulary"] = self.vocabulary
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorInfo:
-        return cls(str(d["name"]), tuple(None if s is None else int(s) for s in d["shape"]), str(d["dtype"]))
+        vocabulary = d.get("vocabulary")
+        return cls(
+            str(d["name"]),
+            tuple(None if s is None else int(s) for s in d["shape"]),
+            str(d["dtype"]),
+            None if vocabulary is None else int(vocabulary),
+        )
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,11 @@ def signature_from_spec(
     time_major = any(bool(_rnn_config(layer).get("time_major")) for layer in spec.layers)
     if time_major:
         batch = next((i.shape[1] for i in spec.inputs if len(i.shape) > 1 and isinstance(i.shape[1], int)), None)
+    vocabularies = token_vocabularies(spec)
     data_inputs = tuple(
-        TensorInfo(i.name, i.shape, i.dtype) for i in spec.inputs if i.name not in initial_state_inputs.values()
+        TensorInfo(i.name, i.shape, i.dtype, vocabularies.get(i.name))
+        for i in spec.inputs
+        if i.name not in initial_state_inputs.values()
     )
     shapes = output_shapes or {}
     return ModelSignature(
@@ -142,6 +157,31 @@ def signature_from_spec(
         bidirectional=any(layer.class_name == "Bidirectional" for layer in spec.layers),
         initial_state_inputs=initial_state_inputs,
     )
+
+
+def token_vocabularies(spec: ModelSpec) -> dict[str, int]:
+    """Model input -> how many token ids it may hold: the smallest `input_dim` of the Embedding layers reading it."""
+    input_names = {i.name for i in spec.inputs}
+    found: dict[str, int] = {}
+    for layer in spec.layers:
+        if layer.class_name != "Embedding":
+            continue
+        table = layer.weights.get("embeddings")
+        size = layer.config.get("input_dim", None if table is None else table.shape[0])
+        for ref in layer.inputs:
+            if ref.layer in input_names and size is not None:
+                found[ref.layer] = min(found.get(ref.layer, int(size)), int(size))
+    return found
+
+
+def with_vocabularies(signature: ModelSignature, spec: ModelSpec) -> ModelSignature:
+    """`signature` with its inputs' token vocabularies taken from `spec` (packages exported before the signature
+    recorded them)."""
+    vocabularies = token_vocabularies(spec)
+    if all(vocabularies.get(i.name) == i.vocabulary for i in signature.inputs):
+        return signature
+    inputs = tuple(replace(i, vocabulary=vocabularies.get(i.name, i.vocabulary)) for i in signature.inputs)
+    return replace(signature, inputs=inputs)
 
 
 def _rnn_config(layer: Any) -> Mapping[str, Any]:

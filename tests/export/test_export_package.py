@@ -17,7 +17,7 @@ from service.export.package import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, read_
 from service.export.package import _sha256 as sha256
 from service.layers.model import ReferenceModel
 from service.runtime.signature import ModelSignature
-from service.spec import InputSpec, TensorRef
+from service.spec import InputSpec, LayerSpec, TensorRef
 
 F, U, T, B = 3, 4, 5, 2
 L2 = {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.009999999776482582}}
@@ -162,3 +162,30 @@ def test_runtime_serves_a_package(package_dir: Path):
     got = runner.run({"x": x}, mask=holey_mask(B, T))
     want = ReferenceModel(package.spec).run({"x": x}, mask=holey_mask(B, T))
     np.testing.assert_allclose(got.outputs["y"], want.outputs["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_token_vocabularies_are_recorded_and_recovered_for_older_packages(tmp_path: Path):
+    vocabulary = 7
+    embedding = LayerSpec(
+        "Embedding",
+        "embed",
+        {"name": "embed", "input_dim": vocabulary, "output_dim": F, "mask_zero": True},
+        {"embeddings": np.random.default_rng(3).normal(0, 1, (vocabulary, F)).astype(np.float32)},
+        (TensorRef("ids"),),
+    )
+    rnn = rnn_layer("GRU", "rnn", "embed", F, U, np.random.default_rng(4))
+    spec = model([InputSpec("ids", (None, None), "int64")], [embedding, rnn], {"y": TensorRef("rnn")})
+    root = write_package(spec, tmp_path / "tokens")
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    assert manifest["signature"]["inputs"][0]["vocabulary"] == vocabulary
+    assert read_package(root).signature.inputs[0].vocabulary == vocabulary
+    # a package exported before signatures recorded vocabularies: read from its Embedding layer instead
+    del manifest["signature"]["inputs"][0]["vocabulary"]
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert read_package(root).signature.inputs[0].vocabulary == vocabulary
+    assert (
+        "vocabulary"
+        not in json.loads((write_package(_spec(), tmp_path / "m") / MANIFEST_FILE).read_text())["signature"]["inputs"][
+            0
+        ]
+    )

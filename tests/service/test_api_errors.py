@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from service_client import as_list, assert_problem, open_session, session, step
+from service_client import as_list, assert_problem, close, open_session, session, states_of, step
+from service_models import VOCAB
 
 GOOD_ROW = [[0.1, 0.2, 0.3]]  # one timestep of 3 features
 GOOD = [GOOD_ROW, GOOD_ROW]  # batch 2
@@ -143,9 +144,20 @@ def test_bad_predict_is_400(client: httpx.Client, model: str, body: dict, detail
     assert_problem(client.post(f"/v1/models/{model}/predict", json=body), 400, contains=detail)
 
 
-def test_token_ids_beyond_the_vocabulary_are_a_client_error(client: httpx.Client) -> None:
-    response = client.post("/v1/models/tokens/predict", json={"inputs": [[1, 99]]})
-    assert_problem(response, 400)
+def test_token_ids_beyond_the_vocabulary_are_refused_before_the_model_runs(client: httpx.Client) -> None:
+    # onnxruntime's CPU gather rejects such an id, but a CUDA gather reads past its table without an error: the
+    # bound (the Embedding's input_dim) is checked with the other input checks, on every provider.
+    for ids in ([[1, VOCAB]], [[1, 99]]):
+        response = client.post("/v1/models/tokens/predict", json={"inputs": ids})
+        assert_problem(response, 400, contains=f"token ids below {VOCAB}")
+    assert client.post("/v1/models/tokens/predict", json={"inputs": [[0, VOCAB - 1]]}).status_code == 200
+    sid = open_session(client, "tokens")["session_id"]
+    before = step(client, sid, [[3, 4]], return_state=True)
+    response = client.post(f"/v1/sessions/{sid}/step", json={"inputs": [[5, VOCAB]]})
+    assert_problem(response, 400, contains=f"token ids below {VOCAB}")
+    after = session(client, sid)
+    assert after["step"] == before["step"] == 2
+    assert all(close(a, b) for a, b in zip(states_of(after), states_of(before), strict=True))
     assert client.get("/healthz").status_code == 200
 
 

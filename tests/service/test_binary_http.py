@@ -178,4 +178,4 @@ def test_a_binary_predict_of_an_unknown_model_is_404(client: httpx.Client) -> No
 
 def test_token_ids_beyond_the_vocabulary_are_400_in_binary_too(client: httpx.Client) -> None:
     ids = np.array([[1, VOCAB + 5]], dtype="<i8")
-    assert_problem(binary_predict(client, "tokens", ids), 400)
+    assert_problem(binary_predict(client, "tokens", ids), 400, contains=f"token ids below {VOCAB}")
