@@ -45,8 +45,10 @@ class RuntimeOptions:
 
 
 CUDA_OPTIONS = {"use_tf32": "0"}
-"""The CUDA execution provider's options. TF32 (on by default in onnxruntime on Ampere and newer GPUs) rounds the
-inputs of float32 matrix products to 10 bits of mantissa, far outside the 1e-5 that Keras parity allows: off."""
+"""The CUDA execution provider's options. onnxruntime turns TF32 on by default on Ampere and newer GPUs: float32
+matrix products then round their inputs to 10 bits of mantissa. Measured on an H200, an LSTM(1024) over 512 features
+put 88% of its outputs beyond Keras parity's 1e-5 + 1e-5|y| with TF32 (max |d| 3.7e-4) and none without it (max
+|d| 4.2e-7); the small parity fixtures pass either way. Off, as Keras computes in float32."""
 
 
 def resolve_providers(provider: str) -> list[str]:
