@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await loading
             await executor.aclose()
             await store.aclose()
+            metrics.close()
 
     app = v1.HotPathApp(title="rnnserve", version=__version__, lifespan=lifespan)
     app.serving = serving

@@ -172,7 +172,10 @@ def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
     # Worker processes build their own app from the environment: hand the flags down as RNNSERVE_* variables.
     for field, value in overrides.items():
         os.environ[f"RNNSERVE_{field.upper()}"] = str(value)
-    uvicorn.run("service.app:app_from_env", factory=True, workers=settings.workers, **common)
+    from service.metrics import shared_metrics_dir
+
+    with shared_metrics_dir():  # so that /metrics on any worker counts what every worker did
+        uvicorn.run("service.app:app_from_env", factory=True, workers=settings.workers, **common)
 
 
 # ---- export / inspect ---------------------------------------------------------------------------------------------

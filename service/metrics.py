@@ -8,16 +8,26 @@ The series updated on every request (requests, latency, steps, model calls, batc
 `LoopHistogram`: plain Python numbers that only the event loop writes, turned into Prometheus samples when
 scraped. prometheus_client's own metrics take a lock and look their labels up on every update, which costs more
 than a whole batched model call per step.
+
+With several worker processes (`--workers N`) a scrape reaches one worker, so each would report only its own
+share. Then the metrics are *shared* (prometheus_client's multiprocess mode, `PROMETHEUS_MULTIPROC_DIR`, which
+`shared_metrics_dir` sets up for `rnnserve serve`): every series is a prometheus_client metric writing to its
+process's file in that folder, and /metrics on any worker adds up every worker's files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -89,39 +99,118 @@ class LoopHistogram(Collector):
         yield created
 
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_dir() -> str | None:
+    """The folder through which worker processes share their metrics, or None (one process)."""
+    return os.environ.get(MULTIPROC_DIR) or None
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """For the worker processes started inside: `PROMETHEUS_MULTIPROC_DIR`, a fresh temporary folder removed
+    afterwards, or the one already set, emptied of an earlier run's files (as prometheus_client asks)."""
+    given = shared_dir()
+    folder = given or tempfile.mkdtemp(prefix="rnnserve-metrics-")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for stale in Path(folder).glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR] = folder
+    try:
+        yield folder
+    finally:
+        if given is None:
+            del os.environ[MULTIPROC_DIR]
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class CounterSeries(Protocol):
+    def inc(self, labels: Labels, amount: float = 1) -> None: ...
+
+
+class HistogramSeries(Protocol):
+    def observe(self, labels: Labels, value: float) -> None: ...
+
+
+class SharedCounter:
+    """`LoopCounter`'s interface over a prometheus_client counter (shared between worker processes)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        self._counter = Counter(name, documentation, labelnames, registry=registry)
+
+    def inc(self, labels: Labels, amount: float = 1) -> None:
+        self._counter.labels(*labels).inc(amount)
+
+
+class SharedHistogram:
+    """`LoopHistogram`'s interface over a prometheus_client histogram (shared between worker processes)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:  # fmt: skip
+        self._histogram = Histogram(name, documentation, labelnames, buckets=buckets, registry=registry)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        self._histogram.labels(*labels).observe(value)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.shared = shared_dir() is not None
         r = self.registry
-        self.requests = LoopCounter(
+        self.requests = self._counter(
             "rnnserve_requests", "HTTP requests and WebSocket messages", ["route", "method", "status"]
         )
-        self.latency = LoopHistogram(
+        self.latency = self._histogram(
             "rnnserve_request_seconds", "Request latency", ["route", "method"], _LATENCY_BUCKETS
         )
-        self.sessions_active = Gauge("rnnserve_sessions_active", "Live sessions in the store", registry=r)
+        # Gauges say how workers combine (their multiprocess_mode); one process ignores it. A worker sets the
+        # session count from the shared store when it is scraped: the most recent value is the store's.
+        self.sessions_active = Gauge(
+            "rnnserve_sessions_active", "Live sessions in the store", registry=r, multiprocess_mode="livemostrecent"
+        )
         self.sessions_created = Counter("rnnserve_sessions_created", "Sessions opened", registry=r)
         self.sessions_deleted = Counter("rnnserve_sessions_deleted", "Sessions deleted by clients", registry=r)
-        self.steps = LoopCounter("rnnserve_session_steps", "Session steps applied", ["model"])
-        self.timesteps = LoopCounter("rnnserve_session_timesteps", "Timesteps consumed by sessions", ["model"])
+        self.steps = self._counter("rnnserve_session_steps", "Session steps applied", ["model"])
+        self.timesteps = self._counter("rnnserve_session_timesteps", "Timesteps consumed by sessions", ["model"])
         self.replays = Counter("rnnserve_session_replays", "Retried steps answered from the cache", registry=r)
         self.expirations = Counter("rnnserve_session_expirations", "Sessions expired after their TTL", registry=r)
         self.evictions = Counter("rnnserve_session_evictions", "Sessions dropped by the store early", registry=r)
         self.predictions = Counter("rnnserve_predictions", "Stateless predict calls", ["model"], registry=r)
-        self.model_load_seconds = Gauge("rnnserve_model_load_seconds", "Time to load each model", ["model"], registry=r)
-        self.model_ready = Gauge(
-            "rnnserve_model_ready", "1 when the model serves, 0 while loading or after a failure", ["model"], registry=r
+        self.model_load_seconds = Gauge(
+            "rnnserve_model_load_seconds", "Time to load each model", ["model"], registry=r, multiprocess_mode="max"
         )
-        self.model_calls = LoopCounter(
+        self.model_ready = Gauge(
+            "rnnserve_model_ready",
+            "1 when the model serves (in every worker), 0 while loading or after a failure",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.model_calls = self._counter(
             "rnnserve_model_calls", "onnxruntime calls (one per batch with dynamic batching)", ["model"]
         )
-        self.batch_rows = LoopHistogram("rnnserve_batch_rows", "Rows per model call", ["model"], _ROW_BUCKETS)
-        self.batch_requests = LoopHistogram(
+        self.batch_rows = self._histogram("rnnserve_batch_rows", "Rows per model call", ["model"], _ROW_BUCKETS)
+        self.batch_requests = self._histogram(
             "rnnserve_batch_requests", "Requests merged into each model call", ["model"], _ROW_BUCKETS
         )
-        for collector in (self.requests, self.latency, self.steps, self.timesteps, self.model_calls, self.batch_rows,
-                          self.batch_requests):  # fmt: skip
-            r.register(collector)
+
+    def _counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> CounterSeries:
+        if self.shared:
+            return SharedCounter(name, documentation, labelnames, self.registry)
+        counter = LoopCounter(name, documentation, labelnames)
+        self.registry.register(counter)
+        return counter
+
+    def _histogram(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> HistogramSeries:
+        if self.shared:
+            return SharedHistogram(name, documentation, labelnames, buckets, self.registry)
+        histogram = LoopHistogram(name, documentation, labelnames, buckets)
+        self.registry.register(histogram)
+        return histogram
 
     # ---- SessionEvents -------------------------------------------------------------------------------------------
 
@@ -157,7 +246,16 @@ class Metrics:
         self.batch_requests.observe(key, requests)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.shared:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+    def close(self) -> None:
+        """This process stops serving: its live gauges leave the shared totals (its counts stay in them)."""
+        if self.shared:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:

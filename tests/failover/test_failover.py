@@ -23,7 +23,10 @@ import httpx
 import numpy as np
 import pytest
 from app_harness import free_port
+from prometheus_client.mmap_dict import MmapedDict
 from sessions.redis_server import RedisServer
+
+from service.metrics import MULTIPROC_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -46,13 +49,16 @@ class Replica:
         self.url = f"http://127.0.0.1:{self.port}"
         self.store_url = store_url
         self.log_path = log_dir / f"replica-{self.port}.log"
+        # where its workers share their metrics (`rnnserve serve` makes a folder of its own when none is given)
+        self.metrics_dir = log_dir / f"metrics-{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--store", self.store_url, "--workers", str(self.workers), "--log-level", "warning"]
+        env = {**os.environ, MULTIPROC_DIR: str(self.metrics_dir)} if self.workers > 1 else os.environ.copy()
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     async def wait_ready(self, client: httpx.AsyncClient) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -268,19 +274,20 @@ async def test_two_replicas_stepping_one_session_at_once_never_both_commit(clust
     assert all(close(a, b) for a, b in zip(states, expected_states, strict=True))
 
 
-async def steps_per_worker(client: httpx.AsyncClient, url: str, workers: int) -> list[int]:
-    """Each worker's own step counter from its /metrics (per process), told apart by the counter's `_created` time,
-    read on fresh connections until every worker has answered."""
-    counts: dict[str, int] = {}
-    for _ in range(100):
-        metrics = (await client.get(f"{url}/metrics")).text
-        sample = rf'^rnnserve_session_steps_(total|created){{model="{MODEL}"}} (\S+)$'
-        found = dict(re.findall(sample, metrics, re.M))
-        if found:
-            counts[found["created"]] = int(float(found["total"]))
-        if len(counts) == workers:
-            break
-    return sorted(counts.values())
+def steps_per_worker(replica: Replica) -> list[int]:
+    """Each worker process's own step count, from the file it keeps its metrics in (one per process id)."""
+    counts = []
+    for path in sorted(replica.metrics_dir.glob("counter_*.db")):
+        values = MmapedDict.read_all_values_from_file(str(path))
+        counts.append(sum(int(value) for key, value, *_ in values if '"rnnserve_session_steps_total"' in key))
+    return counts
+
+
+async def steps_reported(client: httpx.AsyncClient, url: str) -> float:
+    found = re.findall(
+        rf'^rnnserve_session_steps_total{{model="{MODEL}"}} (\S+)$', (await client.get(f"{url}/metrics")).text, re.M
+    )
+    return float(found[0]) if found else 0.0
 
 
 @pytest.mark.parametrize("cluster", [(1, 2)], indirect=True)
@@ -295,8 +302,10 @@ async def test_uvicorn_workers_share_sessions_through_redis(cluster: Cluster) ->
     no_keepalive = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=10.0, limits=no_keepalive) as fresh_connections:
         await run_stream(replace(cluster, client=fresh_connections), 0, stream, [0])
-        per_worker = await steps_per_worker(fresh_connections, url, workers=2)
-    assert sum(per_worker) == 30 and min(per_worker) > 0, per_worker  # both workers applied steps
+        per_worker = steps_per_worker(cluster.replicas[0])
+        assert len(per_worker) == 2 and sum(per_worker) == 30 and min(per_worker) > 0, per_worker  # both stepped
+        # and /metrics, whichever worker answers it, counts the steps of both
+        assert [await steps_reported(fresh_connections, url) for _ in range(6)] == [30.0] * 6
 
     expected_outputs, expected_states = await predict(cluster, url, stream.inputs)
     step, states = await session_states(cluster, url, session_id)
