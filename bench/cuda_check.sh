@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The CUDA execution provider check, for a machine with an NVIDIA GPU where `import onnxruntime` is a CUDA build
-# (onnxruntime-gpu) and the project's dependencies import (pip install -e '.[test,gpu]', or PYTHONPATH).
+# The CUDA execution provider check, for a machine with an NVIDIA GPU where the project's test dependencies import
+# (pip install -e '.[test]') and `import onnxruntime` is a CUDA build: `pip uninstall -y onnxruntime && pip install
+# onnxruntime-gpu` (both packages install the same module).
 #
 #   bench/cuda_check.sh            # PYTHON=python3 by default; logs also go to $OUT (default /tmp/cuda-check)
 #
