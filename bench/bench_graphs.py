@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.export.builder import IR_VERSION, OPSET  # noqa: E402
 from service.export.convert import to_onnx  # noqa: E402
+from service.runtime.ort_model import RuntimeOptions, new_session, resolve_providers  # noqa: E402
 from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX  # noqa: E402
 from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names  # noqa: E402
 
@@ -121,12 +122,8 @@ def native_graph(spec: ModelSpec) -> onnx.ModelProto:
 
 
 def make_session(model: onnx.ModelProto) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    """On the CPU, as the server runs its graphs by default (one intra-op and one inter-op thread)."""
+    return new_session(model.SerializeToString(), RuntimeOptions(), resolve_providers("cpu"))
 
 
 def runner(session: ort.InferenceSession, feeds: Feeds) -> Callable[[], list[np.ndarray]]:

@@ -24,7 +24,7 @@ import onnxruntime as ort
 from bench.bench_model import MODEL_NAME
 from service.export.convert import to_onnx
 from service.export.package import read_package
-from service.runtime.ort_model import resolve_providers, with_options
+from service.runtime.ort_model import RuntimeOptions, new_session, resolve_providers
 from service.runtime.signature import MASK_INPUT, ModelSignature
 
 
@@ -35,14 +35,8 @@ def step_session(
     configured as the server configures its own."""
     package = read_package(models / MODEL_NAME)
     proto, _ = to_onnx(package.spec, unroll=steps is not None, time_steps=steps)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    providers = with_options(resolve_providers(provider))
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=providers)
-    return session, package.signature
+    options = RuntimeOptions(provider=provider)  # type: ignore[arg-type]
+    return new_session(proto.SerializeToString(), options, resolve_providers(provider)), package.signature
 
 
 def step_feeds(sig: ModelSignature, batch: int, rng: np.random.Generator, steps: int = 1) -> dict[str, np.ndarray]:

@@ -78,16 +78,21 @@ def with_options(providers: Sequence[str]) -> list[str | tuple[str, dict[str, st
     return [(name, CUDA_OPTIONS) if name == "CUDAExecutionProvider" else name for name in providers]
 
 
+def new_session(model_bytes: bytes, options: RuntimeOptions, providers: Sequence[str]) -> ort.InferenceSession:
+    """An `InferenceSession` configured as the server runs every graph (`providers` from `resolve_providers`)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads
+    so.inter_op_num_threads = options.inter_op_threads
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model_bytes, sess_options=so, providers=with_options(providers))
+
+
 class _Graph:
     """One InferenceSession and the names it feeds."""
 
     def __init__(self, model_bytes: bytes, options: RuntimeOptions, providers: list[str]) -> None:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = options.intra_op_threads
-        so.inter_op_num_threads = options.inter_op_threads
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(model_bytes, sess_options=so, providers=with_options(providers))
+        self.session = new_session(model_bytes, options, providers)
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         time_dims = [i.shape[1] for i in self.session.get_inputs() if i.name == MASK_INPUT]
