@@ -6,6 +6,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -57,3 +60,10 @@ def close(actual: Any, expected: Any) -> bool:
 
 def states_of(body: dict[str, Any]) -> list[np.ndarray]:
     return [np.asarray(s, dtype=np.float32) for s in body["states"]]
+
+
+def close_code(ws: ClientConnection) -> int | None:
+    """The code the server closes a stream with: the next receive must find the stream closed by it."""
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=30)
+    return None if closed.value.rcvd is None else closed.value.rcvd.code
