@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -252,6 +253,7 @@ class AsyncStream:
         self.session = session
         self.codec = codec
         self._ws: Any = None
+        self._exits = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> AsyncStream:
         return self
@@ -260,9 +262,8 @@ class AsyncStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._ws is not None:
-            ws, self._ws = self._ws, None
-            await ws.close()
+        self._ws = None
+        await self._exits.aclose()
 
     @property
     def pending(self) -> int:
@@ -275,8 +276,10 @@ class AsyncStream:
 
         url = wire.ws_url(self.session.client.url, self.session.id) + self.codec.query(first, mask)
         try:
-            return await connect(url, additional_headers=self.session.client._auth, max_size=None,
+            connection = connect(url, additional_headers=self.session.client._auth, max_size=None,
                                  open_timeout=self.session.client.timeout)  # fmt: skip
+            # entered, as websockets >= 17 wants a connection used
+            return await self._exits.enter_async_context(connection)
         except InvalidStatus as exc:  # the server refuses the upgrade only for a missing or wrong API key
             raise wire.closed_error(1008, f"the server refused the stream ({exc})") from exc
         except OSError as exc:

@@ -8,6 +8,7 @@ and `Stream` are what it opens.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
@@ -249,6 +250,7 @@ class Stream:
         self.session = session
         self.codec = codec
         self._ws: Any = None
+        self._exits = contextlib.ExitStack()
 
     def __enter__(self) -> Stream:
         return self
@@ -257,9 +259,8 @@ class Stream:
         self.close()
 
     def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._ws = None
+        self._exits.close()
 
     @property
     def pending(self) -> int:
@@ -272,12 +273,13 @@ class Stream:
 
         url = wire.ws_url(self.session.client.url, self.session.id) + self.codec.query(first, mask)
         try:
-            return connect(url, additional_headers=self.session.client._auth, max_size=None,
-                           open_timeout=self.session.client.timeout)  # fmt: skip
+            connection = connect(url, additional_headers=self.session.client._auth, max_size=None,
+                                 open_timeout=self.session.client.timeout)  # fmt: skip
         except InvalidStatus as exc:  # the server refuses the upgrade only for a missing or wrong API key
             raise wire.closed_error(1008, f"the server refused the stream ({exc})") from exc
         except OSError as exc:
             raise errors.ConnectionFailed(f"cannot open the stream: {exc!r}") from exc
+        return self._exits.enter_context(connection)  # entered, as websockets >= 17 wants a connection used
 
     def send(self, inputs: Inputs, *, mask: ArrayLike | None = None) -> None:
         """Send one chunk; its reply comes from `recv`, in order."""
