@@ -27,10 +27,15 @@ import numpy as np
 
 Weights = Mapping[str, np.ndarray]
 
-RECURRENT = frozenset({"SimpleRNN", "GRU", "LSTM"})
-SUPPORTED_LAYERS = frozenset(
-    {"SimpleRNN", "GRU", "LSTM", "Bidirectional", "Dense", "Embedding", "Masking", "TimeDistributed", "Dropout"}
-)
+
+def __getattr__(name: str) -> Any:
+    """`SUPPORTED_LAYERS`: the Keras classes that may be layers of a spec (every registered `service.kinds` kind
+    but model inputs); computed on first use, since the kinds themselves import this module."""
+    if name == "SUPPORTED_LAYERS":
+        from service.kinds import layer_classes
+
+        return layer_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -99,23 +104,17 @@ class StateSpec:
 
 
 def rnn_state_names(class_name: str) -> tuple[str, ...]:
-    return ("h", "c") if class_name == "LSTM" else ("h",)
+    """The states of one cell of a recurrent class (`h`, or LSTM `h, c`)."""
+    from service.kinds.base import recurrent_kind
+
+    return recurrent_kind(class_name).state_names({})
 
 
 def layer_states(layer: LayerSpec) -> list[StateSpec]:
     """The states a layer carries, in Keras order (LSTM h then c; Bidirectional forward then backward)."""
-    if layer.class_name in RECURRENT:
-        units = int(layer.config["units"])
-        return [StateSpec(f"{layer.name}/{s}", layer.name, units) for s in rnn_state_names(layer.class_name)]
-    if layer.class_name == "Bidirectional":
-        inner = layer.config["layer"]
-        units = int(inner["config"]["units"])
-        return [
-            StateSpec(f"{layer.name}/{direction}/{s}", layer.name, units)
-            for direction in ("forward", "backward")
-            for s in rnn_state_names(inner["class_name"])
-        ]
-    return []
+    from service.kinds.base import kind_of
+
+    return kind_of(layer).states(layer)
 
 
 def state_layout(spec: ModelSpec) -> list[StateSpec]:
@@ -124,12 +123,8 @@ def state_layout(spec: ModelSpec) -> list[StateSpec]:
 
 
 def layer_output_count(layer: LayerSpec) -> int:
-    """How many tensors a layer outputs: `[y]`, or `[y, *states]` with `return_state`."""
-    if layer.class_name in RECURRENT and layer.config.get("return_state"):
-        return 1 + len(rnn_state_names(layer.class_name))
-    if layer.class_name == "Bidirectional":
-        outputs = 2 if layer.config.get("merge_mode") is None else 1  # merge_mode=None: [forward_y, backward_y]
-        if layer.config["layer"]["config"].get("return_state"):
-            outputs += 2 * len(rnn_state_names(layer.config["layer"]["class_name"]))
-        return outputs
-    return 1
+    """How many tensors a layer outputs: `[y]`, or `[y, *states]` with return_state (Bidirectional with
+    merge_mode=None: two ys)."""
+    from service.kinds.base import kind_of
+
+    return kind_of(layer).output_count(layer.config)

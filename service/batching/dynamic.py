@@ -32,14 +32,12 @@ from service.runtime.signature import Feeds, Runner, RunResult
 
 def reads_backwards(model: Runner) -> bool:
     """Whether a model has a layer that reads time from the end (padding at the end would come first)."""
+    from service.kinds import reads_backwards as spec_reads_backwards
+
     spec = getattr(model, "spec", None)
     if spec is None:
         return True  # unknown: be safe, batch equal lengths only
-    for layer in spec.layers:
-        config = layer.config["layer"]["config"] if layer.class_name == "Bidirectional" else layer.config
-        if layer.class_name == "Bidirectional" or config.get("go_backwards"):
-            return True
-    return False
+    return spec_reads_backwards(spec)  # each layer's kind says (go_backwards, Bidirectional)
 
 
 class _Pending(Queued):

@@ -18,21 +18,22 @@ from dataclasses import replace
 import onnx
 from onnx import TensorProto
 
-import service.export.converters  # noqa: F401  (registers every converter)
 from service.errors import InvalidArgument, ModelFileError
 from service.export.builder import Dim, GraphBuilder, elem_type
 from service.export.context import LayerCall, Value
 from service.export.converters.recurrent import wants_unroll
 from service.export.registry import get_converter
+from service.kinds import kind_of
 from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, TensorInfo, signature_from_spec
-from service.spec import RECURRENT, InputSpec, LayerSpec, ModelSpec, TensorRef, layer_states, state_layout
+from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, layer_states, state_layout
 
 BATCH_DIM = "batch"
 TIME_DIM = "time"
 
 
 def is_recurrent(layer: LayerSpec) -> bool:
-    return layer.class_name in RECURRENT or layer.class_name == "Bidirectional"
+    """Whether the layer runs a cell over time (itself or wrapped), so that it may be unrolled."""
+    return kind_of(layer).recurrent_config(layer.config) is not None
 
 
 def is_sequence_input(spec_input: InputSpec) -> bool:

@@ -29,6 +29,7 @@ from service.export.builder import OPSET
 from service.export.convert import choose_unroll, fixed_time_steps, is_recurrent, to_onnx
 from service.export.converters.recurrent import wants_unroll
 from service.export.spec_io import spec_from_json, spec_to_json
+from service.kinds import kind_of
 from service.runtime.signature import ModelSignature, with_vocabularies
 from service.spec import LayerSpec, ModelSpec
 
@@ -60,9 +61,7 @@ def _sha256(path: Path) -> str:
 
 def _layer_configs(layer: LayerSpec) -> Mapping[str, Any]:
     """The config holding a layer's own arguments (a wrapper's inner layer)."""
-    if layer.class_name in ("Bidirectional", "TimeDistributed"):
-        return layer.config["layer"]["config"]  # type: ignore[no-any-return]
-    return layer.config
+    return kind_of(layer).own_config(layer.config)
 
 
 def training_settings(spec: ModelSpec) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Layer converters keyed by Keras class name.
 
-Each converter module registers one function at its bottom with `@register_converter("GRU")`;
-`service.export.converters` imports every module, so importing it fills the registry.
+Each layer kind (`service.kinds`, one module per kind) registers its converter here when it is registered;
+the kinds are loaded the first time the registry is asked. `register_converter` also takes a bare function.
 """
 
 from __future__ import annotations
@@ -36,8 +36,15 @@ def register_converter(class_name: str, *, overwrite: bool = False) -> Callable[
     return decorate
 
 
+def _load_kinds() -> None:
+    from service.kinds.base import load_kinds
+
+    load_kinds()
+
+
 def get_converter(class_name: str) -> Converter:
     """The converter of `class_name`; `UnsupportedLayer` naming the class when there is none."""
+    _load_kinds()
     try:
         return _CONVERTERS[class_name]
     except KeyError:
@@ -49,4 +56,5 @@ def get_converter(class_name: str) -> Converter:
 
 def registered_classes() -> frozenset[str]:
     """The Keras class names that have a converter."""
+    _load_kinds()
     return frozenset(_CONVERTERS)

@@ -1,9 +1,5 @@
-"""The weights each layer must carry (Keras names and shapes), checked before they are used or after a read.
-
-Shapes follow SEMANTICS §1: recurrent kernels `(F, gU)`, recurrent kernels `(U, gU)` with g = 1 (SimpleRNN),
-3 (GRU) or 4 (LSTM); GRU `reset_after` biases `(2, 3U)`; Bidirectional weights are prefixed `forward/` and
-`backward/`; TimeDistributed uses its inner layer's names.
-"""
+"""The weights each layer must carry (Keras names and shapes, as its layer kind says), checked before they are
+used or after a read (SEMANTICS §1)."""
 
 from __future__ import annotations
 
@@ -13,42 +9,16 @@ from typing import Any
 import numpy as np
 
 from service.errors import ModelFileError
+from service.kinds.base import get_kind
 from service.spec import LayerSpec
 
 Shape = tuple[int | None, ...]  # None = not checked (an input dimension unknown at that point)
 
-GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
-
-
-def _recurrent(class_name: str, config: Mapping[str, Any], input_dim: int | None) -> dict[str, Shape]:
-    units = int(config["units"])
-    width = GATES[class_name] * units
-    shapes: dict[str, Shape] = {"kernel": (input_dim, width), "recurrent_kernel": (units, width)}
-    if config.get("use_bias", True):
-        shapes["bias"] = (2, width) if class_name == "GRU" and config.get("reset_after", True) else (width,)
-    return shapes
-
 
 def expected_shapes(class_name: str, config: Mapping[str, Any], input_dim: int | None = None) -> dict[str, Shape]:
-    """Weight name -> expected shape for one layer; `input_dim` is the last axis of its input when known."""
-    if class_name in GATES:
-        return _recurrent(class_name, config, input_dim)
-    if class_name == "Dense":
-        units = int(config["units"])
-        dense: dict[str, Shape] = {"kernel": (input_dim, units)}
-        if config.get("use_bias", True):
-            dense["bias"] = (units,)
-        return dense
-    if class_name == "Embedding":
-        return {"embeddings": (int(config["input_dim"]), int(config["output_dim"]))}
-    if class_name == "Bidirectional":
-        inner = config["layer"]
-        one = expected_shapes(inner["class_name"], inner["config"], input_dim)
-        return {f"{direction}/{key}": shape for direction in ("forward", "backward") for key, shape in one.items()}
-    if class_name == "TimeDistributed":
-        inner = config["layer"]
-        return expected_shapes(inner["class_name"], inner["config"], input_dim)
-    return {}
+    """Weight name -> expected shape for one layer (`LayerKind.weight_shapes`); `input_dim` is the last axis of
+    its input when known."""
+    return get_kind(class_name).weight_shapes(config, input_dim)
 
 
 def _matches(actual: tuple[int, ...], expected: Shape) -> bool:

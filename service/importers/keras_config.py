@@ -13,7 +13,7 @@ Conventions of the produced spec (beyond those of `service.spec`):
   inputs read by an Embedding, else "float32";
 * output names: the layer name for output 0 of a layer, `f"{layer}:{k}"` for output k > 0 (the keys when the
   config stores outputs as a dict); a Sequential's outputs are every output of its last layer;
-* weights are float32 arrays in Keras creation order (see `keras_layers.weight_shapes`).
+* weights are float32 arrays in Keras creation order (see `LayerKind.weight_shapes`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from service.importers.keras_layers import (
     output_features,
     weight_shapes,
 )
-from service.spec import RECURRENT, InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count, rnn_state_names
+from service.kinds import get_kind, kind_of
+from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count
 
 _INT_DTYPES = frozenset({"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"})
 _FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
-_USES_MASK = RECURRENT | {"Bidirectional"}
 
 
 class WeightSource(Protocol):
@@ -130,7 +130,7 @@ class _Builder:
         self._check_initial_state(layer)
         if self.graph.explicit_masks:
             _check_mask(call, in_mask)
-        if call.class_name == "Embedding":
+        if get_kind(call.class_name).reads_token_ids:
             self.embedding_inputs.add(call.inputs[0].layer)
         weights = self._read_weights(layer, in_features)
         features = output_features(call.class_name, config, in_features)
@@ -165,9 +165,7 @@ class _Builder:
         rnn = _rnn_config(layer)
         if rnn is None:
             raise UnsupportedLayer(f"{where}: only recurrent layers take an initial_state")
-        bidirectional = layer.class_name == "Bidirectional"
-        rnn_class = layer.config["layer"]["class_name"] if bidirectional else layer.class_name
-        expected = len(rnn_state_names(rnn_class)) * (2 if bidirectional else 1)
+        expected = len(kind_of(layer).state_names(layer.config))
         if len(layer.initial_state) != expected:
             raise ModelFileError(f"{where}: called with {len(layer.initial_state)} initial states, expected {expected}")
         units = int(rnn["units"])
@@ -268,24 +266,17 @@ def _check_sequential_chain(layers: Sequence[LayerSpec]) -> None:
 
 def _output_mask(layer: LayerSpec, index: int, in_mask: MaskExpr | None) -> MaskExpr | None:
     """The mask Keras attaches to output `index` of a layer (what implicit propagation gives); states have none."""
-    cls, config = layer.class_name, layer.config
-    if cls == "Bidirectional":
-        sequences = 2 if config["merge_mode"] is None else 1
-        return in_mask if index < sequences and config["layer"]["config"]["return_sequences"] else None
-    if index > 0:
+    rule = kind_of(layer).output_mask(layer.config, index)
+    if rule.rule == "keep":
+        return in_mask
+    if rule.rule == "none":
         return None
-    if cls == "Embedding":
-        return MaskExpr("not_equal", layer.inputs[0], 0.0) if config["mask_zero"] else None
-    if cls == "Masking":
-        return MaskExpr("any_not_equal", layer.inputs[0], float(config["mask_value"]))
-    if cls in RECURRENT:
-        return in_mask if config["return_sequences"] else None
-    return in_mask  # Dense, Dropout, TimeDistributed pass the mask on
+    return MaskExpr(rule.rule, layer.inputs[0], rule.value)
 
 
 def _check_mask(call: Call, implicit: MaskExpr | None) -> None:
     """A Keras 3 Functional config states each layer's mask; it must be the one the spec's consumers derive."""
-    if call.mask == implicit or (call.mask is None and call.class_name not in _USES_MASK):
+    if call.mask == implicit or (call.mask is None and not get_kind(call.class_name).uses_mask):
         return
     where = describe(call.name, call.class_name)
     if call.mask is None:
@@ -321,11 +312,7 @@ def _input_dtype(name: str, config: Mapping[str, Any]) -> str:
 
 
 def _rnn_config(layer: LayerSpec) -> Mapping[str, Any] | None:
-    if layer.class_name in RECURRENT:
-        return layer.config
-    if layer.class_name == "Bidirectional":
-        return layer.config["layer"]["config"]  # type: ignore[no-any-return]
-    return None
+    return kind_of(layer).recurrent_config(layer.config)
 
 
 def _check_batch_and_layout(inputs: Sequence[InputSpec], layers: Sequence[LayerSpec]) -> None:

@@ -20,19 +20,18 @@ from typing import Any
 
 from service.errors import ModelFileError, UnsupportedLayer
 from service.importers.jsonish import array, is_index, is_number, mapping, short
-from service.importers.keras_layers import SUPPORTED_CLASSES, describe, unsupported_class
-from service.spec import RECURRENT, TensorRef
+from service.importers.keras_layers import describe, supported_class, unsupported_class
+from service.kinds import find_kind, get_kind
+from service.spec import TensorRef
 
 MASK_OPS = frozenset({"NotEqual", "Any"})
 _KERAS_TENSOR = "__keras_tensor__"
-# Positional call parameters of each supported class (Keras 3 `call` signatures).
-_RNN_CALL = ("sequences", "initial_state", "mask", "training")
-_CALL_PARAMS: Mapping[str, tuple[str, ...]] = {
-    **{c: _RNN_CALL for c in (*RECURRENT, "Bidirectional")},
-    "TimeDistributed": ("inputs", "training", "mask"),
-}
-_DEFAULT_CALL = ("inputs", "training")
-_TAKES_INITIAL_STATE = RECURRENT | {"Bidirectional"}
+
+
+def _is_input(class_name: str) -> bool:
+    """Whether a config entry is a model input (InputLayer) rather than a layer."""
+    kind = find_kind(class_name)
+    return kind is not None and kind.model_input
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def read_graph(model_config: Any) -> tuple[str, Graph]:
 def _sequential(config: Any) -> Graph:
     layers = config if isinstance(config, list) else mapping(config, "the Sequential config").get("layers")
     entries = [_layer_entry(e, i) for i, e in enumerate(array(layers, "the Sequential layers"))]
-    if entries and entries[0][0] == "InputLayer":
+    if entries and _is_input(entries[0][0]):
         input_name, input_config = entries[0][1], entries[0][2]
         entries = entries[1:]
     elif entries:
@@ -103,9 +102,9 @@ def _sequential(config: Any) -> Graph:
         raise ModelFileError("the Sequential model has no layers after its input")
     calls, previous = [], TensorRef(input_name)
     for class_name, name, layer_config in entries:
-        if class_name == "InputLayer":
+        if _is_input(class_name):
             raise UnsupportedLayer(f"the Sequential model has a second InputLayer {name!r}")
-        if class_name not in SUPPORTED_CLASSES:
+        if not supported_class(class_name):
             raise unsupported_class(name, class_name)
         calls.append(Call(class_name, name, layer_config, (previous,)))
         previous = TensorRef(name)
@@ -139,9 +138,9 @@ def _functional(config: Mapping[str, Any]) -> Graph:
         class_name, name, layer_config = _layer_entry(entry, position)
         names.append(name)
         inbound = array(mapping(entry, "a layer").get("inbound_nodes", []), f"the inbound_nodes of {name!r}")
-        if class_name not in SUPPORTED_CLASSES and class_name not in MASK_OPS:
+        if not supported_class(class_name) and class_name not in MASK_OPS:
             raise unsupported_class(name, class_name)
-        if class_name == "InputLayer":
+        if _is_input(class_name):
             inputs[name] = layer_config
         elif len(inbound) > 1:
             where = describe(name, class_name)
@@ -184,7 +183,7 @@ def _keras3_node(class_name: str, node: Mapping[str, Any], where: str) -> tuple[
     """(main input, initial states, mask value) of a Keras 3 `{"args", "kwargs"}` node."""
     args = array(node.get("args", []), f"{where}: inbound node args")
     kwargs = dict(mapping(node.get("kwargs", {}), f"{where}: inbound node kwargs"))
-    params = _CALL_PARAMS.get(class_name, _DEFAULT_CALL)
+    params = get_kind(class_name).call_params
     if len(args) > len(params):
         raise UnsupportedLayer(f"{where}: called with {len(args)} positional arguments; it takes {len(params)}")
     for param, value in zip(params, args, strict=False):
@@ -218,7 +217,7 @@ def _keras2_node(class_name: str, node: Any, where: str) -> tuple[TensorRef, tup
         refs.append(_history(item[0], item[1], item[2], where))
     if not refs:
         raise ModelFileError(f"{where}: its inbound node lists no tensor")
-    if len(refs) > 1 and class_name not in _TAKES_INITIAL_STATE:
+    if len(refs) > 1 and not get_kind(class_name).takes_initial_state:
         raise UnsupportedLayer(f"{where}: called on {len(refs)} tensors; rnnserve supports one input per layer")
     return refs[0], tuple(refs[1:])
 

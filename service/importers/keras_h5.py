@@ -22,6 +22,7 @@ from service.importers.hdf5 import ByteBudget, open_hdf5, read_text_attr, read_t
 from service.importers.keras_config import StoredModel, keras_version_of
 from service.importers.limits import Limits, parse_json
 from service.importers.rawfile import H5Tree, RawModel
+from service.kinds import get_kind
 
 WEIGHTS = "model_weights"
 _TENSOR_SUFFIX = re.compile(r":\d+$")
@@ -81,9 +82,10 @@ def _normalised(path: str, class_name: str, where: str) -> str:
     """`lstm/lstm_cell/kernel:0` -> `kernel`; `bi/forward_lstm/lstm_cell/bias` -> `forward/bias`."""
     parts = path.split("/")
     base = _TENSOR_SUFFIX.sub("", parts[-1])
-    if class_name != "Bidirectional":
+    prefixes = tuple(f"{d}_" for d in get_kind(class_name).weight_directions)
+    if not prefixes:
         return base
-    directions = [p.split("_", 1)[0] for p in parts[1:-1] if p.startswith(("forward_", "backward_"))]
+    directions = [p.split("_", 1)[0] for p in parts[1:-1] if p.startswith(prefixes)]
     if len(directions) != 1:
         raise ModelFileError(f"{where}: cannot tell the direction of Bidirectional weight {path!r}")
     return f"{directions[0]}/{base}"

@@ -34,7 +34,7 @@ from service.importers.jsonish import mapping
 from service.importers.keras_config import StoredModel, keras_version_of
 from service.importers.limits import Limits, parse_json
 from service.importers.rawfile import H5Tree, RawModel
-from service.spec import RECURRENT
+from service.kinds import find_kind, get_kind
 
 METADATA = "metadata.json"
 CONFIG = "config.json"
@@ -87,7 +87,7 @@ def saving_names(model_config: Any) -> dict[str, str]:
             continue
         config = entry.get("config")
         name = entry.get("name", config.get("name") if isinstance(config, Mapping) else None)
-        if sequential and entry["class_name"] == "InputLayer":
+        if sequential and _is_input(entry["class_name"]):
             continue
         base = _snake_case(entry["class_name"])
         count = used.get(base, 0)
@@ -215,10 +215,9 @@ def _prefixes(names: Sequence[str]) -> list[str]:
 
 
 def _vars_path(class_name: str, prefix: str) -> str:
-    if prefix:
-        return f"{prefix}_layer/cell/vars"
-    if class_name in RECURRENT:
-        return "cell/vars"
-    if class_name == "TimeDistributed":
-        return "layer/vars"
-    return "vars"
+    return get_kind(class_name).vars_path(prefix)
+
+
+def _is_input(class_name: str) -> bool:
+    kind = find_kind(class_name)
+    return kind is not None and kind.model_input

@@ -212,19 +212,13 @@ class LSTMCell:
         return h_new, [h_new, c_new]
 
 
-_CELLS: Mapping[str, type[SimpleRNNCell] | type[GRUCell] | type[LSTMCell]] = {
-    "SimpleRNN": SimpleRNNCell,
-    "GRU": GRUCell,
-    "LSTM": LSTMCell,
-}
-
-
 def make_cell(
     class_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
 ) -> SimpleRNNCell | GRUCell | LSTMCell:
     """The cell of a recurrent layer class (`SimpleRNN`, `GRU`, `LSTM`), built from its config and weights."""
-    try:
-        cls = _CELLS[class_name]
-    except KeyError:
-        raise ModelFileError(f"layer {name!r}: {class_name!r} is not a recurrent layer class") from None
-    return cls.from_config(config, weights, name)
+    from service.kinds.base import recurrent_kind
+    from service.kinds.recurrent import RecurrentKind
+
+    kind = recurrent_kind(class_name, name)
+    assert isinstance(kind, RecurrentKind)
+    return kind.make_cell(config, weights, name)

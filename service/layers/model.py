@@ -21,13 +21,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from service.errors import InvalidInput, ModelFileError, UnsupportedLayer
+from service.errors import InvalidInput, ModelFileError
+from service.kinds import kind_of
 from service.layers.cells import States
-from service.layers.core import Dense, Dropout, Embedding, Masking
+from service.layers.core import Embedding, Masking
 from service.layers.recurrent import RecurrentLayer
-from service.layers.wrappers import Bidirectional, TimeDistributed
+from service.layers.wrappers import Bidirectional
 from service.runtime.signature import Feeds, ModelSignature, RunResult, signature_from_spec
-from service.spec import RECURRENT, InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count
+from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count
 
 InitialStates = list[np.ndarray | None]
 
@@ -41,7 +42,7 @@ class Tensor:
 
 
 @dataclass(frozen=True)
-class _Context:
+class RunContext:
     """What a run shares with every layer: the caller's explicit mask, in the model's layout."""
 
     explicit_mask: np.ndarray | None = None
@@ -57,56 +58,56 @@ class _Context:
         return np.asarray(np.logical_and(mask, self.explicit_mask))
 
 
-class _Node(Protocol):
+class Node(Protocol):
     """One layer of the model: main input tensor and initial states in, output tensors and final states out."""
 
     @property
     def state_count(self) -> int: ...
 
     def __call__(
-        self, x: Tensor, initial_states: InitialStates | None, ctx: _Context
+        self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext
     ) -> tuple[list[Tensor], States]: ...
 
 
 @dataclass(frozen=True)
-class _MaskPreserving:
-    """Dense, Dropout, TimeDistributed: a function of the value; the mask passes through."""
+class MaskPreserving:
+    """A per-timestep layer (Dense, Dropout, TimeDistributed): a function of the value; the mask passes through."""
 
     fn: Callable[[np.ndarray], np.ndarray]
     state_count: int = 0
 
-    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: _Context) -> tuple[list[Tensor], States]:
+    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext) -> tuple[list[Tensor], States]:
         return [Tensor(self.fn(x.value), x.mask)], []
 
 
 @dataclass(frozen=True)
-class _EmbeddingNode:
+class EmbeddingNode:
     layer: Embedding
     source: str  # the input tensor's producer, named in out-of-range errors
     state_count: int = 0
 
-    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: _Context) -> tuple[list[Tensor], States]:
+    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext) -> tuple[list[Tensor], States]:
         return [Tensor(self.layer(x.value, self.source), ctx.derive(self.layer.compute_mask(x.value)))], []
 
 
 @dataclass(frozen=True)
-class _MaskingNode:
+class MaskingNode:
     layer: Masking
     state_count: int = 0
 
-    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: _Context) -> tuple[list[Tensor], States]:
+    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext) -> tuple[list[Tensor], States]:
         return [Tensor(self.layer(x.value), ctx.derive(self.layer.compute_mask(x.value)))], []
 
 
 @dataclass(frozen=True)
-class _RecurrentNode:
+class RecurrentNode:
     layer: RecurrentLayer
 
     @property
     def state_count(self) -> int:
         return self.layer.state_count
 
-    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: _Context) -> tuple[list[Tensor], States]:
+    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext) -> tuple[list[Tensor], States]:
         y, states = self.layer(x.value, x.mask, initial_states)
         outputs = [Tensor(y, x.mask if self.layer.return_sequences else None)]
         if self.layer.return_state:
@@ -115,14 +116,14 @@ class _RecurrentNode:
 
 
 @dataclass(frozen=True)
-class _BidirectionalNode:
+class BidirectionalNode:
     layer: Bidirectional
 
     @property
     def state_count(self) -> int:
         return self.layer.state_count
 
-    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: _Context) -> tuple[list[Tensor], States]:
+    def __call__(self, x: Tensor, initial_states: InitialStates | None, ctx: RunContext) -> tuple[list[Tensor], States]:
         ys, states = self.layer(x.value, x.mask, initial_states)
         out_mask = x.mask if self.layer.return_sequences else None
         outputs = [Tensor(y, out_mask) for y in ys]
@@ -131,32 +132,13 @@ class _BidirectionalNode:
         return outputs, states
 
 
-def _build_node(layer: LayerSpec) -> _Node:
-    config, weights, name = layer.config, layer.weights, layer.name
-    if layer.class_name in RECURRENT:
-        return _RecurrentNode(RecurrentLayer.from_config(layer.class_name, config, weights, name))
-    if layer.class_name == "Bidirectional":
-        return _BidirectionalNode(Bidirectional.from_config(config, weights, name))
-    if layer.class_name == "Dense":
-        return _MaskPreserving(Dense.from_config(config, weights, name))
-    if layer.class_name == "Dropout":
-        return _MaskPreserving(Dropout.from_config(config, weights, name))
-    if layer.class_name == "TimeDistributed":
-        return _MaskPreserving(TimeDistributed.from_config(config, weights, name))
-    if layer.class_name == "Embedding":
-        return _EmbeddingNode(Embedding.from_config(config, weights, name), layer.inputs[0].layer)
-    if layer.class_name == "Masking":
-        return _MaskingNode(Masking.from_config(config, weights, name))
-    raise UnsupportedLayer(f"layer {layer.name!r}: class {layer.class_name!r} is not supported")
-
-
 class ReferenceModel:
     """The numpy `Runner` of a `ModelSpec` (see the module docstring for masks and states)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
         self._check_graph()
-        self._nodes = [_build_node(layer) for layer in spec.layers]
+        self._nodes = [kind_of(layer).reference(layer) for layer in spec.layers]
         self._signature = signature_from_spec(spec)
         self._time_major = any(_recurrent_config(layer).get("time_major", False) for layer in spec.layers)
         self._state_offsets = self._offsets()
@@ -203,7 +185,7 @@ class ReferenceModel:
             for ref in (*layer.inputs, *layer.initial_state):
                 if ref not in known:
                     raise ModelFileError(f"layer {layer.name!r}: reads {ref} before it is produced")
-            known.update(TensorRef(layer.name, k) for k in range(_output_count(layer)))
+            known.update(TensorRef(layer.name, k) for k in range(layer_output_count(layer)))
         for ref in self._spec.outputs:
             if ref not in known:
                 raise ModelFileError(f"model output {ref} is not produced by any layer")
@@ -221,7 +203,7 @@ class ReferenceModel:
 
     # ---- running --------------------------------------------------------------------------------------------
 
-    def _feed(self, inputs: Feeds, mask: np.ndarray | None) -> tuple[_Context, dict[TensorRef, Tensor]]:
+    def _feed(self, inputs: Feeds, mask: np.ndarray | None) -> tuple[RunContext, dict[TensorRef, Tensor]]:
         known = {i.name for i in self._spec.inputs}
         unknown = sorted(set(inputs) - known)
         if unknown:
@@ -238,7 +220,7 @@ class ReferenceModel:
                 continue  # an initial-state input the caller left out: zeros (see _initial_states)
             timed = spec.name in data_inputs and _has_time_axis(spec)
             values[TensorRef(spec.name)] = Tensor(value, _input_mask(spec.name, value, explicit) if timed else None)
-        return _Context(explicit), values
+        return RunContext(explicit), values
 
     def _explicit_mask(self, mask: np.ndarray | None) -> np.ndarray | None:
         if mask is None:
@@ -273,15 +255,7 @@ class ReferenceModel:
 
 def _recurrent_config(layer: LayerSpec) -> Mapping[str, Any]:
     """The config holding a layer's recurrent options (a Bidirectional keeps them in its wrapped layer)."""
-    if layer.class_name == "Bidirectional":
-        return layer.config["layer"]["config"]  # type: ignore[no-any-return]
-    return layer.config
-
-
-def _output_count(layer: LayerSpec) -> int:
-    """How many tensors a layer produces: `layer_output_count`, plus the second y of merge_mode=None."""
-    two_ys = layer.class_name == "Bidirectional" and layer.config.get("merge_mode", "concat") is None
-    return layer_output_count(layer) + (1 if two_ys else 0)
+    return kind_of(layer).recurrent_config(layer.config) or layer.config
 
 
 def _has_time_axis(spec: InputSpec) -> bool:

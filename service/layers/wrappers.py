@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput, ModelFileError, UnsupportedLayer
+from service.kinds import find_kind, registered_kinds
 from service.layers.cells import States
-from service.layers.core import Dense, Dropout
 from service.layers.recurrent import RecurrentLayer
-from service.spec import RECURRENT
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -65,7 +64,8 @@ class Bidirectional:
             backward_class = class_name
             backward_config = {**forward_config, "go_backwards": not forward_config.get("go_backwards", False)}
         for cls_name in (class_name, backward_class):
-            if cls_name not in RECURRENT:
+            kind = find_kind(cls_name)
+            if kind is None or not kind.is_recurrent:
                 raise UnsupportedLayer(f"layer {name!r}: Bidirectional around {cls_name!r} is not supported")
         return cls(
             _sublayer(class_name, forward_config, _prefixed(weights, "forward/"), f"{name}/forward"),
@@ -111,25 +111,25 @@ def _sublayer(
     return RecurrentLayer.from_config(class_name, forced, weights, name)
 
 
-_PER_STEP: Mapping[str, Callable[..., Dense | Dropout]] = {"Dense": Dense.from_config, "Dropout": Dropout.from_config}
-
-
 @dataclass(frozen=True)
 class TimeDistributed:
-    """Applies a per-timestep layer (Dense, Dropout) to every step of a `(batch, time, ...)` input."""
+    """Applies a per-timestep layer (a `per_step` kind: Dense, Dropout) to every step of a `(batch, time, ...)`
+    input."""
 
-    layer: Dense | Dropout
+    layer: Callable[[np.ndarray], np.ndarray]
 
     @classmethod
     def from_config(
         cls, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
     ) -> TimeDistributed:
         class_name, inner_config = _inner(config, "layer", name)
-        if class_name not in _PER_STEP:
+        kind = find_kind(class_name)
+        if kind is None or not kind.per_step:
+            per_step = sorted(n for n, k in registered_kinds().items() if k.per_step)
             raise UnsupportedLayer(
-                f"layer {name!r}: TimeDistributed around {class_name!r} is not supported (only {sorted(_PER_STEP)})"
+                f"layer {name!r}: TimeDistributed around {class_name!r} is not supported (only {per_step})"
             )
-        return cls(_PER_STEP[class_name](inner_config, weights, name))
+        return cls(kind.step_reference(inner_config, weights, name))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)

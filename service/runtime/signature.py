@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from service.spec import ModelSpec, state_layout
+from service.kinds.base import kind_of, stream_refusal
+from service.spec import LayerSpec, ModelSpec, state_layout
 
 MASK_INPUT = "mask"
 STATE_OUT_SUFFIX = ":out"
@@ -154,7 +155,7 @@ def signature_from_spec(
         stateful=any(bool(_rnn_config(layer).get("stateful")) for layer in spec.layers),
         batch_size=batch,
         time_major=time_major,
-        bidirectional=any(layer.class_name == "Bidirectional" for layer in spec.layers),
+        bidirectional=stream_refusal(spec) is not None,
         initial_state_inputs=initial_state_inputs,
     )
 
@@ -164,10 +165,7 @@ def token_vocabularies(spec: ModelSpec) -> dict[str, int]:
     input_names = {i.name for i in spec.inputs}
     found: dict[str, int] = {}
     for layer in spec.layers:
-        if layer.class_name != "Embedding":
-            continue
-        table = layer.weights.get("embeddings")
-        size = layer.config.get("input_dim", None if table is None else table.shape[0])
+        size = kind_of(layer).vocabulary(layer)
         for ref in layer.inputs:
             if ref.layer in input_names and size is not None:
                 found[ref.layer] = min(found.get(ref.layer, int(size)), int(size))
@@ -184,7 +182,5 @@ def with_vocabularies(signature: ModelSignature, spec: ModelSpec) -> ModelSignat
     return replace(signature, inputs=inputs)
 
 
-def _rnn_config(layer: Any) -> Mapping[str, Any]:
-    if layer.class_name == "Bidirectional":
-        return layer.config["layer"]["config"]  # type: ignore[no-any-return]
-    return layer.config  # type: ignore[no-any-return]
+def _rnn_config(layer: LayerSpec) -> Mapping[str, Any]:
+    return kind_of(layer).recurrent_config(layer.config) or layer.config

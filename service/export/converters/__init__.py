@@ -1,13 +1,3 @@
-"""One converter module per Keras layer family; importing this package registers them all."""
-
-from service.export.converters import (  # noqa: F401
-    bidirectional,
-    dense,
-    dropout,
-    embedding,
-    gru,
-    lstm,
-    masking,
-    simple_rnn,
-    time_distributed,
-)
+"""What the layer kinds' converters share: the recurrent loop (`recurrent`: Scan, unrolled chain, directions) and
+onnxruntime's fused recurrent ops (`native`). Each converter lives with its layer kind (`service.kinds`), which
+registers it in `service.export.registry`."""

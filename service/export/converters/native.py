@@ -22,12 +22,20 @@ import numpy as np
 
 from service.export.builder import GraphBuilder
 
-OP_TYPES = {"SimpleRNN": "RNN", "GRU": "GRU", "LSTM": "LSTM"}
-GATE_ORDER = {"SimpleRNN": (0,), "GRU": (0, 1, 2), "LSTM": (0, 3, 1, 2)}  # Keras block k at ONNX position i
 # Canonical Keras activation -> onnxruntime RNN activation (parameterless, same definition as Keras).
 ACTIVATIONS = {"tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu", "softsign": "Softsign", "softplus": "Softplus"}
-# The batch sizes up to which the fused op wins (bench/bench_graphs.py: the fused RNN op loses from B=4 on).
-MAX_BATCH = {"SimpleRNN": 1, "GRU": None, "LSTM": None}
+
+
+@dataclass(frozen=True)
+class NativeForm:
+    """How a Keras recurrent kind maps onto onnxruntime's fused op (each recurrent kind module declares one)."""
+
+    op_type: str  # the ONNX op
+    gate_order: tuple[int, ...]  # Keras block k at ONNX position i
+    activation_keys: tuple[str, ...]  # ONNX f (gates), g (candidate), h (LSTM cell output) from Keras config keys
+    state_count: int
+    max_batch: int | None  # the batch sizes up to which the fused op wins (bench/bench_graphs.py)
+    reset_after_attribute: bool = False  # Keras `reset_after` is ONNX `linear_before_reset`
 
 
 @dataclass(frozen=True)
@@ -42,27 +50,20 @@ class NativeCell:
     max_batch: int | None
 
 
-ACTIVATION_KEYS = {  # ONNX f (gates), g (candidate), h (LSTM cell output) from Keras config keys
-    "SimpleRNN": ("activation",),
-    "GRU": ("recurrent_activation", "activation"),
-    "LSTM": ("recurrent_activation", "activation", "activation"),
-}
-
-
-def _activations(class_name: str, config: Mapping[str, Any]) -> list[str] | None:
-    names = [ACTIVATIONS.get(str(config[key])) for key in ACTIVATION_KEYS[class_name]]
+def _activations(form: NativeForm, config: Mapping[str, Any]) -> list[str] | None:
+    names = [ACTIVATIONS.get(str(config[key])) for key in form.activation_keys]
     return None if None in names else [n for n in names if n is not None]
 
 
 def native_cell(
-    g: GraphBuilder, class_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str
+    g: GraphBuilder, form: NativeForm, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str
 ) -> NativeCell | None:
     """The fused op of a Keras recurrent layer, or None when its activations have no exact native form."""
-    activations = _activations(class_name, config)
+    activations = _activations(form, config)
     if activations is None:
         return None
     units = int(config["units"])
-    order = GATE_ORDER[class_name]
+    order = form.gate_order
 
     def onnx_layout(array: np.ndarray) -> np.ndarray:
         return np.concatenate([array[..., k * units : (k + 1) * units] for k in order], axis=-1)
@@ -75,15 +76,15 @@ def native_cell(
         input_bias, recurrent_bias = (bias[0], bias[1]) if bias.ndim == 2 else (bias, np.zeros_like(bias))
         b = g.initializer(np.concatenate([onnx_layout(input_bias), onnx_layout(recurrent_bias)])[None], f"{name}/B")
     attributes: dict[str, Any] = {"hidden_size": units, "activations": activations}
-    if class_name == "GRU":
+    if form.reset_after_attribute:
         attributes["linear_before_reset"] = int(bool(config.get("reset_after", True)))
     return NativeCell(
-        OP_TYPES[class_name],
+        form.op_type,
         units,
         (g.initializer(w, f"{name}/W"), g.initializer(r, f"{name}/R"), b),
         attributes,
-        2 if class_name == "LSTM" else 1,
-        MAX_BATCH[class_name],
+        form.state_count,
+        form.max_batch,
     )
 
 

@@ -29,6 +29,7 @@ from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult, Value
 from service.export.converters.native import NativeCell, run_native
+from service.kinds.base import kind_of
 from service.layers.activations import ROW_WISE, require_shape_preserving
 from service.spec import LayerSpec
 
@@ -62,7 +63,7 @@ def wants_unroll(layer: LayerSpec, override: bool | None) -> bool:
     """Whether a recurrent layer is exported unrolled: the override when given, else its own `unroll`."""
     if override is not None:
         return override
-    config = layer.config["layer"]["config"] if layer.class_name == "Bidirectional" else layer.config
+    config = kind_of(layer).recurrent_config(layer.config) or layer.config
     return bool(config.get("unroll", False))
 
 

@@ -14,19 +14,15 @@ import numpy as np
 
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
-from service.export.context import LayerCall, LayerResult
-from service.export.converters.native import native_cell
-from service.export.converters.recurrent import (
-    Cell,
-    StepFn,
-    activate_gates,
-    cell_activation,
-    convert_recurrent,
-    sequence_input,
-    wants_unroll,
+from service.export.converters.native import NativeForm, native_cell
+from service.export.converters.recurrent import Cell, StepFn, activate_gates, cell_activation
+from service.kinds.base import register_kind
+from service.kinds.recurrent import RNN_DEFAULTS, RecurrentKind
+from service.layers.cells import GRUCell
+
+NATIVE = NativeForm(
+    "GRU", (0, 1, 2), ("recurrent_activation", "activation"), state_count=1, max_batch=None, reset_after_attribute=True
 )
-from service.export.registry import register_converter
-from service.export.weights import check_weights
 
 
 def _update(b: GraphBuilder, z: str, h: str, candidate: str) -> str:
@@ -90,14 +86,28 @@ def build_cell(
     if "bias" in weights:
         input_bias = weights["bias"][0] if reset_after else weights["bias"]
         bias = g.initializer(input_bias, f"{name}/bias")
-    fused = native_cell(g, "GRU", config, weights, name) if native else None
+    fused = native_cell(g, NATIVE, config, weights, name) if native else None
     return Cell(units, g.initializer(weights["kernel"], f"{name}/kernel"), bias, step, fused)
 
 
-@register_converter("GRU")
-def convert_gru(g: GraphBuilder, call: LayerCall) -> LayerResult:
-    check_weights(call.layer, sequence_input(call).shape[-1])
-    cell = build_cell(
-        g, call.layer.config, call.layer.weights, call.layer.name, native=not wants_unroll(call.layer, call.unroll)
-    )
-    return convert_recurrent(g, call, cell)
+class GRU(RecurrentKind):
+    class_name = "GRU"
+    defaults = {**RNN_DEFAULTS, "recurrent_activation": "sigmoid", "reset_after": True}
+    dropped = frozenset({"implementation"})
+    activation_keys = ("activation", "recurrent_activation")
+    gates = 3
+    native = NATIVE
+
+    def split_bias(self, config: Mapping[str, Any]) -> bool:
+        return bool(config.get("reset_after", True))
+
+    def make_cell(self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = "") -> GRUCell:
+        return GRUCell.from_config(config, weights, name)
+
+    def build_cell(
+        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+    ) -> Cell:
+        return build_cell(g, config, weights, name, native=native)
+
+
+register_kind(GRU())

@@ -13,18 +13,15 @@ import numpy as np
 
 from service.export.activations import emit_activation
 from service.export.builder import GraphBuilder
-from service.export.context import LayerCall, LayerResult
-from service.export.converters.native import native_cell
-from service.export.converters.recurrent import (
-    Cell,
-    activate_gates,
-    cell_activation,
-    convert_recurrent,
-    sequence_input,
-    wants_unroll,
+from service.export.converters.native import NativeForm, native_cell
+from service.export.converters.recurrent import Cell, activate_gates, cell_activation
+from service.kinds.base import register_kind
+from service.kinds.recurrent import RNN_DEFAULTS, RecurrentKind
+from service.layers.cells import LSTMCell
+
+NATIVE = NativeForm(
+    "LSTM", (0, 3, 1, 2), ("recurrent_activation", "activation", "activation"), state_count=2, max_batch=None
 )
-from service.export.registry import register_converter
-from service.export.weights import check_weights
 
 _IFCO_TO_IFOC = (0, 1, 3, 2)
 
@@ -54,14 +51,26 @@ def build_cell(
         return h_new, (h_new, c_new)
 
     bias = g.initializer(_ifoc(weights["bias"], units), f"{name}/bias") if "bias" in weights else None
-    fused = native_cell(g, "LSTM", config, weights, name) if native else None
+    fused = native_cell(g, NATIVE, config, weights, name) if native else None
     return Cell(units, g.initializer(_ifoc(weights["kernel"], units), f"{name}/kernel"), bias, step, fused)
 
 
-@register_converter("LSTM")
-def convert_lstm(g: GraphBuilder, call: LayerCall) -> LayerResult:
-    check_weights(call.layer, sequence_input(call).shape[-1])
-    cell = build_cell(
-        g, call.layer.config, call.layer.weights, call.layer.name, native=not wants_unroll(call.layer, call.unroll)
-    )
-    return convert_recurrent(g, call, cell)
+class LSTM(RecurrentKind):
+    class_name = "LSTM"
+    defaults = {**RNN_DEFAULTS, "recurrent_activation": "sigmoid", "unit_forget_bias": True}
+    dropped = frozenset({"implementation"})
+    activation_keys = ("activation", "recurrent_activation")
+    gates = 4
+    cell_states = ("h", "c")
+    native = NATIVE
+
+    def make_cell(self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = "") -> LSTMCell:
+        return LSTMCell.from_config(config, weights, name)
+
+    def build_cell(
+        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+    ) -> Cell:
+        return build_cell(g, config, weights, name, native=native)
+
+
+register_kind(LSTM())

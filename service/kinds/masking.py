@@ -4,13 +4,20 @@ input is ANDed into it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from onnx import TensorProto
 
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult, Value
-from service.export.converters.dense import single_input
-from service.export.registry import register_converter
+from service.kinds.base import NO_MASK, LayerKind, MaskRule, register_kind
+from service.kinds.dense import single_input
 from service.runtime.signature import MASK_INPUT
+from service.spec import LayerSpec
+
+if TYPE_CHECKING:
+    from service.layers.model import Node
 
 
 def combine_masks(g: GraphBuilder, x: Value, keep: str) -> str:
@@ -24,7 +31,6 @@ def combine_masks(g: GraphBuilder, x: Value, keep: str) -> str:
     return g.op("And", MASK_INPUT, keep, hint="mask")
 
 
-@register_converter("Masking")
 def convert_masking(g: GraphBuilder, call: LayerCall) -> LayerResult:
     layer = call.layer
     x = single_input(call)
@@ -36,3 +42,25 @@ def convert_masking(g: GraphBuilder, call: LayerCall) -> LayerResult:
         return LayerResult((Value(y, x.shape, mask=None, time_major=x.time_major),))
     step_keep = g.op("Cast", g.op("Squeeze", keep, g.ints([-1])), to=TensorProto.BOOL)
     return LayerResult((Value(y, x.shape, mask=combine_masks(g, x, step_keep), time_major=x.time_major),))
+
+
+class Masking(LayerKind):
+    """Config: `name, mask_value`; no weights. Creates the mask of its output."""
+
+    class_name = "Masking"
+    defaults = {"mask_value": 0.0}
+
+    def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
+        return MaskRule("any_not_equal", float(config["mask_value"])) if index == 0 else NO_MASK
+
+    def reference(self, layer: LayerSpec) -> Node:
+        from service.layers.core import Masking as MaskingReference
+        from service.layers.model import MaskingNode
+
+        return MaskingNode(MaskingReference.from_config(layer.config, layer.weights, layer.name))
+
+    def convert(self, g: GraphBuilder, call: LayerCall) -> LayerResult:
+        return convert_masking(g, call)
+
+
+register_kind(Masking())
