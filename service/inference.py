@@ -190,8 +190,8 @@ class InferenceService:
         """Open a session; `session_id` None picks a random unguessable id (a caller-chosen id, e.g. a /v2
         sequence's, must not exist yet)."""
         model = self.repository.get(model_name)
-        _, sig = _ready(model)
-        _require_streamable(sig)
+        runner, sig = _ready(model)
+        _require_streamable(sig, runner)
         batch = batch_size if batch_size is not None else (sig.batch_size or 1)
         check_batch_size(sig, batch, self.limits)
         ttl = self._ttl(ttl_s)
@@ -326,11 +326,18 @@ def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:
     return model.runner, model.signature
 
 
-def _require_streamable(sig: ModelSignature) -> None:
-    if sig.bidirectional:
+def _require_streamable(sig: ModelSignature, runner: Runner) -> None:
+    """Sessions carry state chunk by chunk: refused when a layer's kind may not be streamed (it mixes timesteps,
+    e.g. reads the sequence from the end) or the model has no state."""
+    from service.kinds import stream_refusal
+
+    spec = getattr(runner, "spec", None)
+    refusal = stream_refusal(spec) if spec is not None else None
+    if refusal is None and sig.bidirectional:  # a runner without its spec: the signature's flag
+        refusal = "has a layer that needs the whole sequence"
+    if refusal is not None:
         raise SessionsNotSupported(
-            f"model {sig.name!r} has a Bidirectional layer: its backward half reads the sequence from the end, "
-            "so it cannot be streamed chunk by chunk; use POST /v1/models/{model}/predict on whole sequences"
+            f"model {sig.name!r} {refusal}; use POST /v1/models/{{model}}/predict on whole sequences"
         )
     if not sig.states:
         raise SessionsNotSupported(f"model {sig.name!r} has no recurrent state to carry between steps")
