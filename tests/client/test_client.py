@@ -22,6 +22,7 @@ from service.client import (
     Unauthorized,
 )
 from service.client import errors as client_errors
+from service.client.wire import Call
 
 SIGNAL = np.sin(np.arange(12, dtype=np.float32) / 2).reshape(1, 12, 1)
 
@@ -153,14 +154,8 @@ def test_every_server_problem_type_has_its_exception() -> None:
 
 def test_an_unknown_route_maps_by_status(server: ServerThread) -> None:
     with Client(server.url) as client, pytest.raises(NotFound) as exc:
-        client.request(client_errors_call("GET", "/v1/nothing"))
+        client.request(Call("GET", "/v1/nothing"))
     assert exc.value.type == "about:blank" and "no route" in exc.value.detail
-
-
-def client_errors_call(method: str, path: str):  # noqa: ANN201 (a wire.Call)
-    from service.client.wire import Call
-
-    return Call(method, path)
 
 
 def test_the_api_key_is_sent(keyed_server: ServerThread) -> None:
