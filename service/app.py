@@ -1,5 +1,6 @@
-"""`create_app(settings)`: the FastAPI application. Its lifespan owns every resource (model repository, session
-store, executor) and hands them to one `InferenceService` on `app.serving`; nothing is created at import time."""
+"""`create_app(settings)`: the application (`EdgeApp`: FastAPI behind the edge, with the hot routes' table). Its
+lifespan owns every resource (model repository, session store, executor) and hands them to one
+`InferenceService` on `app.serving`; nothing is created at import time."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import health, v1, v2
-from service.api.deps import Serving
-from service.api.problems import install_error_handlers
+from service.api.edge import EdgeApp, Serving
+from service.api.routes import HOT_ROUTES, ROUTERS
 from service.batching.base import open_executor
 from service.errors import RnnServeError
 from service.inference import InferenceService
-from service.metrics import Metrics, MetricsMiddleware
+from service.metrics import Metrics
 from service.runtime.ort_model import RuntimeOptions
 from service.runtime.repository import ModelRepository
 from service.sessions.factory import open_store
@@ -49,13 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.aclose()
             metrics.close()
 
-    app = v1.HotPathApp(title="rnnserve", version=__version__, lifespan=lifespan)
+    app = EdgeApp(HOT_ROUTES, title="rnnserve", version=__version__, lifespan=lifespan)
     app.serving = serving
-    install_error_handlers(app)
-    app.include_router(health.router)
-    for router in (*v1.routers, *v2.routers):
+    for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

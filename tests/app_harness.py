@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from service.api.v1.hotpath import HotPathApp
+from service.api.edge import EdgeApp
 from service.app import create_app
 from service.cli import uvicorn_options
 from service.settings import Settings
@@ -85,9 +85,9 @@ class ServerThread:
 
 
 @contextlib.asynccontextmanager
-async def in_process(settings: Settings) -> AsyncIterator[HotPathApp]:
+async def in_process(settings: Settings) -> AsyncIterator[EdgeApp]:
     app = create_app(settings)
-    assert isinstance(app, HotPathApp)
+    assert isinstance(app, EdgeApp)
     incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     lifespan = asyncio.ensure_future(
@@ -107,7 +107,7 @@ async def in_process(settings: Settings) -> AsyncIterator[HotPathApp]:
 class Routed:
     """The same application, called through FastAPI's own middleware and routing (the hot path skipped)."""
 
-    def __init__(self, app: HotPathApp) -> None:
+    def __init__(self, app: EdgeApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

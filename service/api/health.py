@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.api.deps import MetricsDep, ServiceDep
-from service.api.v1.codec import dumps
+from service.api.edge import dumps
 from service.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The hot path (`HotPathApp`): step, predict and the stream are served before FastAPI's routing, yet behave as
+"""The hot path (`EdgeApp`): step, predict and the stream are served before FastAPI's routing, yet behave as
 ordinary routes do: the same answers through FastAPI's own routing, 405 and 404 for other methods and paths, the
 API key, the body limit, and the request and model-call metrics."""
 
@@ -17,8 +17,10 @@ from service_client import as_list, assert_problem, open_session
 from service_models import FEATURES
 from service_server import settings_for
 
-from service.api.v1.hotpath import HotPathApp, match
+from service.api.edge import EdgeApp, HotRoutes
+from service.api.routes import HOT_ROUTES
 
+match = HotRoutes(HOT_ROUTES).match
 KEY = "hot-key"
 
 
@@ -95,12 +97,12 @@ def test_the_body_limit_holds_on_the_hot_routes(make_server: Callable[..., Serve
 
 
 @pytest.fixture
-async def in_process(models_dir: Path, executor: str) -> AsyncIterator[HotPathApp]:
+async def in_process(models_dir: Path, executor: str) -> AsyncIterator[EdgeApp]:
     async with app_in_process(settings_for(models_dir, executor=executor)) as app:
         yield app
 
 
-async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: HotPathApp, rng: np.random.Generator) -> None:
+async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: EdgeApp, rng: np.random.Generator) -> None:
     hot = httpx.AsyncClient(transport=httpx.ASGITransport(app=in_process), base_url="http://hot")
     routed = httpx.AsyncClient(transport=httpx.ASGITransport(app=Routed(in_process)), base_url="http://routed")
     x = rng.normal(size=(2, 3, FEATURES)).astype(np.float32)

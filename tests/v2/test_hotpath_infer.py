@@ -1,4 +1,4 @@
-"""/v2 infer on the hot path (`HotPathApp`): served before FastAPI's routing by `service.api.v2.endpoint`, yet
+"""/v2 infer on the hot path (`EdgeApp`): served before FastAPI's routing by `service.api.v2.endpoint`, yet
 answering exactly as the FastAPI route does: the same bodies and headers for good and bad requests, 405 for other
 methods, the API key, the body limit (413 in the /v2 error form) and the metrics under the same route templates."""
 
@@ -18,9 +18,11 @@ from test_http_protocol import assert_error, x_tensor
 from v2_models import FEATURES
 from v2_server import settings_for
 
-from service.api.v1.hotpath import HotPathApp, match
+from service.api.edge import EdgeApp, HotRoutes
+from service.api.routes import HOT_ROUTES
 from service.api.v2.tensors import HEADER_LENGTH
 
+match = HotRoutes(HOT_ROUTES).match
 KEY = "v2-hot-key"
 INFER = "/v2/models/{model}/infer"
 VERSION_INFER = "/v2/models/{model}/versions/{version}/infer"
@@ -51,7 +53,7 @@ def test_match_picks_exactly_the_infer_routes(method: str, path: str, hot: tuple
 
 
 @pytest.fixture
-async def in_process(models_dir: Path) -> AsyncIterator[HotPathApp]:
+async def in_process(models_dir: Path) -> AsyncIterator[EdgeApp]:
     async with app_in_process(settings_for(models_dir, max_body_bytes=4096)) as app:
         yield app
 
@@ -94,7 +96,7 @@ async def _requests(client: httpx.AsyncClient, x: np.ndarray, sequence_id: int) 
     ]
 
 
-async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: HotPathApp, rng: np.random.Generator) -> None:
+async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: EdgeApp, rng: np.random.Generator) -> None:
     hot = httpx.AsyncClient(transport=httpx.ASGITransport(app=in_process), base_url="http://hot")
     routed = httpx.AsyncClient(transport=httpx.ASGITransport(app=Routed(in_process)), base_url="http://routed")
     x = rng.normal(size=(1, 3, FEATURES)).astype(np.float32)

@@ -10,12 +10,12 @@ import numpy as np
 import orjson
 import pytest
 
+from service.api.edge import decode_content
 from service.api.v2.tensors import (
     DATATYPES,
     InferRequest,
     RequestedOutput,
     datatype_of,
-    decode_content,
     decode_request,
     encode_response,
 )

@@ -21,9 +21,12 @@ import hashlib
 import math
 import struct
 from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 import numpy as np
+from starlette.types import Scope
 
+from service.api.edge import Head, wanted_headers
 from service.errors import InvalidInput
 from service.inference import InferenceResult, PredictRequest, StepRequest, StepResult
 from service.validation import RawTensors
@@ -37,8 +40,37 @@ _MAX_RANK = 8
 _TRUE = frozenset(("true", "1", "yes"))
 _FALSE = frozenset(("false", "0", "no"))
 
+_OPTION_HEADERS = {
+    b"x-shape": "shape",
+    b"x-seq": "seq",
+    b"x-return-state": "return_state",
+    b"x-time-major": "time_major",
+}
+OPTIONS = ("shape", "seq", "return_state", "time_major")
+"""Options a binary request may give as query parameters or as X- headers."""
+HEADERS = wanted_headers(*_OPTION_HEADERS)
+"""The headers a /v1 endpoint reads (`Head(scope, HEADERS)`): the edge's and the options'."""
+
 
 # ---- requests -----------------------------------------------------------------------------------------------------
+
+
+def options(scope: Scope, head: Head) -> dict[str, str]:
+    """The binary request options, from the query string and the X- headers (both ways must agree)."""
+    found: dict[str, str] = {}
+    query = scope.get("query_string") or b""
+    if query:
+        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if key in OPTIONS:
+                found[key] = value
+    for header, key in _OPTION_HEADERS.items():
+        value = head.get(header)
+        if value is None:
+            continue
+        if key in found and found[key].strip() != value.strip():
+            raise InvalidInput(f"{key} is {found[key]!r} in the query but {value!r} in the {header.decode()} header")
+        found[key] = value
+    return found
 
 
 def parse_shapes(text: str | None) -> Shapes:

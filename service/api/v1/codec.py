@@ -2,7 +2,7 @@
 
 Request fields are read off the parsed object and type-checked one by one; tensors go straight to numpy
 (`service.validation.decode_array`). Unknown fields are ignored. Responses are serialised with orjson's numpy
-support.
+support (`service.api.edge.dumps`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.api.edge import dumps
 from service.errors import InvalidInput, SessionNotFound
 from service.inference import InferenceResult, PredictRequest, SessionInfo, StepRequest, StepResult
 from service.validation import Tensors, decode_array
-
-_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
 
 # ---- requests -----------------------------------------------------------------------------------------------------
 
@@ -129,19 +127,6 @@ def _optional_bool(obj: dict[str, Any], key: str) -> bool | None:
 
 
 # ---- responses ----------------------------------------------------------------------------------------------------
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_DUMPS_OPTIONS)
-
-
-def _default(value: Any) -> Any:
-    """What orjson cannot take natively: non-contiguous or non-native-order arrays, numpy scalars of other types."""
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def outputs_json(outputs: dict[str, np.ndarray]) -> Any:

@@ -1,17 +1,16 @@
-"""/v1/models: discovery and stateless predict (a plain ASGI endpoint, `handlers.PredictEndpoint`, normally
-reached through `hotpath.HotPathApp` before routing and registered here so that routing knows its path)."""
+"""/v1/models: discovery. Stateless predict is a plain ASGI endpoint (`handlers.PredictEndpoint`), a hot route
+of `service.api.routes`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.api.deps import AuthDep, ServiceDep
 from service.api.v1 import codec
-from service.api.v1.hotpath import predict_endpoint
 from service.runtime.repository import LoadedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[AuthDep])
@@ -48,7 +47,3 @@ async def list_models(service: ServiceDep) -> Response:
 @router.get("/{model}")
 async def get_model(model: str, service: ServiceDep) -> Response:
     return Response(codec.dumps(model_json(service.model(model))), media_type="application/json")
-
-
-# FastAPI types this as a request handler; Starlette (which does the routing) also takes a plain ASGI app.
-router.add_route(f"{router.prefix}/{{model}}/predict", cast(Any, predict_endpoint), ["POST"], include_in_schema=False)

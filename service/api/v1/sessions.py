@@ -1,18 +1,15 @@
 """/v1/sessions: stateful streams over HTTP (Keras `stateful=True`).
 
-Step and the WebSocket stream are plain ASGI endpoints (`handlers`, `stream`), normally reached through
-`hotpath.HotPathApp` before routing; they are registered here too, so that routing knows their paths."""
+Step and the WebSocket stream are plain ASGI endpoints (`handlers`, `stream`), hot routes of
+`service.api.routes`."""
 
 from __future__ import annotations
-
-from typing import Any, cast
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service.api.deps import AuthDep, BodyDep, ServiceDep
 from service.api.v1 import codec
-from service.api.v1.hotpath import step_endpoint, stream_endpoint
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[AuthDep])
 
@@ -52,8 +49,3 @@ async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response
     obj = codec.parse_object(body) if body.strip() else {}
     info = await service.reset_session(session_id, codec.parse_states(obj.get("states"), "states"))
     return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)
-
-
-# FastAPI types these as request handlers; Starlette (which does the routing) also takes plain ASGI apps.
-router.add_route(f"{router.prefix}/{{session_id}}/step", cast(Any, step_endpoint), ["POST"], include_in_schema=False)
-router.add_websocket_route(f"{router.prefix}/{{session_id}}/stream", cast(Any, stream_endpoint))

@@ -2,22 +2,21 @@
 
 Health answers 200 for true and 400 for false with an empty body, as the protocol says (and is never behind the
 API key, like /healthz). Every model path also answers under `/versions/1/`. Errors are `{"error": "..."}`
-(rendered by `service.api.problems` for every path under /v2). Routes are declared hot path first: the router
-tries them in order.
+(rendered by the edge, `service.api.edge`, for every path under /v2). Infer is a plain ASGI endpoint
+(`endpoint`), a hot route of `service.api.routes`.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import __version__
 from service.api.deps import AuthDep, ServiceDep
-from service.api.v1.codec import dumps
+from service.api.edge import dumps
 from service.api.v2.binding import check_version, model_metadata, ready_model
-from service.api.v2.endpoint import InferEndpoint, infer_endpoint
 from service.inference import InferenceService
 from service.runtime.signature import ModelSignature
 
@@ -35,15 +34,6 @@ def _json(body: Any) -> Response:
 
 def _truth(value: bool) -> Response:
     return Response(status_code=200 if value else 400)
-
-
-# ---- inference ----------------------------------------------------------------------------------------------------
-
-
-# plain ASGI (`endpoint`), served before FastAPI's routing by `HotPathApp`; registered here too, so that other
-# methods answer 405 and the app behaves the same without the hot path
-for _path in (InferEndpoint.route, InferEndpoint.version_route):
-    router.add_route(_path, cast(Any, infer_endpoint), ["POST"], include_in_schema=False)
 
 
 # ---- health -------------------------------------------------------------------------------------------------------

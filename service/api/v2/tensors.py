@@ -5,16 +5,16 @@ gives the JSON part's length, and each input whose `parameters.binary_data_size`
 of the rest, in input order (little-endian, row-major). Outputs come back as JSON `data`, or as binary when the
 request asks for it per output (`outputs[i].parameters.binary_data`) or for all (`parameters.
 binary_data_output`, which an output without its own `binary_data` follows). A body may be gzip or deflate
-compressed (`Content-Encoding`, as tritonclient's `request_compression_algorithm` sends it).
+compressed (`Content-Encoding`, as tritonclient's `request_compression_algorithm` sends it; the edge,
+`service.api.edge.decode_content`, undoes it).
 
-Pure functions over bytes and numpy: errors are `InvalidInput` (or `PayloadTooLarge`) and the route turns them
+Pure functions over bytes and numpy: errors are `InvalidInput` and the edge turns them
 into the protocol's `{"error": ...}`.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import InvalidInput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -48,7 +48,6 @@ _JSON_TYPES: dict[str, set[type]] = {
     "u": {int},
     "f": {int, float},
 }  # Python types JSON data may hold, by kind
-_COMPRESSIONS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate = zlib format, as clients send
 _UNSUPPORTED_PARAMETERS = {
     "shared_memory_region": "the shared memory extensions are not supported: send the tensor in the body",
     "classification": "the classification extension is not supported: request the output itself",
@@ -83,26 +82,6 @@ class InferRequest:
 
 
 # ---- requests -----------------------------------------------------------------------------------------------------
-
-
-def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body with its `Content-Encoding` (gzip, deflate, identity) undone, at most `limit` bytes once expanded."""
-    name = (encoding or "identity").strip().lower()
-    if name == "identity":
-        return body
-    wbits = _COMPRESSIONS.get(name)
-    if wbits is None:
-        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none")
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        expanded = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"the {name} body cannot be decompressed: {exc}") from None
-    if len(expanded) > limit or decompressor.unconsumed_tail:
-        raise PayloadTooLarge(f"the decompressed body exceeds the limit of {limit} bytes")
-    if not decompressor.eof:
-        raise InvalidInput(f"the {name} body is truncated")
-    return expanded
 
 
 def decode_request(body: bytes, header_length: str | None) -> InferRequest:
