@@ -47,8 +47,9 @@ NO_MASK = MaskRule("none")
 
 
 class LayerKind:
-    """What rnnserve knows about one Keras layer class. The defaults describe a layer that acts on each timestep
-    alone (the last axis), has no weights or states, and passes its input's mask on."""
+    """What rnnserve knows about one Keras layer class. The defaults describe a layer with no weights and no
+    states that outputs one tensor of its input's size, passes its input's mask on and may be streamed; a
+    `per_step` kind (a function of each timestep alone) needs only its `step_reference` and `convert` besides."""
 
     class_name: ClassVar[str] = ""
     # ---- config: normalisation (see service.kinds.config) ----------------------------------------------------
@@ -59,13 +60,13 @@ class LayerKind:
     call_params: ClassVar[tuple[str, ...]] = ("inputs", "training")  # positional parameters of Keras 3 `call`
     takes_initial_state: ClassVar[bool] = False
     per_step: ClassVar[bool] = False  # a function of each timestep alone (so TimeDistributed may wrap it)
-    is_recurrent: ClassVar[bool] = False  # carries states itself (a cell run over time), so it can be wrapped
+    is_recurrent: ClassVar[bool] = False  # a cell run over time (states of its own): Bidirectional may wrap it
     model_input: ClassVar[bool] = False  # InputLayer: a model input, never a layer of the spec
     reads_token_ids: ClassVar[bool] = False  # its input holds integer ids (the model input becomes int64)
     # ---- masks, time and sessions ---------------------------------------------------------------------------
     uses_mask: ClassVar[bool] = False  # applies its input's mask (a Keras 3 config states that mask explicitly)
     streamable: ClassVar[bool] = True  # a session may feed it chunk by chunk (False when it mixes timesteps)
-    stream_refusal: ClassVar[str] = ""  # why not, completing "model 'm' has ..."
+    stream_refusal: ClassVar[str] = ""  # why not, completing "model 'm' ..." (e.g. "has a Conv1D layer: ...")
     # ---- weights as stored in Keras files -------------------------------------------------------------------
     weight_directions: ClassVar[tuple[str, ...]] = ()  # name prefixes of its sublayers' weights (Bidirectional)
 
@@ -125,8 +126,9 @@ class LayerKind:
         return KEEP_MASK if index == 0 else NO_MASK
 
     def reads_backwards(self, config: Mapping[str, Any]) -> bool:
-        """Whether the layer reads time from the end (padding at the end of a sequence would come first)."""
-        return False
+        """Whether the layer reads time from the end (padding at the end of a sequence would come first), or
+        may read past a step (a kind that mixes timesteps): then the batcher batches equal lengths only."""
+        return not self.streamable
 
     def vocabulary(self, layer: LayerSpec) -> int | None:
         """How many token ids the layer accepts (Embedding: input_dim), None when it reads no ids."""

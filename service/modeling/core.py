@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from service.kinds import dense, dropout, embedding, input_layer, masking
 from service.modeling import arguments, constraints, initializers, regularizers
 from service.modeling.base import Layer, require_float_input
 from service.modeling.recurrent import keras3_activation
@@ -19,7 +20,7 @@ INPUT_DTYPES = frozenset({"float32", "int32", "int64"})
 class InputLayer(Layer):
     """A model input: its batch shape (batch axis first, None where free) and dtype."""
 
-    class_name = "InputLayer"
+    class_name = input_layer.InputLayer.class_name
     prefix = "input_layer"
 
     def __init__(self, batch_shape: Shape, dtype: str | None = None, name: str | None = None) -> None:
@@ -48,7 +49,7 @@ class InputLayer(Layer):
 
 
 class Dense(Layer):
-    class_name = "Dense"
+    class_name = dense.Dense.class_name
     prefix = "dense"
 
     def __init__(
@@ -113,7 +114,7 @@ class Dense(Layer):
 
 
 class Embedding(Layer):
-    class_name = "Embedding"
+    class_name = embedding.Embedding.class_name
     prefix = "embedding"
 
     def __init__(
@@ -159,7 +160,7 @@ class Embedding(Layer):
 
 
 class Masking(Layer):
-    class_name = "Masking"
+    class_name = masking.Masking.class_name
     prefix = "masking"
     writes_build_config = False
 
@@ -177,7 +178,7 @@ class Masking(Layer):
 class Dropout(Layer):
     """Identity at inference (SEMANTICS §6); the rate and seed are kept in the config."""
 
-    class_name = "Dropout"
+    class_name = dropout.Dropout.class_name
     prefix = "dropout"
     writes_build_config = False
 

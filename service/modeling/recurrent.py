@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from service.errors import InvalidArgument
+from service.kinds import gru, lstm, simple_rnn
 from service.layers.activations import canonical_activation, require_shape_preserving
 from service.modeling import arguments, constraints, initializers, regularizers
 from service.modeling.base import Layer, require_float_input
@@ -205,7 +206,7 @@ class RecurrentLayer(Layer):
 
 
 class SimpleRNN(RecurrentLayer):
-    class_name = "SimpleRNN"
+    class_name = simple_rnn.SimpleRNN.class_name
     prefix = "simple_rnn"
     gates = 1
 
@@ -240,7 +241,7 @@ class _GatedLayer(RecurrentLayer):
 
 
 class GRU(_GatedLayer):
-    class_name = "GRU"
+    class_name = gru.GRU.class_name
     prefix = "gru"
     gates = 3
 
@@ -266,7 +267,7 @@ class GRU(_GatedLayer):
 
 
 class LSTM(_GatedLayer):
-    class_name = "LSTM"
+    class_name = lstm.LSTM.class_name
     prefix = "lstm"
     gates = 4
     state_names = ("h", "c")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidArgument
+from service.kinds import bidirectional, time_distributed
 from service.modeling import arguments
 from service.modeling.base import Layer
 from service.modeling.core import Dense
@@ -28,7 +29,7 @@ class Bidirectional(Layer):
     """Runs a copy of `layer` forwards and one backwards and merges them (SEMANTICS §3); `merge_mode=None` gives
     the two sequences unmerged, forward then backward."""
 
-    class_name = "Bidirectional"
+    class_name = bidirectional.Bidirectional.class_name
     prefix = "bidirectional"
 
     def __init__(
@@ -112,7 +113,7 @@ class Bidirectional(Layer):
 class TimeDistributed(Layer):
     """Applies a Dense layer to every timestep."""
 
-    class_name = "TimeDistributed"
+    class_name = time_distributed.TimeDistributed.class_name
     prefix = "time_distributed"
 
     def __init__(self, layer: Any, **kwargs: Any) -> None:
