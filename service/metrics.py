@@ -1,8 +1,8 @@
 """Every Prometheus collector of the service, on a registry of its own (one per app: no global state).
 
 `Metrics` is also the `SessionEvents` observer the session store reports expirations and evictions to, the
-executors' `CallObserver` (model calls and batch sizes), and `MetricsMiddleware` (pure ASGI) counts requests by
-route template, method and status with their latency.
+executors' `CallObserver` (model calls and batch sizes); the edge (`service.api.edge`) records requests by
+route template, method and status with their latency (`observe`).
 
 The series updated on every request (requests, latency, steps, model calls, batch sizes) are `LoopCounter` and
 `LoopHistogram`: plain Python numbers that only the event loop writes, turned into Prometheus samples when
@@ -32,7 +32,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from service.runtime.repository import LoadedModel
@@ -256,32 +255,3 @@ class Metrics:
         """This process stops serving: its live gauges leave the shared totals (its counts stay in them)."""
         if self.shared:
             multiprocess.mark_process_dead(os.getpid())
-
-
-class MetricsMiddleware:
-    """Counts every HTTP request by route template (so session ids stay out of labels), with its latency.
-
-    WebSocket messages are counted by the stream handler itself (`Metrics.observe`), one per message."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # if the app fails before it starts a response
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
