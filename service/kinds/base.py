@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -160,6 +161,7 @@ class LayerKind:
 
 _KINDS: dict[str, LayerKind] = {}
 _loaded = False
+_loading = threading.RLock()
 
 
 def register_kind(kind: LayerKind, *, overwrite: bool = False) -> LayerKind:
@@ -191,14 +193,18 @@ def unregister_kind(class_name: str) -> None:
 
 
 def load_kinds() -> None:
-    """Import every module of `service.kinds` once (each registers its kind at its bottom)."""
+    """Import every module of `service.kinds` once (each registers its kind at its bottom). Thread-safe: a model
+    loads in a worker thread, and no caller may see the registry half filled."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    package = importlib.import_module("service.kinds")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"service.kinds.{module.name}")
+    with _loading:
+        if _loaded:
+            return
+        package = importlib.import_module("service.kinds")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"service.kinds.{module.name}")
+        _loaded = True
 
 
 def find_kind(class_name: str) -> LayerKind | None:
