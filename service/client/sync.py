@@ -149,7 +149,9 @@ class Client:
 class Session:
     """One server-side session. `seq` is the step this client knows the session to be at: every step sends it,
     so that a step retried after a lost reply is answered from the server's cache instead of applied twice, and a
-    session stepped by someone else fails with `SeqConflict` instead of silently mixing streams."""
+    session stepped by someone else fails with `SeqConflict` instead of silently mixing streams. One caller at a
+    time: steps of one session apply in order, so concurrent steps of one `Session` object would conflict.
+    `with` deletes the session when the block ends (unless `delete()` already did)."""
 
     def __init__(self, client: Client, model: ModelInfo, info: SessionInfo) -> None:
         self.client = client
@@ -158,6 +160,7 @@ class Session:
         self.batch_size = info.batch_size
         self.expires_at = info.expires_at
         self.seq = info.step
+        self.deleted = False
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, model={self.model.name!r}, seq={self.seq})"
@@ -168,6 +171,8 @@ class Session:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self.deleted:
+            return
         try:
             self.delete()
         except errors.ClientError:
@@ -218,6 +223,7 @@ class Session:
     def delete(self) -> None:
         """`DELETE /v1/sessions/{id}` (a resend that finds it gone, after a lost reply, counts as done)."""
         self.client.request(Call("DELETE", self.path, done_if_resent=frozenset({404})))
+        self.deleted = True
 
     def open_stream(
         self, *, return_state: bool = False, time_major: bool | None = None, binary: bool | None = None

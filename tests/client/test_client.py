@@ -176,3 +176,11 @@ def test_models_and_health(client: Client) -> None:
     info = client.model("orbit")
     assert info.inputs[0].shape == (None, None, 2) and info.sessions and len(info.states) == 3
     assert client.healthy() and client.ready()
+
+
+def test_a_session_deleted_in_its_block_is_not_deleted_again(client: Client) -> None:
+    with client.create_session("forecaster") as session:
+        session.delete()
+        assert session.deleted
+    with pytest.raises(SessionNotFound):
+        session.info()
