@@ -379,10 +379,10 @@ async def ws_accept(receive: Receive, send: Send, head: Head, settings: Settings
     return True
 
 
-async def ws_refuse(send: Send, exc: RnnServeError) -> None:
+async def ws_refuse(send: Send, exc: RnnServeError, what: str) -> None:
     """An accepted stream that cannot start: its problem as a text message, then the close code (4404 for a
     missing session, else 1003)."""
-    await send_text(send, dumps(error_problem(exc)))
+    await send_text(send, dumps(describe(exc, what)))
     await close(send, CLOSE_SESSION_GONE if isinstance(exc, SessionNotFound) else CLOSE_UNSUPPORTED, _reason(exc))
 
 

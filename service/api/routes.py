@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from service.api import health, v1, v2
 from service.api.edge import V2, HotRoute
 from service.api.v1.handlers import predict_endpoint, step_endpoint
-from service.api.v1.stream import StreamEndpoint
+from service.api.v1.stream import stream_endpoint
 from service.api.v2.endpoint import infer_endpoint
 
 _JSON = "application/json"
@@ -39,7 +39,7 @@ HOT_ROUTES: tuple[HotRoute, ...] = (
         accepts=_BINARY,
         answers=_BINARY,
     ),
-    HotRoute("WS", "/v1/sessions/{session_id}/stream", StreamEndpoint(), "Stream a session's steps", ("sessions",)),
+    HotRoute("WS", "/v1/sessions/{session_id}/stream", stream_endpoint, "Stream a session's steps", ("sessions",)),
     HotRoute(
         "POST",
         "/v2/models/{model}/infer",

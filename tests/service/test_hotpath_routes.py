@@ -19,6 +19,8 @@ from service_server import settings_for
 
 from service.api.edge import EdgeApp, HotRoutes
 from service.api.routes import HOT_ROUTES
+from service.app import create_app
+from service.settings import Settings
 
 match = HotRoutes(HOT_ROUTES).match
 KEY = "hot-key"
@@ -42,6 +44,26 @@ KEY = "hot-key"
 def test_match_picks_exactly_the_hot_routes(kind: str, method: str, path: str, hot: tuple | None) -> None:
     found = match({"type": kind, "method": method, "path": path})
     assert (found[1:] if found else None) == hot
+
+
+def test_one_table_gives_the_dispatcher_fastapis_routing_and_the_openapi_schema(client: httpx.Client) -> None:
+    app = create_app(Settings(models=Path("unused")))
+    routed = {(getattr(r, "path", None), m) for r in app.routes for m in (getattr(r, "methods", None) or {"WS"})}
+    schema = client.get("/openapi.json").json()
+    for route in HOT_ROUTES:
+        concrete = re.sub(r"\{(\w+)\}", r"x\1", route.path)
+        kind = "websocket" if route.method == "WS" else "http"
+        assert match({"type": kind, "method": "GET" if kind == "websocket" else route.method, "path": concrete}) == (
+            route, route.path, {name: f"x{name}" for name in re.findall(r"\{(\w+)\}", route.path)}
+        )  # fmt: skip
+        assert (route.path, route.method) in routed
+        if route.method == "POST":
+            operation = schema["paths"][route.path]["post"]
+            assert [p["name"] for p in operation["parameters"]] == re.findall(r"\{(\w+)\}", route.path)
+            errors = "application/json" if route.path.startswith("/v2/") else "application/problem+json"
+            assert list(operation["responses"]["default"]["content"]) == [errors]
+            assert "application/octet-stream" in operation["requestBody"]["content"]
+    assert "/v1/sessions" in schema["paths"]  # FastAPI's own routes stay in it
 
 
 def test_other_methods_and_deeper_paths_are_ordinary_problems(client: httpx.Client) -> None:

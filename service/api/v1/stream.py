@@ -44,13 +44,14 @@ class StreamEndpoint:
         head = Head(scope, binary.HEADERS)
         if not await edge.ws_accept(receive, send, head, serving.settings):
             return 101
+        what = f"stream of session {session_id!r}"
         try:
             frames = await _binary_frames(serving.service, session_id, binary.options(scope, head))
         except RnnServeError as exc:
-            await edge.ws_refuse(send, exc)
+            await edge.ws_refuse(send, exc, what)
             return 101
         stream = _Stream(serving.service, session_id, serving.settings.max_body_bytes, frames, send)
-        await edge.ws_serve(scope, receive, send, stream.one, f"stream of session {session_id!r}")
+        await edge.ws_serve(scope, receive, send, stream.one, what)
         return 101
 
 
@@ -119,3 +120,6 @@ class _Stream:
             time_major=frames.time_major,
             return_state=frames.return_state,
         )  # no seq in a binary frame, so no retry to recognise: no digest
+
+
+stream_endpoint = StreamEndpoint()
