@@ -83,3 +83,15 @@ def test_every_problem_type_is_in_the_reference(reference: str) -> None:
     }
     assert len(types) >= 12
     assert not sorted(t for t in types if f"`{t}`" not in reference)
+
+
+def test_the_readme_points_to_the_reference_and_nowhere_outside_the_repository() -> None:
+    root = REFERENCE.parents[1]
+    readme = (root / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)", readme)
+    assert "docs/API.md" in targets
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        path = (root / target).resolve()
+        assert path.is_relative_to(root) and path.exists(), f"README links {target!r}, which is not in the repository"
