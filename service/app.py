@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from service import __version__
 from service.api.edge import EdgeApp, Serving
+from service.api.playground import mount_playground
 from service.api.routes import HOT_ROUTES, ROUTERS
 from service.batching.base import open_executor
 from service.errors import RnnServeError
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.serving = serving
     for router in ROUTERS:
         app.include_router(router)
+    mount_playground(app)
     return app
 
 
