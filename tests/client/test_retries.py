@@ -78,7 +78,8 @@ def test_503_without_retry_after_backs_off_then_gives_up(proxy: Proxy) -> None:
         with pytest.raises(ServiceUnavailable, match="proxy says wait"):
             client.predict("forecaster", X)
         gaps = np.diff(proxy.seen)
-        assert len(proxy.seen) == 3 and 0.1 <= gaps[0] <= 0.25 and 0.2 <= gaps[1] <= 0.45  # 0.2 then 0.4, jittered
+        # 0.2 s then 0.4 s, each jittered down to half (the upper bounds leave room for a busy machine)
+        assert len(proxy.seen) == 3 and 0.1 <= gaps[0] <= 0.6 and 0.2 <= gaps[1] <= 1.0
 
 
 def test_a_retry_after_beyond_the_limit_is_not_waited(proxy: Proxy) -> None:
