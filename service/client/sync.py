@@ -94,10 +94,13 @@ class Client:
         return infos
 
     def model(self, name: str, *, refresh: bool = False) -> ModelInfo:
-        """A model's signature (kept after the first call: requests are encoded against it)."""
-        if refresh or name not in self._models:
-            self._models[name] = ModelInfo.from_json(self._json(Call("GET", f"/v1/models/{name}")))
-        return self._models[name]
+        """A model's signature (kept once the model is ready: requests are encoded against it)."""
+        info = self._models.get(name)
+        if refresh or info is None:
+            info = ModelInfo.from_json(self._json(Call("GET", f"/v1/models/{name}")))
+            if info.status == "ready":  # a loading model has no signature yet
+                self._models[name] = info
+        return info
 
     # ---- stateless -----------------------------------------------------------------------------------------------
 
