@@ -70,7 +70,14 @@ class SessionStore(Protocol):
     async def create(self, record: SessionRecord) -> None: ...
 
     async def get(self, session_id: str) -> SessionRecord:
-        """The live record, its TTL renewed (a use keeps a session alive)."""
+        """The live record as the store holds it now, its TTL renewed (a use keeps a session alive)."""
+        ...
+
+    async def load(self, session_id: str) -> tuple[SessionRecord, bool]:
+        """The record to step from, and whether it was read from the store now (True) or is this process's copy of
+        what it last read or committed (False: another replica may have moved on since, so a commit against it can
+        fail `SeqConflict` although no request overlapped; the caller then `get`s and recomputes). A store that
+        reads every time (memory) always answers True; a copy is used only while its TTL runs."""
         ...
 
     async def commit(self, record: SessionRecord, expected_version: int) -> None:
@@ -96,3 +103,7 @@ class SessionEvents(Protocol):
     def expired(self, n: int = 1) -> None: ...
 
     def evicted(self, n: int = 1) -> None: ...
+
+    def store_round_trip(self, op: str) -> None:
+        """One exchange with a remote store (one command, or one pipeline of script calls) for `op`."""
+        ...

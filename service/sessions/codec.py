@@ -1,16 +1,19 @@
-"""Recurrent states <-> bytes for stores that leave the process (Redis). No pickle: a fixed little-endian layout.
+"""Recurrent states and whole session records <-> bytes for stores that leave the process (Redis). No pickle: fixed
+little-endian layouts.
 
-Layout (all integers unsigned little-endian):
+States (all integers unsigned little-endian):
 
     b"RNS1"  u32 count  then per array:  u8 ndim  u32 dim * ndim  float32 data (C order, little-endian)
 
 `decode_states` checks every length, so a truncated or foreign value fails loudly instead of yielding garbage.
+A record (`encode_record`) is a fixed header, the model name, the retry digest and reply, then the states.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,7 +40,7 @@ def encode_states(states: Sequence[np.ndarray]) -> bytes:
     return b"".join(parts)
 
 
-def decode_states(data: bytes) -> tuple[np.ndarray, ...]:
+def decode_states(data: bytes | memoryview) -> tuple[np.ndarray, ...]:
     """The arrays `encode_states` packed, as read-only native float32 arrays."""
     view = memoryview(data)
     if bytes(view[:4]) != MAGIC:
@@ -74,3 +77,114 @@ def _read_u32(view: memoryview, offset: int) -> int:
         raise StateCodecError(f"state value truncated at byte {offset}")
     value: int = _U32.unpack_from(view, offset)[0]
     return value
+
+
+# ---- whole session records (the Redis store's value) ---------------------------------------------------------------
+#
+# One stored record is one bytes value, so that a session is one Redis string (no hash: a hash with a value over 64
+# bytes leaves Redis's compact listpack encoding and pays a dict entry per field). Layout, little-endian:
+#
+#     offset  0  u64 version     } the compare-and-set token (HEAD_BYTES): every commit writes a new version and a
+#     offset  8  8 bytes tag     } fresh random tag, so a session deleted and re-created under one id never matches
+#     offset 16  u64 ttl_ms        (read by the Lua scripts to renew the TTL)
+#     offset 24  u64 step
+#     offset 32  i64 prev_step     (-1: none)
+#     offset 40  f64 created_at    (unix time)
+#     offset 48  u32 batch_size
+#     offset 52  u16 model name length, u16 digest length, u32 response length
+#     offset 60  model name (UTF-8), digest, response, then the states as `encode_states` writes them
+
+HEAD_BYTES = 16
+_RECORD = struct.Struct("<Q8sQQqdIHHI")
+_VERSION = struct.Struct("<Q")
+
+
+class RecordFields(NamedTuple):
+    """What a stored record holds besides its id and expiry (those are the key and Redis's TTL)."""
+
+    head: bytes  # version + tag: the value's first HEAD_BYTES
+    version: int
+    ttl_ms: int
+    step: int
+    prev_step: int | None
+    created_at: float
+    batch_size: int
+    model: str
+    digest: bytes | None
+    response: bytes | None
+    states: tuple[np.ndarray, ...]
+
+
+def version_head(version: int) -> bytes:
+    """The first 8 bytes of a record at `version` (a compare-and-set on the version alone, whatever the tag)."""
+    return _VERSION.pack(version)
+
+
+def encode_record(
+    *,
+    version: int,
+    tag: bytes,
+    ttl_ms: int,
+    step: int,
+    prev_step: int | None,
+    created_at: float,
+    batch_size: int,
+    model: str,
+    digest: bytes | None,
+    response: bytes | None,
+    states: Sequence[np.ndarray],
+) -> bytes:
+    name = model.encode()
+    digest = digest or b""
+    response = response or b""
+    head = _RECORD.pack(
+        version,
+        tag,
+        ttl_ms,
+        step,
+        -1 if prev_step is None else prev_step,
+        created_at,
+        batch_size,
+        len(name),
+        len(digest),
+        len(response),
+    )
+    return b"".join((head, name, digest, response, encode_states(states)))
+
+
+def decode_record(data: bytes) -> RecordFields:
+    """The fields `encode_record` packed; `StateCodecError` for anything else."""
+    if len(data) < _RECORD.size:
+        raise StateCodecError(f"record of {len(data)} bytes is shorter than its {_RECORD.size}-byte header")
+    version, tag, ttl_ms, step, prev_step, created_at, batch_size, n_name, n_digest, n_response = _RECORD.unpack_from(
+        data
+    )
+    offset = _RECORD.size
+    end = offset + n_name + n_digest + n_response
+    if end > len(data):
+        raise StateCodecError(f"record header claims {end} bytes, the value has {len(data)}")
+    name = data[offset : offset + n_name].decode()
+    offset += n_name
+    digest = data[offset : offset + n_digest] if n_digest else None
+    offset += n_digest
+    response = data[offset:end] if n_response else None
+    return RecordFields(
+        data[:HEAD_BYTES],
+        version,
+        ttl_ms,
+        step,
+        None if prev_step < 0 else prev_step,
+        created_at,
+        batch_size,
+        name,
+        digest,
+        response,
+        decode_states(memoryview(data)[end:]),
+    )
+
+
+def decode_head(data: bytes) -> tuple[int, int]:
+    """(version, step) from the first 32 bytes of a record (what a failed compare-and-set returns)."""
+    version: int = _VERSION.unpack_from(data, 0)[0]
+    step: int = _VERSION.unpack_from(data, 24)[0]
+    return version, step

@@ -11,16 +11,19 @@ if TYPE_CHECKING:
 
 
 def open_store(settings: Settings, events: SessionEvents | None = None) -> SessionStore:
-    """memory:// -> `MemorySessionStore`; redis://, rediss://, unix:// -> `RedisSessionStore` (imported lazily)."""
+    """memory:// -> `MemorySessionStore`; redis://, rediss://, unix://, redis+cluster://, rediss+cluster:// ->
+    `RedisSessionStore` (imported lazily)."""
     url = settings.store_url
     if url.startswith("memory://"):
         from service.sessions.memory import MemorySessionStore
 
         return MemorySessionStore(max_sessions=settings.max_sessions, events=events)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from service.sessions.redis import RedisSessionStore
+    from service.sessions.redis import RedisSessionStore
 
-        return RedisSessionStore.from_url(
-            url, max_sessions=settings.max_sessions, default_ttl_s=settings.default_ttl_s, events=events
-        )
-    raise ValueError(f"unknown session store URL {url!r}: use memory:// or redis://host:port/db")
+    return RedisSessionStore.from_url(
+        url,
+        max_sessions=settings.max_sessions,
+        default_ttl_s=settings.default_ttl_s,
+        events=events,
+        cache_sessions=settings.store_cache,
+    )

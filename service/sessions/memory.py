@@ -135,6 +135,9 @@ class MemorySessionStore:
         slot.expires_at = self._clock() + slot.ttl_s
         return slot.record(session_id)
 
+    async def load(self, session_id: str) -> tuple[SessionRecord, bool]:
+        return await self.get(session_id), True
+
     async def commit(self, record: SessionRecord, expected_version: int) -> None:
         current = self._live(record.session_id)
         if current.version != expected_version:

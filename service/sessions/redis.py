@@ -1,37 +1,55 @@
-"""Sessions in Redis, so that many replicas share one truth and a replica's crash loses nothing.
+"""Sessions in Redis or a Redis Cluster, so that many replicas share one truth and a replica's crash loses nothing.
 
 Layout (every name under `key_prefix`):
 
-* `s:<id>`: one hash per session, always written whole by one Lua script (never half a session): model,
-  batch_size, ttl_ms, expires_ms, step, version, prev_step, digest, response, created_at, token, and the states
-  as raw float32 bytes (`service.sessions.codec`). Redis expires it (PEXPIRE); every use renews it.
+* `s:<id>`: one string per session, the whole record as `service.sessions.codec.encode_record` packs it (raw
+  float32 states, no field names). Redis expires it (PX); every use renews it.
 * `live`: a sorted set of live ids scored by their expiry time, which makes the session cap one atomic check.
 
-Every time in the scripts is Redis's own clock (`TIME`), so replicas with skewed clocks agree on expiry.
-`commit` is a compare-and-set on `version` inside one script: two replicas stepping one session can never both
-commit. A commit also stores a random token, so a commit that redis-py re-sends after a dropped connection is
-recognised as already applied rather than reported as a conflict.
+On a Redis Cluster the keys are spread over `buckets` hash tags: `<prefix>{<b>}s:<id>` and `<prefix>{<b>}live`,
+with b = crc32(id) mod buckets, so a session's key and its bucket's `live` set share one slot and every script
+touches one slot only. The cap is then enforced per bucket (ceil(max_sessions / buckets) each; see `BucketCap`).
 
-Redis being unreachable (refused, timed out, loading its AOF, read-only) surfaces as `StoreUnavailable` (503);
-the client reconnects by itself on the next call once Redis answers again.
+Speed: a step costs one Redis round trip for a whole batch of sessions, not two per session.
+
+* **Per batch.** Calls of one kind (load or commit) issued in one event-loop iteration are sent together, as one
+  script call per key group (one on a single Redis, one per bucket on a cluster, pipelined). The dynamic batcher
+  resolves a model call's steps in one iteration, so their commits leave together.
+* **No read before a step.** The store keeps the records it served last (`load`): a step computes from that
+  record and commits with a compare-and-set against its version *and* tag, so the commit succeeds only if nobody
+  else wrote the session since. When another replica moved it, the commit fails and the data plane re-reads and
+  recomputes (`InferenceService.step`). The TTL is renewed by the commit itself.
+
+Every commit stays a compare-and-set inside one script: two replicas stepping one session can never both commit.
+A commit that redis-py re-sends after a dropped connection finds its own version and tag already stored and is
+recognised as applied. Every time in the scripts is Redis's own clock (`TIME`).
+
+Redis being unreachable (refused, timed out, loading its AOF, read-only, cluster down) surfaces as
+`StoreUnavailable` (503); the client reconnects by itself on the next call once Redis answers again.
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Awaitable
+import asyncio
+import math
+import os
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
 from service.sessions.base import SessionEvents, SessionRecord
-from service.sessions.codec import decode_states, encode_states
+from service.sessions.codec import HEAD_BYTES, decode_head, decode_record, encode_record, version_head
 from service.sessions.locks import SessionLocks
 
 T = TypeVar("T")
@@ -40,6 +58,8 @@ SOCKET_TIMEOUT_S = 1.5
 RETRIES = 2  # reconnect attempts per call before answering 503
 MAX_CONNECTIONS = 64  # per process; more concurrent calls wait for a free connection ...
 POOL_WAIT_S = 5.0  # ... this long at most, then 503
+CACHE_SESSIONS = 10_000  # records kept for `load` (the sessions this replica served last)
+CLUSTER_BUCKETS = 16  # hash tags on a cluster (the `buckets` query parameter overrides it)
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
 _UNAVAILABLE = (
@@ -47,80 +67,103 @@ _UNAVAILABLE = (
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
     redis_errors.OutOfMemoryError,
+    redis_errors.ClusterError,  # includes ClusterDownError, MasterDownError
+    redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,  # no node reachable, slot not covered
 )
 
-# Shared prologue: the current time in ms on Redis's clock.
-_NOW = """
+# Shared prologue: the current time in ms on Redis's clock, and a record's ttl_ms (u64 at byte 16 of its value).
+_PROLOGUE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function ttl_of(v)
+  local b1, b2, b3, b4, b5, b6, b7 = string.byte(v, 17, 23)
+  return b1 + b2 * 256 + b3 * 65536 + b4 * 16777216 + b5 * 4294967296 + b6 * 1099511627776 + b7 * 281474976710656
+end
 """
 
-# KEYS: session, live.  ARGV: id, max_sessions, ttl_ms, field, value, ...
-# -> {0, expired} | {-1, expired} exists | {-2, expired} full
+# KEYS: live, session.  ARGV: id, max_sessions (for this live set), value.
+# -> {0, expired} created (or this very create was already applied) | {-1, expired} exists | {-2, expired} full
 _CREATE = (
-    _NOW
+    _PROLOGUE
     + """
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, expired} end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return {-2, expired} end
-local exp = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'expires_ms', exp, unpack(ARGV, 4))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], exp, ARGV[1])
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local head = redis.call('GETRANGE', KEYS[2], 0, 15)
+if head ~= '' then
+  if head == string.sub(ARGV[3], 1, 16) then return {0, expired} end
+  return {-1, expired}
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-2, expired} end
+local ttl = ttl_of(ARGV[3])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 return {0, expired}
 """
 )
 
-# KEYS: session, live.  ARGV: id.
-# -> {0, {field, value, ...}} | {-1} unknown | {-3} evicted by Redis before its time | {-4} expired
-_GET = (
-    _NOW
+# KEYS: live, session_1 .. session_n (one live set: one slot).  ARGV: id_1 .. id_n.
+# -> {now_ms, r_1 .. r_n}, r = the value (its TTL renewed) | -1 unknown | -3 evicted before its time | -4 expired
+_LOAD = (
+    _PROLOGUE
     + """
-local ttl = redis.call('HGET', KEYS[1], 'ttl_ms')
-if not ttl then
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if not score then return {-1} end
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  if tonumber(score) > now then return {-3} end
-  return {-4}
+local out = {now}
+for i = 2, #KEYS do
+  local id = ARGV[i - 1]
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    local ttl = ttl_of(v)
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    redis.call('ZADD', KEYS[1], now + ttl, id)
+    out[i] = v
+  else
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if not score then
+      out[i] = -1
+    else
+      redis.call('ZREM', KEYS[1], id)
+      if tonumber(score) > now then out[i] = -3 else out[i] = -4 end
+    end
+  end
 end
-local exp = now + tonumber(ttl)
-redis.call('HSET', KEYS[1], 'expires_ms', exp)
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], exp, ARGV[1])
-return {0, redis.call('HGETALL', KEYS[1])}
+return out
 """
 )
 
-# KEYS: session, live.  ARGV: id, expected_version, new_version, token, ttl_ms, field, value, ... (incl. version)
-# -> {0} committed (or this very commit was already applied) | {-1} unknown | {-2, version, step} stale
+# KEYS: live, session_1 .. session_n.  ARGV: (id, expected head, value) per session.
+# -> {r_1 .. r_n}, r = 0 committed (or this very commit was already applied) | -1 unknown | the current value's
+# first 32 bytes (version, tag, ttl, step) when it does not start with the expected head (a stale compare-and-set)
 _COMMIT = (
-    _NOW
+    _PROLOGUE
     + """
-local cur = redis.call('HGET', KEYS[1], 'version')
-if not cur then return {-1} end
-if cur ~= ARGV[2] then
-  if cur == ARGV[3] and redis.call('HGET', KEYS[1], 'token') == ARGV[4] then return {0} end
-  return {-2, cur, redis.call('HGET', KEYS[1], 'step')}
+local out = {}
+for i = 2, #KEYS do
+  local a = (i - 2) * 3
+  local expected, value = ARGV[a + 2], ARGV[a + 3]
+  local cur = redis.call('GETRANGE', KEYS[i], 0, 31)
+  if cur == '' then
+    out[i - 1] = -1
+  elseif string.sub(cur, 1, #expected) ~= expected then
+    if string.sub(cur, 1, 16) == string.sub(value, 1, 16) then out[i - 1] = 0 else out[i - 1] = cur end
+  else
+    local ttl = ttl_of(value)
+    redis.call('SET', KEYS[i], value, 'PX', ttl)
+    redis.call('ZADD', KEYS[1], now + ttl, ARGV[a + 1])
+    out[i - 1] = 0
+  end
 end
-local exp = now + tonumber(ARGV[5])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token', ARGV[4], 'expires_ms', exp, unpack(ARGV, 6))
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], exp, ARGV[1])
-return {0}
+return out
 """
 )
 
-# KEYS: session, live.  ARGV: id.  -> number of keys deleted
+# KEYS: live, session.  ARGV: id.  -> number of keys deleted
 _DELETE = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('DEL', KEYS[2])
 """
 
 # KEYS: live.  -> {live count, expired}
 _COUNT = (
-    _NOW
+    _PROLOGUE
     + """
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return {redis.call('ZCARD', KEYS[1]), expired}
@@ -128,36 +171,66 @@ return {redis.call('ZCARD', KEYS[1]), expired}
 )
 
 
+class _Call(NamedTuple):
+    """One session's part of a batched script call."""
+
+    group: int  # key group (bucket)
+    session_key: str
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+
+
+class _Queue:
+    """Calls of one script that arrived in the current event-loop iteration; sent together at its end."""
+
+    __slots__ = ("script", "name", "calls")
+
+    def __init__(self, script: str, name: str) -> None:
+        self.script, self.name = script, name
+        self.calls: list[_Call] = []
+
+
 class RedisSessionStore:
-    """`SessionStore` over Redis (redis-py asyncio). Build it with `from_url`; close it with `aclose`."""
+    """`SessionStore` over Redis or a Redis Cluster (redis-py asyncio, hiredis). Build it with `from_url`."""
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         max_sessions: int,
         default_ttl_s: float,
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
         where: str = "redis",
+        buckets: int = 0,
+        cache_sessions: int = CACHE_SESSIONS,
     ) -> None:
+        """`buckets` 0: one Redis, plain keys; N >= 1: keys under N hash tags (a cluster needs them)."""
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         if default_ttl_s <= 0:
             raise ValueError(f"default_ttl_s must be > 0, got {default_ttl_s}")
+        if buckets < 0 or cache_sessions < 0:
+            raise ValueError(f"buckets and cache_sessions must be >= 0, got {buckets}, {cache_sessions}")
         self._client = client
         self._max_sessions = max_sessions
         self._default_ttl_s = default_ttl_s
         self._events = events
-        self._prefix = key_prefix
-        self._live_key = f"{key_prefix}live"
         self._where = where
+        self._buckets = buckets
+        self._cap = BucketCap(max_sessions, max(buckets, 1))
+        if buckets:
+            self._session_prefixes = [f"{key_prefix}{{{b}}}s:" for b in range(buckets)]
+            self._live_keys = [f"{key_prefix}{{{b}}}live" for b in range(buckets)]
+        else:
+            self._session_prefixes = [f"{key_prefix}s:"]
+            self._live_keys = [f"{key_prefix}live"]
         self._locks = SessionLocks()
-        self._create = client.register_script(_CREATE)
-        self._get = client.register_script(_GET)
-        self._commit = client.register_script(_COMMIT)
-        self._delete = client.register_script(_DELETE)
-        self._count = client.register_script(_COUNT)
+        self._cache: OrderedDict[str, tuple[SessionRecord, bytes]] = OrderedDict()  # id -> (record, head)
+        self._cache_sessions = cache_sessions
+        self._load_queue = _Queue(_LOAD, "load")
+        self._commit_queue = _Queue(_COMMIT, "commit")
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_url(
@@ -168,133 +241,215 @@ class RedisSessionStore:
         default_ttl_s: float,
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
+        cache_sessions: int = CACHE_SESSIONS,
     ) -> RedisSessionStore:
-        """A store on `redis://[user:password@]host:port/db` (or rediss://, unix://): short timeouts, a few quick
-        reconnects, and a bounded pool of connections."""
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), RETRIES),
-            health_check_interval=30,
-        )
-        client = Redis.from_pool(pool)
+        """A store on `redis://[user:password@]host:port/db` (or rediss://, unix://), or on a Redis Cluster with
+        `redis+cluster://[user:password@]host:port,host:port/?buckets=16` (or rediss+cluster:// for TLS): short
+        timeouts, a few quick reconnects, and a bounded pool of connections."""
+        common: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT_S, "socket_connect_timeout": SOCKET_TIMEOUT_S}
+        client: Redis | RedisCluster
+        if is_cluster_url(url):
+            nodes, options, buckets = _parse_cluster_url(url)
+            client = RedisCluster(
+                startup_nodes=nodes,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), RETRIES),
+                max_connections=MAX_CONNECTIONS,
+                **options,
+                **common,
+            )
+        else:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=POOL_WAIT_S,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), RETRIES),
+                health_check_interval=30,
+                **common,
+            )
+            client, buckets = Redis.from_pool(pool), 0
         return cls(
             client,
             max_sessions=max_sessions,
             default_ttl_s=default_ttl_s,
             events=events,
             key_prefix=key_prefix,
-            where=_describe(url),
+            where=describe_url(url),
+            buckets=buckets,
+            cache_sessions=cache_sessions,
         )
 
     # ---- SessionStore -----------------------------------------------------------------------------------------
 
     async def create(self, record: SessionRecord) -> None:
-        ttl_ms = self._ttl_ms(record)
-        status, expired = await self._run(
-            self._create(
-                keys=self._keys(record.session_id),
-                args=[record.session_id, self._max_sessions, ttl_ms, *self._fields(record, ttl_ms)],
-            )
+        group, key = self._key(record.session_id)
+        value, head = self._encode(record)
+        status, expired = await self._run_one(
+            _CREATE, [self._live_keys[group], key], [record.session_id, self._cap.per_bucket, value], "create"
         )
         self._report_expired(int(expired))
         if status == -1:
             raise ValueError(f"session id {record.session_id!r} already exists")
         if status == -2:
             raise TooManySessions(f"the session store holds its maximum of {self._max_sessions} live sessions")
+        self._remember(record, head)
 
     async def get(self, session_id: str) -> SessionRecord:
-        reply = await self._run(self._get(keys=self._keys(session_id), args=[session_id]))
-        status = int(reply[0])
-        if status == -3 and self._events is not None:
-            self._events.evicted()
-        elif status == -4:
-            self._report_expired(1)
-        if status != 0:
+        group, key = self._key(session_id)
+        reply, now_ms = await self._enqueue(self._load_queue, group, key, (session_id,))
+        if isinstance(reply, int):
+            self._cache.pop(session_id, None)
+            if reply == -3 and self._events is not None:
+                self._events.evicted()
+            elif reply == -4:
+                self._report_expired(1)
             raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
-        flat: list[bytes] = reply[1]
-        return _record_from_hash(session_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+        fields = decode_record(reply)
+        record = SessionRecord(
+            session_id,
+            fields.model,
+            fields.batch_size,
+            fields.states,
+            fields.ttl_ms / 1000,
+            (now_ms + fields.ttl_ms) / 1000,
+            fields.created_at,
+            fields.step,
+            fields.version,
+            fields.prev_step,
+            fields.digest,
+            fields.response,
+        )
+        self._remember(record, fields.head)
+        return record
+
+    async def load(self, session_id: str) -> tuple[SessionRecord, bool]:
+        entry = self._cache.get(session_id)
+        if entry is not None and entry[0].expires_at > time.time():
+            self._cache.move_to_end(session_id)
+            return entry[0], False
+        return await self.get(session_id), True
 
     async def commit(self, record: SessionRecord, expected_version: int) -> None:
-        ttl_ms = self._ttl_ms(record)
-        token = secrets.token_hex(8)
-        reply = await self._run(
-            self._commit(
-                keys=self._keys(record.session_id),
-                args=[
-                    record.session_id,
-                    expected_version,
-                    record.version,
-                    token,
-                    ttl_ms,
-                    *self._fields(record, ttl_ms),
-                ],
-            )
+        session_id = record.session_id
+        entry = self._cache.get(session_id)
+        # Against the record this process read or wrote last: its version and tag, so that a session deleted and
+        # re-created at the same version elsewhere never matches. Otherwise the version alone.
+        expected = (
+            entry[1] if entry is not None and entry[0].version == expected_version else version_head(expected_version)
         )
-        status = int(reply[0])
-        if status == -1:
-            raise SessionNotFound(f"no session {record.session_id!r} (never created, deleted or expired)")
-        if status == -2:
-            version, step = int(reply[1]), int(reply[2])
-            raise SeqConflict(
-                f"session {record.session_id!r} changed while this request ran (now at step {step})",
-                step=step,
-                version=version,
-            )
+        value, head = self._encode(record)
+        group, key = self._key(session_id)
+        reply = await self._enqueue(self._commit_queue, group, key, (session_id, expected, value))
+        if reply == 0:
+            self._remember(record, head)
+            return
+        self._cache.pop(session_id, None)
+        if reply == -1:
+            raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
+        version, step = decode_head(reply)
+        raise SeqConflict(
+            f"session {session_id!r} changed while this request ran (now at step {step})", step=step, version=version
+        )
 
     async def delete(self, session_id: str) -> bool:
-        deleted = await self._run(self._delete(keys=self._keys(session_id), args=[session_id]))
+        self._cache.pop(session_id, None)
+        group, key = self._key(session_id)
+        deleted = await self._run_one(_DELETE, [self._live_keys[group], key], [session_id], "delete")
         return bool(deleted)
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)
 
     async def count(self) -> int:
-        live, expired = await self._run(self._count(keys=[self._live_key]))
-        self._report_expired(int(expired))
-        return int(live)
+        replies = await self._run_groups(_COUNT, [([live], []) for live in self._live_keys], "count")
+        live = expired = 0
+        for reply in replies:
+            live += int(reply[0])
+            expired += int(reply[1])
+        self._report_expired(expired)
+        return live
 
     async def ping(self) -> None:
         await self._run(self._client.ping())
 
     async def aclose(self) -> None:
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        self._cache.clear()
         await self._client.aclose()
 
-    # ---- internals --------------------------------------------------------------------------------------------
+    # ---- batching: one script call per key group for the calls of one loop iteration ------------------------------
 
-    def _keys(self, session_id: str) -> list[str]:
-        return [f"{self._prefix}s:{session_id}", self._live_key]
+    def _enqueue(self, queue: _Queue, group: int, key: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not queue.calls:
+            loop.call_soon(self._flush, queue)
+        queue.calls.append(_Call(group, key, args, future))
+        return future
 
-    def _ttl_ms(self, record: SessionRecord) -> int:
-        ttl_s = record.ttl_s if record.ttl_s > 0 else self._default_ttl_s
-        return max(1, round(ttl_s * 1000))
+    def _flush(self, queue: _Queue) -> None:
+        calls, queue.calls = queue.calls, []
+        task = asyncio.get_running_loop().create_task(self._send(queue, calls))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
-    @staticmethod
-    def _fields(record: SessionRecord, ttl_ms: int) -> list[Any]:
-        """The hash fields of a record, flattened; the scripts add `token` and `expires_ms` themselves."""
-        fields: dict[str, Any] = {
-            "model": record.model,
-            "batch_size": record.batch_size,
-            "ttl_ms": ttl_ms,
-            "step": record.step,
-            "version": record.version,
-            "created_at": repr(record.created_at),
-            "states": encode_states(record.states),
-        }
-        if record.prev_step is not None:
-            fields["prev_step"] = record.prev_step
-        if record.last_digest is not None:
-            fields["digest"] = record.last_digest
-        if record.last_response is not None:
-            fields["response"] = record.last_response
-        return [item for pair in fields.items() for item in pair]
+    async def _send(self, queue: _Queue, calls: list[_Call]) -> None:
+        by_group: dict[int, list[_Call]] = {}
+        for call in calls:
+            by_group.setdefault(call.group, []).append(call)
+        groups = list(by_group.values())
+        scripts = []
+        for members in groups:
+            keys = [self._live_keys[members[0].group]]
+            args: list[Any] = []
+            for call in members:
+                keys.append(call.session_key)
+                args.extend(call.args)
+            scripts.append((keys, args))
+        try:
+            replies = await self._run_groups(queue.script, scripts, queue.name)
+        except BaseException as exc:
+            for call in calls:
+                if not call.future.done():
+                    call.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        load = queue is self._load_queue
+        for members, reply in zip(groups, replies, strict=True):
+            if load:  # {now_ms, r_1 ..}: each gets (r_i, now_ms)
+                now_ms = int(reply[0])
+                for call, own in zip(members, reply[1:], strict=True):
+                    if not call.future.done():
+                        call.future.set_result((own, now_ms))
+            else:
+                for call, own in zip(members, reply, strict=True):
+                    if not call.future.done():
+                        call.future.set_result(own)
 
-    def _report_expired(self, n: int) -> None:
-        if n and self._events is not None:
-            self._events.expired(n)
+    # ---- Redis calls ------------------------------------------------------------------------------------------------
+
+    async def _run_one(self, script: str, keys: list[str], args: list[Any], op: str) -> Any:
+        return (await self._run_groups(script, [(keys, args)], op))[0]
+
+    async def _run_groups(self, script: str, groups: Sequence[tuple[list[str], list[Any]]], op: str) -> list[Any]:
+        """One script call per group: one command on one Redis, else pipelined (in parallel across a cluster's
+        nodes). Each is one round trip for the store's metrics."""
+        if self._events is not None:
+            self._events.store_round_trip(op)
+        if len(groups) == 1:
+            keys, args = groups[0]
+            return [await self._run(self._client.eval(script, len(keys), *keys, *args))]  # type: ignore[misc]
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in groups:
+            pipe.eval(script, len(keys), *keys, *args)
+        replies = await self._run(pipe.execute(raise_on_error=False))
+        for reply in replies:
+            if isinstance(reply, _UNAVAILABLE):
+                raise StoreUnavailable(f"session store {self._where} unavailable: {reply}") from reply
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     async def _run(self, call: Awaitable[T]) -> T:
         try:
@@ -302,30 +457,110 @@ class RedisSessionStore:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"session store {self._where} unavailable: {exc}") from exc
 
+    # ---- the cap's buckets (see `BucketCap`) --------------------------------------------------------------------
 
-def _describe(url: str) -> str:
+    @property
+    def buckets(self) -> int:
+        return self._cap.buckets
+
+    @property
+    def most_sessions(self) -> int:
+        """The most sessions the store may hold: max_sessions, rounded up to a multiple of the buckets."""
+        return self._cap.most
+
+    def bucket_of(self, session_id: str) -> int:
+        return zlib.crc32(session_id.encode()) % self._buckets if self._buckets > 1 else 0
+
+    # ---- internals --------------------------------------------------------------------------------------------
+
+    def _key(self, session_id: str) -> tuple[int, str]:
+        group = self.bucket_of(session_id)
+        return group, self._session_prefixes[group] + session_id
+
+    def _encode(self, record: SessionRecord) -> tuple[bytes, bytes]:
+        """The stored value of `record` with a fresh tag, and its head (the compare-and-set token)."""
+        ttl_s = record.ttl_s if record.ttl_s > 0 else self._default_ttl_s
+        value = encode_record(
+            version=record.version,
+            tag=os.urandom(8),
+            ttl_ms=max(1, round(ttl_s * 1000)),
+            step=record.step,
+            prev_step=record.prev_step,
+            created_at=record.created_at,
+            batch_size=record.batch_size,
+            model=record.model,
+            digest=record.last_digest,
+            response=record.last_response,
+            states=record.states,
+        )
+        return value, value[:HEAD_BYTES]
+
+    def _remember(self, record: SessionRecord, head: bytes) -> None:
+        if not self._cache_sessions:
+            return
+        cache = self._cache
+        cache[record.session_id] = (record, head)
+        cache.move_to_end(record.session_id)
+        if len(cache) > self._cache_sessions:
+            cache.popitem(last=False)
+
+    def _report_expired(self, n: int) -> None:
+        if n and self._events is not None:
+            self._events.expired(n)
+
+
+class BucketCap:
+    """The session cap over `buckets` independent live sets: each holds at most ceil(max_sessions / buckets).
+
+    A script may touch one slot only, so no single script sees every bucket's count. A per-bucket cap keeps the
+    check atomic (no create can overshoot it under concurrency), and bounds the total at
+    `buckets * per_bucket` < max_sessions + buckets. The price: a create is refused when its own bucket is full,
+    which, with ids spread evenly by crc32, starts a few standard deviations of a bucket's count below the total
+    cap. One Redis uses one bucket, so there the cap is exact."""
+
+    def __init__(self, max_sessions: int, buckets: int) -> None:
+        self.buckets = buckets
+        self.per_bucket = math.ceil(max_sessions / buckets)
+
+    @property
+    def most(self) -> int:
+        return self.buckets * self.per_bucket
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(("redis+cluster://", "rediss+cluster://"))
+
+
+def _parse_cluster_url(url: str) -> tuple[list[ClusterNode], dict[str, Any], int]:
+    """`redis+cluster://[user:password@]host:port,host:port/?buckets=N`: startup nodes, client options, buckets."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = []
+    for host_port in hosts.split(","):
+        host, _, port = host_port.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"cluster node {host_port!r} in {describe_url(url)!r} is not host:port")
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    options: dict[str, Any] = {"ssl": parts.scheme.startswith("rediss")}
+    if userinfo:
+        user, has_password, password = userinfo.partition(":")
+        if has_password:
+            options["username"], options["password"] = unquote(user) or None, unquote(password)
+        else:
+            options["password"] = unquote(user)
+    query = parse_qs(parts.query)
+    buckets = int(query.get("buckets", [str(CLUSTER_BUCKETS)])[0])
+    if buckets < 1:
+        raise ValueError(f"buckets must be >= 1, got {buckets}")
+    return nodes, options, buckets
+
+
+def describe_url(url: str) -> str:
     """Where a store URL points, for error messages: never its password."""
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix:{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2]
+    if is_cluster_url(url):
+        return f"cluster {hosts}"
     return f"{parts.hostname}:{parts.port or 6379}{parts.path}"
-
-
-def _record_from_hash(session_id: str, h: dict[bytes, bytes]) -> SessionRecord:
-    def optional_int(name: bytes) -> int | None:
-        return int(h[name]) if name in h else None
-
-    return SessionRecord(
-        session_id=session_id,
-        model=h[b"model"].decode(),
-        batch_size=int(h[b"batch_size"]),
-        states=decode_states(h[b"states"]),
-        ttl_s=int(h[b"ttl_ms"]) / 1000,
-        expires_at=int(h[b"expires_ms"]) / 1000,
-        step=int(h[b"step"]),
-        version=int(h[b"version"]),
-        prev_step=optional_int(b"prev_step"),
-        last_digest=h.get(b"digest"),
-        last_response=h.get(b"response"),
-        created_at=float(h[b"created_at"]),
-    )

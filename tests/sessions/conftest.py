@@ -1,7 +1,9 @@
-"""Session store fixtures: every contract test runs on the memory store and on the Redis store (a real Redis).
+"""Session store fixtures: every contract test runs on the memory store, on the Redis store (a real Redis) and on
+the Redis store over a real Redis Cluster of three masters.
 
-Redis: `REDIS_URL` when set, else 127.0.0.1:6379 when it answers, else a redis-server started here. Each test
-gets its own key prefix and removes its keys afterwards, so a shared Redis is safe to use.
+Redis: `REDIS_URL` when set, else 127.0.0.1:6379 when it answers, else a redis-server started here. The cluster:
+`REDIS_CLUSTER_URL` (redis+cluster://host:port,...) when set, else three redis-servers started here. Each test gets
+its own key prefix and removes its keys afterwards, so a shared Redis is safe to use.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from redis_server import RedisServer, redis_answers
+from redis_server import RedisClusterServers, RedisServer, redis_answers
 
 from service.sessions.base import SessionEvents, SessionStore
 from service.sessions.redis import RedisSessionStore
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+URL_FIXTURES = {"redis": "redis_url", "cluster": "redis_cluster_url"}  # store kind -> the fixture of its URL
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("REDIS_CLUSTER_URL"):
+        yield os.environ["REDIS_CLUSTER_URL"]
+        return
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @dataclass
 class StoreFactory:
     """Opens stores of one kind. Redis stores opened by one factory share a key prefix: they are replicas of
@@ -47,7 +62,7 @@ class StoreFactory:
 
     @property
     def shared(self) -> bool:
-        return self.kind == "redis"
+        return self.kind != "memory"
 
     def __call__(self, *, max_sessions: int = 100, events: SessionEvents | None = None) -> SessionStore:
         store: SessionStore
@@ -69,11 +84,22 @@ class StoreFactory:
     async def close(self) -> None:
         for store in self.opened:
             await store.aclose()
-        if self.kind == "redis":
+        if self.kind != "memory":
             delete_keys(self.redis_url, self.key_prefix)
 
 
 def delete_keys(url: str, prefix: str) -> None:
+    if url.startswith("redis+cluster://"):
+        nodes = url.removeprefix("redis+cluster://").strip("/").split(",")
+        cluster = redis.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(n.rpartition(":")[0], int(n.rpartition(":")[2])) for n in nodes]
+        )
+        try:
+            for key in list(cluster.scan_iter(match=f"{prefix}*", count=500, target_nodes=cluster.PRIMARIES)):
+                cluster.delete(key)  # one slot at a time
+        finally:
+            cluster.close()
+        return
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=500))
@@ -83,11 +109,11 @@ def delete_keys(url: str, prefix: str) -> None:
         client.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def make_store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[StoreFactory]:
-    if request.param == "memory":
-        pytest.importorskip("service.sessions.memory", reason="the memory store (helper F) has not landed yet")
-    factory = StoreFactory(request.param, redis_url)
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    kind = request.param
+    url = request.getfixturevalue(URL_FIXTURES[kind]) if kind in URL_FIXTURES else ""
+    factory = StoreFactory(kind, url)
     try:
         yield factory
     finally:

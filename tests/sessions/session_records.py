@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,12 +15,16 @@ from service.sessions.base import SessionRecord
 class RecordingEvents:
     expired_n: int = 0
     evicted_n: int = 0
+    round_trips: dict[str, int] = field(default_factory=dict)
 
     def expired(self, n: int = 1) -> None:
         self.expired_n += n
 
     def evicted(self, n: int = 1) -> None:
         self.evicted_n += n
+
+    def store_round_trip(self, op: str) -> None:
+        self.round_trips[op] = self.round_trips.get(op, 0) + 1
 
 
 def make_record(

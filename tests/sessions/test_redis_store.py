@@ -12,28 +12,31 @@ from redis_server import RedisServer
 from session_records import RecordingEvents, make_record, states_equal
 
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable
-from service.sessions.codec import decode_states
+from service.sessions.codec import decode_record
 from service.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_a_session_is_one_hash_of_raw_float32_with_a_redis_ttl(redis_stores, redis_url: str) -> None:
+async def test_a_session_is_one_string_of_raw_float32_with_a_redis_ttl(redis_stores, redis_url: str) -> None:
     store = redis_stores()
-    record = make_record(units=(128,), ttl_s=30)
+    record = make_record(units=(128,), ttl_s=30, model="demo")
     await store.create(record)
 
     client = Redis.from_url(redis_url)
     try:
         key = f"{redis_stores.key_prefix}s:{record.session_id}"
-        raw = await client.hget(key, "states")
+        raw = await client.get(key)
         pttl = await client.pttl(key)
     finally:
         await client.aclose()
 
-    assert len(raw) == 4 + 4 + 1 + 2 * 4 + 128 * 4  # magic, count, ndim, shape, data: nothing else
-    assert raw[17:] == record.states[0].astype("<f4").tobytes()
-    assert states_equal(decode_states(raw), record.states)
+    header, name, states = 60, len(b"demo"), 4 + 4 + 1 + 2 * 4 + 128 * 4  # states: magic, count, ndim, shape, data
+    assert len(raw) == header + name + states  # nothing else: no field names, no reply kept without seq
+    assert raw[-128 * 4 :] == record.states[0].astype("<f4").tobytes()
+    fields = decode_record(raw)
+    assert (fields.version, fields.step, fields.ttl_ms, fields.model) == (0, 0, 30_000, "demo")
+    assert states_equal(fields.states, record.states)
     assert 29_000 < pttl <= 30_000
 
 
@@ -74,11 +77,12 @@ async def test_a_resent_commit_is_recognised_as_applied(redis_stores, monkeypatc
     record = make_record()
     await store.create(record)
     stepped = record.advanced(make_record(seed=1).states, 1, b"d", b"r")
-    monkeypatch.setattr("service.sessions.redis.secrets.token_hex", lambda n: "same-commit")
+    monkeypatch.setattr("service.sessions.redis.os.urandom", lambda n: b"same-tag"[:n])
+    await store.get(record.session_id)  # what this replica saw: version 0 and its tag
 
     await store.commit(stepped, expected_version=0)
-    await store.commit(stepped, expected_version=0)
-    monkeypatch.setattr("service.sessions.redis.secrets.token_hex", lambda n: "another-commit")
+    await store.commit(stepped, expected_version=0)  # the same bytes again: already applied
+    monkeypatch.setattr("service.sessions.redis.os.urandom", lambda n: b"othertag"[:n])
     with pytest.raises(SeqConflict):
         await store.commit(stepped, expected_version=0)
     assert (await store.get(record.session_id)).version == 1
@@ -135,3 +139,37 @@ async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis
     burst = 5 * MAX_CONNECTIONS
     got = await asyncio.gather(*(store.get(record.session_id) for _ in range(burst)))
     assert len(got) == burst and all(g.session_id == record.session_id for g in got)
+
+
+async def test_steps_from_a_copy_cost_one_round_trip_each_and_none_to_load(make_store) -> None:
+    if not make_store.shared:
+        pytest.skip("counts Redis round trips")
+    events = RecordingEvents()
+    store = make_store(events=events)
+    record = make_record()
+    await store.create(record)
+    for step in range(10):
+        current, fresh = await store.load(record.session_id)
+        assert not fresh and current.step == step
+        await store.commit(current.advanced(current.states, 1, None, None), expected_version=current.version)
+    assert events.round_trips == {"create": 1, "commit": 10}
+
+
+async def test_the_calls_of_one_loop_iteration_share_one_round_trip(make_store) -> None:
+    """As when the batcher resolves a model call's steps together: 64 commits, then 64 reads, one exchange each."""
+    if not make_store.shared:
+        pytest.skip("counts Redis round trips")
+    events = RecordingEvents()
+    store = make_store(events=events, max_sessions=10_000)
+    records = [make_record(seed=i) for i in range(64)]
+    for record in records:
+        await store.create(record)
+    events.round_trips.clear()
+
+    await asyncio.gather(*(store.commit(r.advanced(r.states, 1, None, None), expected_version=0) for r in records))
+    reader = make_store(events=events, max_sessions=10_000)  # another replica: nothing cached, every session read
+    got = await asyncio.gather(*(reader.get(r.session_id) for r in records))
+
+    assert [g.step for g in got] == [1] * 64
+    # one script call per bucket, all in one pipeline: one exchange (one per node, in parallel, on a cluster)
+    assert events.round_trips == {"commit": 1, "load": 1}

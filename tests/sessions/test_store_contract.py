@@ -153,9 +153,23 @@ async def test_get_and_commit_renew_the_ttl(make_store) -> None:
         await store.get(record.session_id)
 
 
+def in_one_bucket(store, n: int) -> list[str]:
+    """`n` session ids that share one cap bucket (any ids where the store has one cap; see `BucketCap`)."""
+    bucket_of = getattr(store, "bucket_of", lambda session_id: 0)
+    ids: dict[int, list[str]] = {}
+    while True:
+        session_id = make_record().session_id
+        same = ids.setdefault(bucket_of(session_id), [])
+        same.append(session_id)
+        if len(same) == n:
+            return same
+
+
 async def test_cap_refuses_one_more_session_until_one_goes(make_store) -> None:
-    store = make_store(max_sessions=2)
-    first, second, third = make_record(), make_record(ttl_s=0.3), make_record()
+    buckets = getattr(make_store(), "buckets", 1)
+    store = make_store(max_sessions=2 * buckets)  # a cap of 2 in each bucket
+    ids = in_one_bucket(store, 5)
+    first, second, third = make_record(ids[0]), make_record(ids[1], ttl_s=0.3), make_record(ids[2])
     await store.create(first)
     await store.create(second)
 
@@ -165,10 +179,26 @@ async def test_cap_refuses_one_more_session_until_one_goes(make_store) -> None:
     await store.create(third)  # a deleted session frees its slot
 
     with pytest.raises(TooManySessions):
-        await store.create(make_record())
+        await store.create(make_record(ids[3]))
     await asyncio.sleep(0.6)
-    await store.create(make_record())  # so does an expired one
+    await store.create(make_record(ids[4]))  # so does an expired one
     assert await store.count() == 2
+
+
+async def test_the_cap_bounds_the_whole_store_across_buckets(make_store) -> None:
+    store = make_store(max_sessions=24)
+    created = 0
+    for _ in range(120):
+        try:
+            await store.create(make_record())
+            created += 1
+        except TooManySessions:
+            pass
+    buckets, most = getattr(store, "buckets", 1), getattr(store, "most_sessions", 24)
+    assert 24 <= most < 24 + buckets
+    assert created == await store.count() <= most
+    if buckets == 1:
+        assert created == 24  # one bucket: the cap is exact
 
 
 async def test_lock_serialises_one_session_in_arrival_order(make_store) -> None:
@@ -227,3 +257,48 @@ async def test_two_replicas_see_one_truth_and_only_one_commit_wins(make_store) -
         got = await replica.get(record.session_id)
         assert got.last_digest == winner.last_digest and states_equal(got.states, winner.states)
     assert await replica_b.count() == 1
+
+
+async def test_load_steps_from_a_copy_that_a_commit_elsewhere_makes_stale(make_store) -> None:
+    if not make_store.shared:
+        pytest.skip(f"{make_store.kind} stores read on every load")
+    replica_a, replica_b = make_store(), make_store()
+    record = make_record()
+    await replica_a.create(record)
+    copy, fresh = await replica_a.load(record.session_id)
+    assert not fresh and copy.version == 0  # what replica A wrote itself: no read
+
+    seen_b, fresh_b = await replica_b.load(record.session_id)
+    assert fresh_b  # replica B never saw it: a read
+    moved = seen_b.advanced(make_record(seed=1).states, 1, None, None)
+    await replica_b.commit(moved, expected_version=0)
+
+    stale, fresh = await replica_a.load(record.session_id)
+    assert not fresh and stale.version == 0  # A cannot know yet ...
+    with pytest.raises(SeqConflict):  # ... but its compare-and-set does
+        await replica_a.commit(stale.advanced(make_record(seed=2).states, 1, None, None), expected_version=0)
+    again, fresh = await replica_a.load(record.session_id)
+    assert fresh and again.version == 1 and states_equal(again.states, moved.states)  # the conflict dropped the copy
+
+
+async def test_a_copy_of_an_earlier_session_under_the_same_id_never_commits(make_store) -> None:
+    """Deleted and created again elsewhere (a /v2 sequence restarted), and stepped to the same version: only the
+    commit tag tells the two apart."""
+    if not make_store.shared:
+        pytest.skip(f"{make_store.kind} stores read on every load")
+    replica_a, replica_b = make_store(), make_store()
+    record = make_record()
+    await replica_a.create(record)
+    await replica_a.commit(record.advanced(make_record(seed=1).states, 1, None, None), expected_version=0)
+
+    assert await replica_b.delete(record.session_id)
+    again = make_record(record.session_id, seed=2)
+    await replica_b.create(again)
+    await replica_b.commit(again.advanced(make_record(seed=3).states, 1, None, None), expected_version=0)
+
+    stale, fresh = await replica_a.load(record.session_id)
+    assert not fresh and stale.version == 1
+    with pytest.raises(SeqConflict):
+        await replica_a.commit(stale.advanced(make_record(seed=4).states, 1, None, None), expected_version=1)
+    current = await replica_a.get(record.session_id)
+    assert current.version == 1 and states_equal(current.states, make_record(seed=3).states)
