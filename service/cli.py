@@ -27,6 +27,7 @@ SERVE_FLAGS = {
     "host": "host",
     "port": "port",
     "store": "store_url",
+    "store_cache": "store_cache",
     "workers": "workers",
     "log_level": "log_level",
     "provider": "provider",
@@ -50,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", type=Path, help="model repository folder (default: the bundled models/)")
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
-    serve.add_argument("--store", help="session store URL: memory:// (default) or redis://host:port/db")
+    serve.add_argument(
+        "--store", help="session store URL: memory:// (default), redis://host:port/db or redis+cluster://host:port,..."
+    )
+    serve.add_argument("--store-cache", type=int, help="Redis stores: sessions a replica keeps to step without a read")
     serve.add_argument("--workers", type=int, help="worker processes (more than one needs --store redis://...)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug", "trace"])
     serve.add_argument("--provider", choices=["cpu", "cuda", "auto"], help="onnxruntime execution provider")

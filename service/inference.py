@@ -14,7 +14,9 @@ A step runs under the session's lock, so the steps of one session apply one at a
 4. run the model through the executor;
 5. commit the new record (compare-and-set on its version).
 
-State is written only in (5), so a request that fails anywhere before leaves the session as it was.
+State is written only in (5), so a request that fails anywhere before leaves the session as it was. A shared
+store may hand (1) its cached copy of the record; `step` then redoes from a fresh read whatever the copy did not
+carry through to a successful commit.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from service.batching.base import StepExecutor
-from service.errors import InvalidInput, RnnServeError, SeqConflict, SessionsNotSupported
+from service.errors import InvalidInput, RnnServeError, SeqConflict, SessionsNotSupported, StoreUnavailable
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
 from service.runtime.signature import ModelSignature, Runner, RunResult
@@ -215,31 +217,54 @@ class InferenceService:
         return _info(await self.store.get(session_id))
 
     async def step(self, session_id: str, request: StepRequest, encode: StepEncoder) -> bytes:
-        """Apply one chunk to a session; returns the encoded response (the cached one for an exact retry)."""
-        async with self.store.lock(session_id):
-            record = await self.store.get(session_id)
-            replay = _check_seq(record, request)
-            if replay is not None:
+        """Apply one chunk to a session; returns the encoded response (the cached one for an exact retry).
+
+        The record comes from `store.load`: with a shared store, maybe this process's copy of the session, which
+        another replica may have moved on since. Such a copy is trusted only as far as the commit's compare-and-set
+        on its version succeeds. Any other outcome (a replay, a seq conflict, an invalid input, a failed commit) is
+        decided again from a fresh read, so every answer is the one a store read on every step would give."""
+        store = self.store
+        async with store.lock(session_id):
+            record, fresh = await store.load(session_id)
+            if not fresh:
+                try:
+                    return await self._step(record, request, encode, copy=True)
+                except StoreUnavailable:
+                    raise
+                except RnnServeError:
+                    pass  # decided again below, from the store's own record
                 if self.metrics is not None:
-                    self.metrics.replays.inc()
-                return replay
-            model = self.repository.get(record.model)
-            runner, sig = _ready(model)
-            checked = check_inputs(
-                sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
-            )
-            mask = self._mask(sig, request.mask, request.time_major, checked)
-            result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
-            outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
-            new_step = record.step + checked.timesteps
-            body = encode(StepResult(outputs, states_out, session_id=session_id, step=new_step))
-            states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
-            # Only a request that names its `seq` can be retried (`_check_seq`): keep the reply for those alone, so
-            # that streams without seq do not store a copy of every reply with their session.
-            digest, reply = (request.digest, body) if request.seq is not None else (None, None)
-            await self.store.commit(
-                record.advanced(states, checked.timesteps, digest, reply), expected_version=record.version
-            )
+                    self.metrics.session_rereads.inc()
+                record = await store.get(session_id)
+            return await self._step(record, request, encode, copy=False)
+
+    async def _step(self, record: SessionRecord, request: StepRequest, encode: StepEncoder, *, copy: bool) -> bytes:
+        """One step from `record` under the session's lock; `copy`: the record may be stale (see `step`)."""
+        replay = _check_seq(record, request)
+        if replay is not None:
+            if copy:
+                raise _Unconfirmed("a retry matched a cached copy of the session")
+            if self.metrics is not None:
+                self.metrics.replays.inc()
+            return replay
+        session_id = record.session_id
+        model = self.repository.get(record.model)
+        runner, sig = _ready(model)
+        checked = check_inputs(
+            sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
+        )
+        mask = self._mask(sig, request.mask, request.time_major, checked)
+        result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
+        outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
+        new_step = record.step + checked.timesteps
+        body = encode(StepResult(outputs, states_out, session_id=session_id, step=new_step))
+        states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
+        # Only a request that names its `seq` can be retried (`_check_seq`): keep the reply for those alone, so that
+        # streams without seq do not store a copy of every reply with their session.
+        digest, reply = (request.digest, body) if request.seq is not None else (None, None)
+        await self.store.commit(
+            record.advanced(states, checked.timesteps, digest, reply), expected_version=record.version
+        )
         if self.metrics is not None:
             self.metrics.step_done(model.name, checked.timesteps)
         return body
@@ -324,6 +349,10 @@ class InferenceService:
 def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:
     assert model.runner is not None and model.signature is not None, f"model {model.name!r} is not ready"
     return model.runner, model.signature
+
+
+class _Unconfirmed(RnnServeError):
+    """An answer read from a cached copy of a session that only a fresh read may give (never reaches a client)."""
 
 
 def _require_streamable(sig: ModelSignature, runner: Runner) -> None:

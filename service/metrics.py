@@ -194,6 +194,14 @@ class Metrics:
         self.batch_requests = self._histogram(
             "rnnserve_batch_requests", "Requests merged into each model call", ["model"], _ROW_BUCKETS
         )
+        self.store_round_trips = self._counter(
+            "rnnserve_store_round_trips", "Exchanges with a remote session store (one per batch of calls)", ["op"]
+        )
+        self.session_rereads = Counter(
+            "rnnserve_session_rereads",
+            "Steps recomputed after a fresh read: the session's cached record was stale (another replica moved it)",
+            registry=r,
+        )
 
     def _counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> CounterSeries:
         if self.shared:
@@ -218,6 +226,9 @@ class Metrics:
 
     def evicted(self, n: int = 1) -> None:
         self.evictions.inc(n)
+
+    def store_round_trip(self, op: str) -> None:
+        self.store_round_trips.inc((op,))
 
     # ---- repository hook -----------------------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ def bundled_models_dir() -> Path:
     return Path(service.__file__).resolve().parent.parent / "models"
 
 
+STORE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RNNSERVE_",
@@ -64,7 +67,12 @@ class Settings(BaseSettings):
 
     # ---- sessions ------------------------------------------------------------------------------------------------
     store_url: str = "memory://"
-    """Session store: memory:// (this process) or redis://host:port/db (shared by replicas)."""
+    """Session store: memory:// (this process), redis://host:port/db (shared by replicas; rediss:// for TLS,
+    redis://user:password@... for a password or ACL user) or redis+cluster://host:port,host:port/ (a Redis
+    Cluster; rediss+cluster:// for TLS)."""
+    store_cache: int = Field(default=10_000, ge=0)
+    """Redis stores: sessions whose last record a replica keeps, to step them without reading Redis first (a stale
+    copy is detected by the commit's compare-and-set and recomputed). 0 reads Redis on every step."""
     max_sessions: int = Field(default=10_000, ge=1)
     """Most live sessions; creating one more answers 429."""
     default_ttl_s: float = Field(default=600.0, gt=0)
@@ -87,8 +95,10 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _known_store(cls, url: str) -> str:
-        if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
-            raise ValueError(f"store_url must be memory:// or redis://host:port/db, got {url!r}")
+        if not url.startswith(STORE_SCHEMES):
+            raise ValueError(
+                f"store_url must be memory://, redis://host:port/db or redis+cluster://host:port,..., got {url!r}"
+            )
         return url
 
     @field_validator("api_key")

@@ -1,4 +1,5 @@
-"""Many replicas, one truth: real `rnnserve serve` processes sharing one real Redis (AOF on), killed mid-stream.
+"""Many replicas, one truth: real `rnnserve serve` processes sharing one real Redis (AOF on), or a real Redis
+Cluster of three masters (AOF on), killed mid-stream.
 
 Clients stream sessions round-robin across the replicas and retry a failed step with the same `seq` (and the same
 body) on the next replica. At the end every session must equal one whole-sequence predict of everything it was
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 from app_harness import free_port
 from prometheus_client.mmap_dict import MmapedDict
-from sessions.redis_server import RedisServer
+from sessions.redis_server import RedisClusterServers, RedisServer
 
 from service.metrics import MULTIPROC_DIR
 
@@ -86,9 +87,40 @@ class Replica:
                 self.kill()
 
 
+class Store:
+    """The Redis behind the replicas: one server, or a cluster of three masters (whose first one is killed)."""
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.kind = kind
+        self.servers = RedisClusterServers(workdir, appendonly=True) if kind == "cluster" else None
+        self.single = None if self.servers else RedisServer(workdir, appendonly=True)
+
+    @property
+    def url(self) -> str:
+        return self.servers.url if self.servers else self.single.url  # type: ignore[union-attr]
+
+    def start(self) -> Store:
+        (self.servers or self.single).start()  # type: ignore[union-attr]
+        return self
+
+    def kill(self) -> None:
+        (self.servers.servers[0] if self.servers else self.single).kill()  # type: ignore[union-attr]
+
+    def restart(self) -> None:
+        """Same port, reloads its AOF (a cluster node also its nodes.conf, and rejoins)."""
+        if self.servers:
+            self.servers.servers[0].start()
+            self.servers.wait_ok()
+        else:
+            self.single.start()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        (self.servers or self.single).stop()  # type: ignore[union-attr]
+
+
 @dataclass
 class Cluster:
-    redis: RedisServer
+    redis: Store
     replicas: list[Replica]
     client: httpx.AsyncClient
 
@@ -99,9 +131,10 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path):
-    """A Redis with AOF and replicas on it: `request.param` = (replicas, workers each), (3, 1) unless parametrised."""
-    count, workers = getattr(request, "param", (3, 1))
-    redis = RedisServer(tmp_path / "redis", appendonly=True).start()
+    """Replicas on a Redis with AOF: `request.param` = (replicas, workers each, "single" | "cluster"), (3, 1,
+    "single") unless parametrised."""
+    count, workers, kind = getattr(request, "param", (3, 1, "single"))
+    redis = Store(kind, tmp_path / "redis").start()
     replicas = [Replica(redis.url, tmp_path, workers) for _ in range(count)]
     async with httpx.AsyncClient(timeout=10.0) as client:
         try:
@@ -204,6 +237,7 @@ async def when_progress(progress: list[int], at_least: int) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("cluster", [(3, 1, "single"), (3, 1, "cluster")], indirect=True, ids=["redis", "cluster"])
 async def test_killing_a_replica_and_redis_mid_stream_loses_nothing_and_applies_nothing_twice(cluster: Cluster) -> None:
     rng = np.random.default_rng(7)
     sessions = await asyncio.gather(*(open_session(cluster, cluster.urls[i % 3]) for i in range(50)))
@@ -218,17 +252,17 @@ async def test_killing_a_replica_and_redis_mid_stream_loses_nothing_and_applies_
     await when_progress(progress, total_steps // 3)
     cluster.replicas[1].kill()  # a replica crashes, taking its in-flight requests with it
     await when_progress(progress, total_steps * 2 // 3)
-    cluster.redis.kill()  # and then the store itself
+    cluster.redis.kill()  # and then the store itself (on a cluster, one of its three masters)
     killed_at = progress[0]
     await asyncio.sleep(1.0)
-    cluster.redis.start()  # same port, reloads the AOF
+    cluster.redis.restart()  # same port, reloads the AOF
     await asyncio.wait_for(clients, timeout=240)
 
     failures: dict[str, int] = {}
     for stream in streams:
         for kind, n in stream.failures.items():
             failures[kind] = failures.get(kind, 0) + n
-    print(f"{total_steps} steps; Redis killed after {killed_at}; failed attempts, retried: {failures}")
+    print(f"{cluster.redis.kind}: {total_steps} steps; Redis killed after {killed_at}; retried: {failures}")
     assert killed_at < total_steps, "Redis went down after the streams had finished"
     assert failures.get("503", 0) > 0 and sum(failures.values()) > failures["503"], failures  # both failures hit
 
@@ -241,13 +275,19 @@ async def test_killing_a_replica_and_redis_mid_stream_loses_nothing_and_applies_
         assert all(close(a, b) for a, b in zip(states, expected_states, strict=True)), stream.session_id
 
 
-@pytest.mark.parametrize("cluster", [(2, 1)], indirect=True)
+async def rereads(client: httpx.AsyncClient, url: str) -> float:
+    found = re.findall(r"^rnnserve_session_rereads_total (\S+)$", (await client.get(f"{url}/metrics")).text, re.M)
+    return float(found[0]) if found else 0.0
+
+
+@pytest.mark.parametrize("cluster", [(2, 1, "single")], indirect=True)
 async def test_two_replicas_stepping_one_session_at_once_never_both_commit(cluster: Cluster) -> None:
+    """Each replica keeps a copy of the session: when both step it at once, both compute from their copies and
+    both try to commit; the compare-and-set lets one through, and the other re-reads and answers 409."""
     rng = np.random.default_rng(11)
     session_id = await open_session(cluster, cluster.urls[0])
     winners: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
-    decided_by_commit = 0
     for seq in range(0, 20 * 40, 40):
         bodies = [rng.standard_normal((1, 40, FEATURES)).astype(np.float32) for _ in cluster.urls]
         responses = await asyncio.gather(
@@ -263,9 +303,9 @@ async def test_two_replicas_stepping_one_session_at_once_never_both_commit(clust
         outputs.append(np.asarray(responses[winner].json()["outputs"], dtype=np.float32))
         loser = responses[1 - winner].json()
         assert loser["step"] == seq + 40
-        decided_by_commit += "changed while this request ran" in loser["detail"]
 
-    print(f"20 races: {decided_by_commit} decided by the compare-and-set, the rest by the seq check")
+    decided_by_commit = sum([await rereads(cluster.client, url) for url in cluster.urls])
+    print(f"20 races: {decided_by_commit:g} decided by the compare-and-set, the rest by the seq check")
     assert decided_by_commit > 0  # the race reached the compare-and-set, not only the seq check
     expected_outputs, expected_states = await predict(cluster, cluster.urls[1], np.concatenate(winners, axis=1))
     step, states = await session_states(cluster, cluster.urls[0], session_id)
@@ -290,7 +330,7 @@ async def steps_reported(client: httpx.AsyncClient, url: str) -> float:
     return float(found[0]) if found else 0.0
 
 
-@pytest.mark.parametrize("cluster", [(1, 2)], indirect=True)
+@pytest.mark.parametrize("cluster", [(1, 2, "single")], indirect=True)
 async def test_uvicorn_workers_share_sessions_through_redis(cluster: Cluster) -> None:
     """`--workers 2`: every request on a new connection, accepted by whichever worker process is free; the session
     is the same on both. (/readyz answers for the worker it reaches, so a step may still see 503 from a worker
