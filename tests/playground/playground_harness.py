@@ -3,15 +3,19 @@ and a server behind a root path as a proxy presents it (the fixtures are in conf
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import uvicorn
 from app_harness import ServerThread
 from starlette.types import Receive, Scope, Send
@@ -44,10 +48,66 @@ class Screenshots:
 
     def save(self, tab: Tab, name: str, *, readme: bool = False) -> Path:
         path = self.folder / f"{name}.png"
-        tab.page.screenshot(path=str(path), full_page=True)
+        png = tab.page.screenshot(path=str(path), full_page=True)
         if readme and self.readme is not None:
-            shutil.copyfile(path, self.readme / f"{name}.png")
+            (self.readme / f"{name}.png").write_bytes(palette_png(decode_in_page(tab.page, png)))
         return path
+
+
+# The page's own colours (style.css, panels.js): kept exact when a screenshot is reduced to a palette.
+PAGE_COLOURS = ("#fbfbfd", "#ffffff", "#1d2330", "#6b7385", "#e3e6ee", "#2f6fde", "#e8772e", "#1b9e77", "#7a52c7",
+                "#c23a2b", "#fdecea", "#c5cbd8", "#000000")  # fmt: skip
+
+
+def decode_in_page(page: Any, png: bytes) -> np.ndarray:
+    """A PNG's pixels [H, W, 3], decoded by the browser (from a data: URL; nothing leaves the page)."""
+    source = "data:image/png;base64," + base64.b64encode(png).decode()
+    width, height, data = page.evaluate(
+        """async (src) => { const img = new Image(); img.src = src; await img.decode();
+        const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        const d = ctx.getImageData(0, 0, c.width, c.height).data; let s = '';
+        for (let i = 0; i < d.length; i += 32768) s += String.fromCharCode.apply(null, d.subarray(i, i + 32768));
+        return [c.width, c.height, btoa(s)]; }""",
+        source,
+    )
+    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)[:, :, :3]
+
+
+def palette_png(rgb: np.ndarray, colours: int = 128, bits: int = 5) -> bytes:
+    """An 8-bit palette PNG of `rgb`: the page's colours and the most frequent others (a few tens of KB for a
+    screenshot of the page, against ~170 KB in full colour), without an imaging library."""
+    height, width, _ = rgb.shape
+    step = 1 << (8 - bits)
+    q = (rgb >> (8 - bits)).astype(np.int64)
+    key = (q[..., 0] << (2 * bits)) | (q[..., 1] << bits) | q[..., 2]
+    counts = np.bincount(key.ravel(), minlength=1 << (3 * bits))
+    fixed = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in PAGE_COLOURS])
+    frequent = np.argsort(counts)[::-1][: colours - len(fixed)]
+    frequent = frequent[counts[frequent] > 0]
+    mask = (1 << bits) - 1
+
+    def centre(k: np.ndarray) -> np.ndarray:
+        return np.stack([(k >> (2 * bits)) & mask, (k >> bits) & mask, k & mask], -1) * step + step // 2
+
+    palette = np.concatenate([fixed, centre(frequent)]).astype(np.int64)
+    bins = centre(np.arange(1 << (3 * bits)))
+    nearest = np.concatenate(
+        [((bins[i : i + 4096, None, :] - palette[None]) ** 2).sum(-1).argmin(1) for i in range(0, len(bins), 4096)]
+    ).astype(np.uint8)
+    indices = nearest[key]
+    raw = b"".join(b"\x00" + row.tobytes() for row in indices)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0))
+        + chunk(b"PLTE", palette.clip(0, 255).astype(np.uint8).tobytes())
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bundled_settings(**overrides: Any) -> Settings:

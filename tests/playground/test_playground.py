@@ -42,7 +42,7 @@ def stream(tab: Tab, steps: int) -> None:
     page.click("#reset")
     tab.wait("!s.running && s.step === 0 && s.inputs.length === 0")
     page.fill("#stop-after", str(steps))
-    page.evaluate("document.querySelector('#speed').value = 200")
+    page.eval_on_selector("#speed", "e => { e.value = 200; e.dispatchEvent(new Event('input')); }")
     page.click("#start")
     tab.wait(f"!s.running && s.inputs.length === {steps}")
 

@@ -29,7 +29,7 @@ let session = null;
 let panel = null;
 let chain = Promise.resolve();
 const heatmap = new Heatmap($("#heatmap"));
-const latencyChart = new LineChart($("#latency-chart"), { window: 120 });
+const latencyChart = new LineChart($("#latency-chart"), { window: 120, zero: true });
 
 // One session operation at a time, in order (a reset waits for the step in flight).
 function serial(fn) {

@@ -1,6 +1,11 @@
 // Small canvas charts: time series, a 2-D path, a heatmap. Each keeps what it drew (`points`) for the tests.
 
 function setup(canvas) {
+  if (!canvas.dataset.height) {
+    // CSS sizes the canvas: its width from the layout, its height from the height it was declared with
+    canvas.dataset.height = canvas.getAttribute("height") || "150";
+    canvas.style.height = `${canvas.dataset.height}px`;
+  }
   const ratio = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || canvas.width;
   const h = canvas.clientHeight || canvas.height;
@@ -34,10 +39,10 @@ export function message(canvas, title, detail) {
 
 // series: [{label, color, data: [[x, y], ...]}]; the x range is the last `window` steps.
 export class LineChart {
-  constructor(canvas, { window = 120, yLabel = "" } = {}) {
+  constructor(canvas, { window = 120, zero = false } = {}) {
     this.canvas = canvas;
     this.window = window;
-    this.yLabel = yLabel;
+    this.zero = zero; // the y axis starts at 0
     this.points = 0;
   }
 
@@ -53,7 +58,7 @@ export class LineChart {
     let yMax = Math.max(...shown.map((p) => p[1]));
     if (yMax - yMin < 1e-6) [yMin, yMax] = [yMin - 1, yMax + 1];
     const pad = (yMax - yMin) * 0.08;
-    yMin -= pad;
+    yMin = this.zero ? 0 : yMin - pad;
     yMax += pad;
     const L = 40, R = 8, T = 18, B = 18;
     const X = (x) => L + ((x - xMin) / Math.max(1, xMax - xMin)) * (w - L - R);
@@ -68,7 +73,7 @@ export class LineChart {
       ctx.moveTo(L, Y(y));
       ctx.lineTo(w - R, Y(y));
       ctx.stroke();
-      ctx.fillText(y.toFixed(2), L - 4, Y(y) + 4);
+      ctx.fillText(Math.abs(yMax) >= 100 ? y.toFixed(0) : Math.abs(yMax) >= 10 ? y.toFixed(1) : y.toFixed(2), L - 4, Y(y) + 4);
     }
     ctx.textAlign = "left";
     ctx.fillText(`step ${xMin}…${xMax}`, L, h - 4);
@@ -124,6 +129,14 @@ export class PathChart {
     let ly = 12;
     for (const ser of recent) {
       const n = ser.data.length;
+      if (ser.line && n > 1) {
+        ctx.strokeStyle = ser.color;
+        ctx.globalAlpha = 0.35;
+        ctx.lineWidth = 1;
+        ctx.beginPath();
+        ser.data.forEach(([x, y], i) => (i ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
+        ctx.stroke();
+      }
       ser.data.forEach(([x, y], i) => {
         ctx.globalAlpha = 0.15 + (0.85 * (i + 1)) / n;
         ctx.fillStyle = ser.color;

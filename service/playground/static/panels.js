@@ -177,7 +177,7 @@ function orbitPanel(model, root, ctx) {
         : [];
       chart.draw(
         [
-          { label: "true path", color: "#2f6fde", data: inputs },
+          { label: "true path", color: "#2f6fde", data: inputs, line: true },
           { label: "predicted next point", color: "#e8772e", data: outputs, radius: 2.6 },
         ],
         marks,
@@ -222,7 +222,7 @@ function textPanel(model, root, ctx, vocab) {
   );
   root.querySelector("code").textContent = tokens.filter((_, i) => i !== pad).join("");
   const box = root.querySelector("#text");
-  const chart = new LineChart(root.querySelector("#chart"), { window: 120 });
+  const chart = new LineChart(root.querySelector("#chart"), { window: 120, zero: true });
   let consumed = ""; // what the session has read
   let syncing = null;
   let generating = false;
