@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from service.errors import ModelFileError, UnsupportedLayer
-from service.export.builder import GraphBuilder
-from service.export.context import LayerCall, LayerResult
-from service.export.registry import register_converter
 from service.spec import LayerSpec, ModelSpec, StateSpec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the ONNX side is imported with the kind modules, not by the importers' reader process
+    from service.export.builder import GraphBuilder
+    from service.export.context import LayerCall, LayerResult
     from service.layers.model import Node
 
 Shape = tuple[int | None, ...]  # None = not checked (an input dimension unknown at that point)
@@ -180,6 +179,8 @@ def register_kind(kind: LayerKind, *, overwrite: bool = False) -> LayerKind:
         )
     _KINDS[name] = kind
     if not kind.model_input:
+        from service.export.registry import register_converter
+
         register_converter(name, overwrite=True)(kind.convert)
     return kind
 

@@ -24,7 +24,17 @@ from service.export.converters.recurrent import (
 )
 from service.export.weights import check_weights, sub_weights
 from service.importers.jsonish import short
-from service.kinds.base import KEEP_MASK, NO_MASK, LayerKind, MaskRule, Shape, find_kind, get_kind, register_kind
+from service.kinds.base import (
+    KEEP_MASK,
+    NO_MASK,
+    LayerKind,
+    MaskRule,
+    Shape,
+    find_kind,
+    get_kind,
+    register_kind,
+    registered_kinds,
+)
 from service.kinds.config import describe, inner_layer, plain, wrapper_keys
 from service.kinds.recurrent import RecurrentKind
 from service.spec import LayerSpec
@@ -126,7 +136,7 @@ class Bidirectional(LayerKind):
         class_name, raw, inner_name = inner_layer(config, "layer", where)
         kind = find_kind(class_name)
         if kind is None or not kind.is_recurrent:
-            recurrent = sorted(n for n, k in _kinds().items() if k.is_recurrent)
+            recurrent = sorted(n for n, k in registered_kinds().items() if k.is_recurrent)
             raise UnsupportedLayer(f"{where}: wraps a {class_name!r}; rnnserve supports {', '.join(recurrent)}")
         forward = plain(kind, raw, inner_name, keras_version)
         if config.get("backward_layer") is not None:
@@ -188,12 +198,6 @@ class Bidirectional(LayerKind):
 
     def convert(self, g: GraphBuilder, call: LayerCall) -> LayerResult:
         return convert_bidirectional(g, call)
-
-
-def _kinds() -> Mapping[str, LayerKind]:
-    from service.kinds.base import registered_kinds
-
-    return registered_kinds()
 
 
 def _check_backward(
