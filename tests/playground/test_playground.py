@@ -385,9 +385,16 @@ def test_page_weight_and_time_to_first_point(
     kinds = ("document", "script", "stylesheet")
     assets = {r.url: len(r.body()) for r in tab.responses if r.request.resource_type in kinds}
     weight = sum(assets.values())
-    report = {"page_bytes": weight, "files": assets, "first_point_ms": round(first_ms, 1)}
+    timeline = tab.page.evaluate(
+        """() => Object.fromEntries([
+            ["html", performance.getEntriesByType("navigation")[0].responseEnd],
+            ["dom_content_loaded", performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd],
+            ...performance.getEntriesByType("resource").map((e) => [new URL(e.name).pathname, e.responseEnd]),
+        ].map(([k, v]) => [k, Math.round(v)]))"""
+    )
+    report = {"page_bytes": weight, "files": assets, "first_point_ms": round(first_ms, 1), "timeline_ms": timeline}
     (screenshots.folder / "playground-metrics.json").write_text(json.dumps(report, indent=1))
-    print(f"\nplayground: {weight} bytes in {len(assets)} files; first streamed point {first_ms:.0f} ms")
+    print(f"\nplayground: {weight} bytes in {len(assets)} files; first streamed point {first_ms:.0f} ms; {timeline}")
     assert len(assets) == 6 and weight < 80_000
     assert first_ms < 10_000
     local(tab, server)
