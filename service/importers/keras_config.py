@@ -10,7 +10,7 @@ Conventions of the produced spec (beyond those of `service.spec`):
 * inputs are the model's InputLayers in `input_layers` order (Sequential: its InputLayer, or `<first>_input`);
   the shape is what the file states (`batch_shape`/`batch_input_shape`, batch first, or time first for
   `time_major` models; a Keras 2 file may fix the time length); dtype "int64" for integer InputLayers and for
-  inputs read by an Embedding, else "float32";
+  inputs read by a layer of a kind that `reads_token_ids` (Embedding), else "float32";
 * output names: the layer name for output 0 of a layer, `f"{layer}:{k}"` for output k > 0 (the keys when the
   config stores outputs as a dict); a Sequential's outputs are every output of its last layer;
 * weights are float32 arrays in Keras creation order (see `LayerKind.weight_shapes`).
@@ -114,7 +114,7 @@ class _Builder:
         self.features: dict[TensorRef, int | None] = {}
         self.masks: dict[TensorRef, MaskExpr | None] = {}
         self.output_counts: dict[str, int] = {}
-        self.embedding_inputs: set[str] = set()
+        self.token_inputs: set[str] = set()
         for name, shape in self.input_shapes.items():
             self.features[TensorRef(name)] = shape[-1] if len(shape) >= 2 else None
             self.masks[TensorRef(name)] = None
@@ -131,7 +131,7 @@ class _Builder:
         if self.graph.explicit_masks:
             _check_mask(call, in_mask)
         if get_kind(call.class_name).reads_token_ids:
-            self.embedding_inputs.add(call.inputs[0].layer)
+            self.token_inputs.add(call.inputs[0].layer)
         weights = self._read_weights(layer, in_features)
         features = output_features(call.class_name, config, in_features)
         self.output_counts[call.name] = layer_output_count(layer)
@@ -144,7 +144,7 @@ class _Builder:
     def inputs(self) -> tuple[InputSpec, ...]:
         specs = []
         for name, config in self.graph.inputs:
-            dtype = "int64" if name in self.embedding_inputs else _input_dtype(name, config)
+            dtype = "int64" if name in self.token_inputs else _input_dtype(name, config)
             specs.append(InputSpec(name, self.input_shapes[name], dtype))
         return tuple(specs)
 
