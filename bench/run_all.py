@@ -11,10 +11,12 @@ taken inside each round (between neighbouring measurements) and the median over 
 
 Cases:
   a      HTTP JSON step, 1 timestep, 64 sessions
+  a-redis  the same on the Redis store (a redis-server started here, AOF fsync every second, on the load core)
   b      the same over the WebSocket stream (JSON text messages); b-bin with binary frames
   c      HTTP binary tensors (application/octet-stream), 64 sessions
   d      HTTP JSON step, 256 sessions, dynamic batching (model calls per step read from /metrics)
   d-off  the same with batching off (direct execution)
+  d-redis  (d) on the Redis store (Redis round trips per model call read from /metrics)
   e      whole-sequence predict, B=32, T=100 (JSON; e-bin with binary tensors)
   f      the minimal FastAPI + orjson endpoint parsing the same body as (a) and answering a constant
   g      onnxruntime alone on the one-step graph, in process (the compute limit), batch 1 and 64
@@ -44,7 +46,7 @@ from pathlib import Path
 from bench.bench_model import MODEL_NAME, write_bench_model
 from bench.loadgen import HttpConnection, Result, drive, pin_to_cpu, split_url, use_uvloop
 from bench.scenarios import build_clients
-from bench.servers import REPO, Server, minimal_app, pinned, rnnserve
+from bench.servers import REPO, RedisProcess, Server, minimal_app, pinned, rnnserve
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1
@@ -64,6 +66,8 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("a", "HTTP JSON step, 64 sessions", "dynamic", "step-json", 64),
     Case("f", "minimal FastAPI + orjson (ceiling)", "minimal", "ceiling", 64),
+    Case("a-redis", "HTTP JSON step, 64 sessions, Redis store", "redis", "step-json", 64),
+    Case("d-redis", "HTTP JSON step, 256 sessions, Redis store", "redis", "step-json", 256),
     Case("b", "WebSocket stream (JSON), 64 sessions", "dynamic", "stream", 64),
     Case("b-bin", "WebSocket stream (binary), 64 sessions", "dynamic", "stream-binary", 64),
     Case("c", "HTTP binary step, 64 sessions", "dynamic", "step-binary", 64),
@@ -84,6 +88,7 @@ class Sample:
     server_cpu_s: float  # server CPU time inside the measuring window
     model_calls: float | None = None  # from /metrics, over the whole drive (warmup included)
     steps: float | None = None
+    store_round_trips: float | None = None
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -132,29 +137,37 @@ class Figures:
         steps = sum(s.steps or 0 for s in self.samples[key])
         return calls / steps if steps else float("nan")
 
+    def round_trips_per_call(self, key: str) -> float:
+        trips = sum(s.store_round_trips or 0 for s in self.samples[key])
+        calls = sum(s.model_calls or 0 for s in self.samples[key])
+        return trips / calls if calls else float("nan")
+
 
 # ---- running cases ----------------------------------------------------------------------------------------------
 
 
 _SAMPLE = re.compile(r'^(rnnserve_model_calls_total|rnnserve_session_steps_total)\{model="([^"]+)"\} (\S+)$', re.M)
+_ROUND_TRIPS = re.compile(r'^rnnserve_store_round_trips_total\{op="[^"]+"\} (\S+)$', re.M)
 
 
-async def model_counters(server: Server) -> tuple[float, float]:
-    """(model calls, session steps) of the bench model so far, from /metrics."""
+async def model_counters(server: Server) -> tuple[float, float, float]:
+    """(model calls, session steps) of the bench model so far, and the session store's round trips, from /metrics."""
     conn = HttpConnection(*split_url(server.url))
     await conn.open()
     try:
         status, payload, _ = await conn.request("GET", "/metrics")
     finally:
         await conn.close()
-    values = {name: float(value) for name, model, value in _SAMPLE.findall(payload.decode()) if model == MODEL_NAME}
-    return values.get("rnnserve_model_calls_total", 0.0), values.get("rnnserve_session_steps_total", 0.0)
+    text = payload.decode()
+    values = {name: float(value) for name, model, value in _SAMPLE.findall(text) if model == MODEL_NAME}
+    trips = sum(float(value) for value in _ROUND_TRIPS.findall(text))
+    return values.get("rnnserve_model_calls_total", 0.0), values.get("rnnserve_session_steps_total", 0.0), trips
 
 
 async def run_case(case: Case, server: Server, seconds: float, warmup: float) -> Sample:
     clients, close = await build_clients(case.scenario, server.url, MODEL_NAME, case.clients, case.history)
     counted = case.server != "minimal"
-    before = await model_counters(server) if counted else (0.0, 0.0)
+    before = await model_counters(server) if counted else (0.0, 0.0, 0.0)
     cpu: dict[str, float] = {}
 
     def window(mark: str) -> None:
@@ -167,7 +180,7 @@ async def run_case(case: Case, server: Server, seconds: float, warmup: float) ->
     sample = Sample(result, cpu.get("stop", 0.0) - cpu.get("start", 0.0))
     if counted:
         after = await model_counters(server)
-        sample.model_calls, sample.steps = after[0] - before[0], after[1] - before[1]
+        sample.model_calls, sample.steps, sample.store_round_trips = (a - b for a, b in zip(after, before, strict=True))
     return sample
 
 
@@ -239,6 +252,13 @@ def checks(fig: Figures) -> list[Check]:
     if "d" in have:
         calls = fig.calls_per_step("d")
         found.append(Check("(d) model calls per step", calls, "<= 1/16 = 0.0625", calls <= 1 / 16))
+    if {"a", "a-redis"} <= have:
+        ratio, per_cpu = fig.ratio("a-redis", "a"), fig.ratio("a-redis", "a", cpu=True)
+        found.append(Check("(a-redis) / (a) throughput", ratio, ">= 0.8", ratio >= 0.8, _spread(fig, "a-redis", "a")))
+        found.append(Check("(a-redis) / (a) per server CPU second", per_cpu, "(>= 0.8)", per_cpu >= 0.8))
+    if "d-redis" in have:
+        trips = fig.round_trips_per_call("d-redis")
+        found.append(Check("(d-redis) Redis round trips per model call", trips, "<= 2", trips <= 2))
     if {"d", "d-off"} <= have:
         ratio = fig.ratio("d", "d-off")
         found.append(Check("(d) / (d-off) throughput", ratio, ">= 2", ratio >= 2, _spread(fig, "d", "d-off")))
@@ -298,7 +318,7 @@ def dump(fig: Figures, path: Path) -> None:
         key: [
             {"requests": s.result.requests, "steps_per_s": s.result.steps_per_s, "p50": s.result.percentile(0.5),
              "p99": s.result.percentile(0.99), "errors": s.result.errors, "cpu_us_per_request": s.cpu_us_per_request,
-             "model_calls": s.model_calls, "steps": s.steps}
+             "model_calls": s.model_calls, "steps": s.steps, "store_round_trips": s.store_round_trips}
             for s in samples
         ]
         for key, samples in fig.samples.items()
@@ -311,11 +331,13 @@ def dump(fig: Figures, path: Path) -> None:
 # ---- main -------------------------------------------------------------------------------------------------------
 
 
-def start_servers(models: Path, env: dict[str, str], needed: set[str]) -> dict[str, Server]:
+def start_servers(models: Path, env: dict[str, str], needed: set[str], redis_url: str | None) -> dict[str, Server]:
     """The servers the cases need, started (and ready) one after the other, all pinned to the server core."""
     makers: dict[str, Callable[[], Server]] = {
         "dynamic": lambda: rnnserve("rnnserve (dynamic batching)", models, SERVER_CPU, executor="dynamic",
                                     extra_env=env),
+        "redis": lambda: rnnserve("rnnserve (Redis store)", models, SERVER_CPU, executor="dynamic", extra_env=env,
+                                  store=redis_url),
         "direct": lambda: rnnserve("rnnserve (direct)", models, SERVER_CPU, executor="direct", extra_env=env),
         "minimal": lambda: minimal_app(SERVER_CPU),
     }  # fmt: skip
@@ -352,13 +374,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         models = Path(tmp)
         write_bench_model(models)
         needed = {case.server for case in cases}
+        # Redis shares the load generator's core: the rnnserve server's core does only rnnserve's work.
+        redis = RedisProcess(Path(tmp) / "redis", LOADGEN_CPU).start() if "redis" in needed else None
         pin_to_cpu(LOADGEN_CPU)
         use_uvloop()
         try:
-            asyncio.run(run_rounds(lambda: start_servers(models, env, needed), cases, args.rounds, args.seconds,
-                                   args.warmup, models, figures, log))  # fmt: skip
+            asyncio.run(run_rounds(lambda: start_servers(models, env, needed, redis.url if redis else None), cases, args.rounds,
+                                   args.seconds, args.warmup, models, figures, log))  # fmt: skip
         finally:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+            if redis is not None:
+                redis.stop()
     if not args.skip_memory:
         figures.memory = memory_figure(args.memory_sessions)
     log(report(figures, cases))

