@@ -379,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         pin_to_cpu(LOADGEN_CPU)
         use_uvloop()
         try:
-            asyncio.run(run_rounds(lambda: start_servers(models, env, needed, redis.url if redis else None), cases, args.rounds,
+            redis_url = redis.url if redis else None
+            asyncio.run(run_rounds(lambda: start_servers(models, env, needed, redis_url), cases, args.rounds,
                                    args.seconds, args.warmup, models, figures, log))  # fmt: skip
         finally:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
