@@ -362,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-sessions", type=int, default=100_000)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the rnnserve servers")
+    parser.add_argument(
+        "--redis-appendfsync", default="everysec", choices=["everysec", "always", "no"], help="the Redis cases' AOF"
+    )
     args = parser.parse_args(argv)
     cases = [c for c in CASES if args.cases is None or c.key in args.cases.split(",")]
     env = dict(item.split("=", 1) for item in args.env)
@@ -375,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         write_bench_model(models)
         needed = {case.server for case in cases}
         # Redis shares the load generator's core: the rnnserve server's core does only rnnserve's work.
-        redis = RedisProcess(Path(tmp) / "redis", LOADGEN_CPU).start() if "redis" in needed else None
+        redis = None
+        if "redis" in needed:
+            redis = RedisProcess(Path(tmp) / "redis", LOADGEN_CPU, args.redis_appendfsync).start()
         pin_to_cpu(LOADGEN_CPU)
         use_uvloop()
         try:

@@ -100,14 +100,14 @@ def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_e
 
 class RedisProcess:
     """A redis-server child process for the Redis-backed cases: AOF on, fsync every second (Redis's default for
-    AOF), its files in `workdir`."""
+    AOF; deploy/ uses `always`), its files in `workdir`."""
 
-    def __init__(self, workdir: Path, cpu: int | None) -> None:
+    def __init__(self, workdir: Path, cpu: int | None, appendfsync: str = "everysec") -> None:
         self.port = free_port()
         self.workdir = workdir
         self.command = pinned(
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--loglevel", "warning"],
+             "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--loglevel", "warning"],
             cpu,
         )  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
