@@ -7,6 +7,9 @@ import json
 import logging
 import os
 import sys
+import types
+import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,31 +18,79 @@ from pydantic import ValidationError
 
 from service import __version__
 from service.errors import RnnServeError
-from service.settings import Settings
+from service.settings import (
+    ALIASES,
+    ENV_PREFIX,
+    NOT_SETTINGS,
+    DeprecatedSettingWarning,
+    Settings,
+    SettingsError,
+    canonical_values,
+    description,
+    flag,
+    load_settings,
+    sections,
+    settings_environment,
+    shown_default,
+    variable,
+)
 
 log = logging.getLogger("service")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-# flag dest -> Settings field, for the serve flags that override RNNSERVE_* variables
-SERVE_FLAGS = {
-    "models": "models",
-    "host": "host",
-    "port": "port",
-    "store": "store_url",
-    "store_cache": "store_cache",
-    "workers": "workers",
-    "log_level": "log_level",
-    "provider": "provider",
-    "threads": "executor_threads",
-    "executor": "executor",
-    "max_batch_size": "max_batch_size",
-    "max_delay_ms": "max_delay_ms",
-    "max_sessions": "max_sessions",
-    "session_ttl": "default_ttl_s",
-    "max_body_bytes": "max_body_bytes",
-    "api_key": "api_key",
-}
+PRECEDENCE = (
+    "Every setting is a flag --x-y, a variable RNNSERVE_X_Y and a key x_y of the --config file (TOML). "
+    "Flags win over RNNSERVE_* variables, which win over the config file, which wins over the defaults."
+)
+
+METAVARS = {"_url": "URL", "_ms": "MS", "_s": "SECONDS", "_bytes": "BYTES", "_key": "KEY", "_threads": "N"}
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `Settings` field (`--x-y`, help from its docstring), grouped by its section, and the old names
+    (`ALIASES`) as hidden flags of their own."""
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings (x_y = value)")
+    for section, names in sections().items():
+        group = parser.add_argument_group(f"{section} settings")
+        for name in names:
+            old = [flag(alias) for alias, field in ALIASES.items() if field == name]
+            was = f" Was {', '.join(old)} (deprecated)." if old else ""
+            text = f"{description(name)} Default: {shown_default(name)}. Env: {variable(name)}.{was}"
+            group.add_argument(flag(name), dest=name, help=text.replace("%", "%%"), **argument_kind(name))
+    for alias, name in ALIASES.items():
+        parser.add_argument(flag(alias), dest=alias_dest(alias), help=argparse.SUPPRESS, **argument_kind(name))
+
+
+def alias_dest(alias: str) -> str:
+    return f"deprecated_{alias}"
+
+
+def argument_kind(name: str) -> dict[str, Any]:
+    """argparse's type, choices and metavar for a field (pydantic still validates what comes through)."""
+    annotation = Settings.model_fields[name].annotation
+    options = (
+        [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation)
+        in (
+            types.UnionType,
+            typing.Union,
+        )
+        else [annotation]
+    )
+    kind = options[0] if len(options) == 1 else str
+    if typing.get_origin(kind) is typing.Literal:
+        return {"choices": [str(choice) for choice in typing.get_args(kind)]}
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    metavar = next((m for suffix, m in METAVARS.items() if name.endswith(suffix)), None)
+    if kind is int:
+        return {"type": int, "metavar": metavar or "N"}
+    if kind is float:
+        return {"type": float, "metavar": metavar or "NUMBER"}
+    if kind is Path:
+        return {"type": Path, "metavar": metavar or "PATH"}
+    return {"metavar": metavar or "TEXT"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,27 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rnnserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP server (flags override RNNSERVE_* variables)")
-    serve.add_argument("--models", type=Path, help="model repository folder (default: the bundled models/)")
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
-    serve.add_argument(
-        "--store", help="session store URL: memory:// (default), redis://host:port/db or redis+cluster://host:port,..."
+    serve = commands.add_parser(
+        "serve", help="run the HTTP server", description="Run the HTTP server.", epilog=PRECEDENCE
     )
-    serve.add_argument("--store-cache", type=int, help="Redis stores: sessions a replica keeps to step without a read")
-    serve.add_argument("--workers", type=int, help="worker processes (more than one needs --store redis://...)")
-    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug", "trace"])
-    serve.add_argument("--provider", choices=["cpu", "cuda", "auto"], help="onnxruntime execution provider")
-    serve.add_argument("--threads", type=int, help="worker threads running model calls")
-    serve.add_argument(
-        "--executor", choices=["direct", "dynamic"], help="dynamic batching across sessions (default) or one call each"
-    )
-    serve.add_argument("--max-batch-size", type=int, help="dynamic batching: most rows in one model call")
-    serve.add_argument("--max-delay-ms", type=float, help="dynamic batching: longest wait for a batch to fill")
-    serve.add_argument("--max-sessions", type=int, help="most live sessions (429 beyond)")
-    serve.add_argument("--session-ttl", type=float, help="default idle seconds before a session expires")
-    serve.add_argument("--max-body-bytes", type=int, help="largest request body (413 beyond)")
-    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 and /v2")
+    add_settings_flags(serve)
 
     export = commands.add_parser("export", help="convert a .keras/.h5 file into an ONNX model package")
     export.add_argument("src", type=Path, help="a .keras or .h5 file")
@@ -102,19 +136,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    overrides = {field: getattr(args, dest) for dest, field in SERVE_FLAGS.items() if getattr(args, dest) is not None}
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        print(f"rnnserve serve: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecatedSettingWarning)
+        try:
+            settings = settings_from(args)
+        except SettingsError as exc:
+            print(f"rnnserve serve: {exc}", file=sys.stderr)
+            return 2
+        except ValidationError as exc:
+            print(f"rnnserve serve: invalid settings:\n{explain(exc)}", file=sys.stderr)
+            return 2
+        finally:
+            for warning in caught:
+                print(f"rnnserve serve: warning: {warning.message}", file=sys.stderr)
     problem = check_serve_settings(settings)
     if problem:
         print(f"rnnserve serve: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    run_server(settings, overrides)
+    run_server(settings)
     return 0
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Flags (old names warn) > RNNSERVE_* variables > the --config file > defaults."""
+    given = {flag(name): getattr(args, name) for name in Settings.model_fields}
+    given |= {flag(alias): getattr(args, alias_dest(alias)) for alias in ALIASES}
+    flags = canonical_values({k: v for k, v in given.items() if v is not None}, flag, "command line")
+    return load_settings(flags, args.config)
+
+
+def explain(exc: ValidationError) -> str:
+    """One line per invalid setting, named as flag / variable."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        where = f"{flag(name)} / {variable(name)}" if name in Settings.model_fields else "settings"
+        lines.append(f"  {where}: {error['msg']} (got {error['input']!r})" if name else f"  {error['msg']}")
+    return "\n".join(lines)
 
 
 def check_serve_settings(settings: Settings) -> str | None:
@@ -122,7 +181,7 @@ def check_serve_settings(settings: Settings) -> str | None:
     if not Path(settings.models).is_dir():
         return f"model repository {str(settings.models)!r} is not a folder (use --models DIR)"
     if settings.workers > 1 and settings.store_url.startswith("memory://"):
-        return "--workers > 1 needs a shared session store: add --store redis://host:port/db"
+        return "--workers > 1 needs a shared session store: add --store-url redis://host:port/db"
     return None
 
 
@@ -163,7 +222,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
+def run_server(settings: Settings) -> None:
     import uvicorn
 
     common = uvicorn_options(settings)
@@ -173,9 +232,11 @@ def run_server(settings: Settings, overrides: dict[str, Any]) -> None:
 
         uvicorn.run(create_app(settings), **common)
         return
-    # Worker processes build their own app from the environment: hand the flags down as RNNSERVE_* variables.
-    for field, value in overrides.items():
-        os.environ[f"RNNSERVE_{field.upper()}"] = str(value)
+    # Worker processes build their own app from the environment: hand every setting down as its RNNSERVE_* variable
+    # (flags and config file included), and no old name, so that they read exactly these settings.
+    for name in [name for name in os.environ if name.startswith(ENV_PREFIX) and name not in NOT_SETTINGS]:
+        del os.environ[name]
+    os.environ.update(settings_environment(settings))
     from service.metrics import shared_metrics_dir
 
     with shared_metrics_dir():  # so that /metrics on any worker counts what every worker did

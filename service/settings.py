@@ -1,20 +1,39 @@
-"""Every knob of the server in one pydantic-settings object.
+"""Every knob of the server in one pydantic-settings object, and the one rule that names it everywhere.
 
-Values come from keyword arguments (the CLI's flags), then `RNNSERVE_*` environment variables, then the defaults
-below. Nothing reads the environment at import time: build `Settings()` where it is needed and pass it on.
+A field `x_y` is the flag `--x-y` of `rnnserve serve`, the environment variable `RNNSERVE_X_Y` and the key `x_y` of
+a config file (`--config FILE`, TOML). Precedence: flags > `RNNSERVE_*` variables > config file > the defaults
+below. A few old names still work as `ALIASES` (each use warns, naming the new one); any other `RNNSERVE_*` variable
+or config key is an error that names the closest setting. The flags, `rnnserve serve --help` and the README's
+table are all made from this class: a new field is a new flag.
+
+Nothing reads the environment at import time: build `Settings()` (or `load_settings`) where it is needed and pass
+it on.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 import service
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 MiB = 1024 * 1024
+
+ENV_PREFIX = "RNNSERVE_"
 
 
 def bundled_models_dir() -> Path:
@@ -33,6 +52,19 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # keyword arguments (flags, and config-file values from `load_settings`), then RNNSERVE_* variables read
+        # by the one rule (aliases warn, unknown names are errors); no .env or secrets folder
+        return init_settings, EnvironmentSource(settings_cls)
+
     # ---- process -------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     """Interface to bind."""
@@ -44,7 +76,7 @@ class Settings(BaseSettings):
     """Log level of the server and uvicorn."""
 
     # ---- models --------------------------------------------------------------------------------------------------
-    models: Path = Field(default_factory=bundled_models_dir)
+    models: Path = Field(default_factory=bundled_models_dir, json_schema_extra={"shown_default": "the bundled models/"})
     """Model repository: a folder of NAME.keras, NAME.h5 and exported NAME/ packages."""
     provider: Literal["cpu", "cuda", "auto"] = "cpu"
     """onnxruntime execution provider (auto = CUDA when available, else CPU)."""
@@ -80,7 +112,7 @@ class Settings(BaseSettings):
     max_ttl_s: float = Field(default=86_400.0, gt=0)
     """Largest ttl_s a session may ask for."""
 
-    # ---- request limits ------------------------------------------------------------------------------------------
+    # ---- limits --------------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * MiB, ge=1024)
     """Largest request body (and WebSocket message) in bytes; larger answers 413."""
     max_timesteps: int = Field(default=100_000, ge=1)
@@ -115,3 +147,196 @@ class Settings(BaseSettings):
     @property
     def max_delay_s(self) -> float:
         return self.max_delay_ms / 1000.0
+
+
+# ---- the one rule: names, sections, aliases -----------------------------------------------------------------------
+
+SECTIONS: dict[str, str] = {
+    "host": "process",
+    "models": "models",
+    "executor": "execution",
+    "store_url": "sessions",
+    "max_body_bytes": "limits",
+    "api_key": "security",
+}
+"""The first field of each section of `Settings` (its `# ---- name` comments) -> the section's name. A field belongs
+to the section above it, so a new field lands in its section of `--help` and of the README's table by itself."""
+
+ALIASES: dict[str, str] = {
+    "store": "store_url",
+    "session_ttl": "default_ttl_s",
+    "threads": "executor_threads",
+}
+"""Old names -> fields. Each is still read as a flag (`--store`), a variable (`RNNSERVE_STORE`) and a config key
+(`store`), with a `DeprecatedSettingWarning` naming the new one."""
+
+NOT_SETTINGS = frozenset(
+    {
+        "RNNSERVE_TEST_PROVIDER",  # tests/graph_provider.py: the provider of the parity and export tests
+        "RNNSERVE_CHROMIUM",  # tests/playground: the browser
+        "RNNSERVE_SCREENSHOT_DIR",  # tests/playground: where the screenshots go
+        "RNNSERVE_SKIP_DOCKER",  # deploy/check.sh
+        "RNNSERVE_DOCKER_DIR",  # deploy/check.sh
+        "RNNSERVE_REDIS_PORT",  # deploy/docker-compose.yml: host ports of Redis and the two replicas
+        "RNNSERVE_PORT_A",
+        "RNNSERVE_PORT_B",
+    }
+)
+"""`RNNSERVE_*` variables that the project's tests and scripts read, not the server. The server ignores them (a test
+checks that every `RNNSERVE_*` name in the repository is a setting, an alias or one of these)."""
+
+
+class SettingsError(ValueError):
+    """A setting the server does not know, an old and a new name that disagree, or an unreadable config file."""
+
+
+class DeprecatedSettingWarning(UserWarning):
+    """An old name (`ALIASES`) was used; the message names the new one."""
+
+
+def flag(name: str) -> str:
+    """`store_url` -> `--store-url`."""
+    return "--" + name.replace("_", "-")
+
+
+def variable(name: str) -> str:
+    """`store_url` -> `RNNSERVE_STORE_URL`."""
+    return ENV_PREFIX + name.upper()
+
+
+def config_key(name: str) -> str:
+    """`store_url` -> `store_url`."""
+    return name
+
+
+def sections() -> dict[str, list[str]]:
+    """Section name -> its fields, in the order `Settings` declares them."""
+    grouped: dict[str, list[str]] = {}
+    section = ""
+    for name in Settings.model_fields:
+        section = SECTIONS.get(name, section)
+        if not section:
+            raise RuntimeError(f"Settings.{name} comes before the first section of SECTIONS")
+        grouped.setdefault(section, []).append(name)
+    return grouped
+
+
+def closest_setting(name: str) -> str:
+    """The field whose name (or old name) is most like `name`, given in any spelling (`--x-y`, `RNNSERVE_X_Y`)."""
+    key = name.lower().lstrip("-").replace("-", "_")
+    key = key.removeprefix(ENV_PREFIX.lower())
+    known = {field: field for field in Settings.model_fields} | ALIASES
+    return known[difflib.get_close_matches(key, list(known), n=1, cutoff=0.0)[0]]
+
+
+def canonical_values(
+    given: Mapping[str, Any], spell: Callable[[str], str], source: str, *, warn: bool = True
+) -> dict[str, Any]:
+    """`given` (names spelled by `spell`, old names included) -> {field: value}.
+
+    An old name warns; an unknown name, or an old and a new name with different values, raises `SettingsError`.
+    """
+    fields = {spell(name): name for name in Settings.model_fields}
+    old = {spell(alias): name for alias, name in ALIASES.items()}
+    values: dict[str, Any] = {}
+    named: dict[str, str] = {}
+    for name, value in given.items():
+        field = fields.get(name) or old.get(name)
+        if field is None:
+            hint = " (settings are top-level keys, not tables)" if isinstance(value, dict) else ""
+            raise SettingsError(f"{source}: unknown setting {name}{hint}; did you mean {spell(closest_setting(name))}?")
+        if field in values and values[field] != value:
+            raise SettingsError(
+                f"{source}: {named[field]} and {name} both set {field} to different values; keep {spell(field)}"
+            )
+        if name in old and warn:
+            warnings.warn(f"{source}: {name} is deprecated, use {spell(field)}", DeprecatedSettingWarning, stacklevel=2)
+        values[field] = value
+        named.setdefault(field, name)
+    return values
+
+
+def environment_values(environ: Mapping[str, str], *, warn: bool = True) -> dict[str, str]:
+    """The `RNNSERVE_*` variables of `environ` as {field: text}, except `NOT_SETTINGS`."""
+    given = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k not in NOT_SETTINGS}
+    return canonical_values(given, variable, "environment", warn=warn)
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """`RNNSERVE_*` variables by the one rule (pydantic validates the text as it would the field's value)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        return environment_values(os.environ)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A TOML config file's settings as {field: value}: top-level keys named as the fields (`store_url = "..."`)."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: not valid TOML: {exc}") from None
+    return canonical_values(data, config_key, f"config file {path}")
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, config: Path | None = None) -> Settings:
+    """Settings from `flags` ({field: value}), then `RNNSERVE_*` variables, then the config file, then defaults."""
+    from_file = read_config(config) if config is not None else {}
+    in_environment = environment_values(os.environ, warn=False)  # the Settings source warns, once
+    below_environment = {name: value for name, value in from_file.items() if name not in in_environment}
+    return Settings(**{**below_environment, **(flags or {})})
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as `RNNSERVE_*` variables that `Settings()` reads back as the same values (for worker processes)."""
+    out: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            out[variable(name)] = str(value)
+    return out
+
+
+def shown_default(name: str) -> str:
+    """A field's default as `--help` and the README show it."""
+    info = Settings.model_fields[name]
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
+        return str(extra["shown_default"])
+    default = info.get_default(call_default_factory=True)
+    return "unset" if default is None else str(default)
+
+
+def _described_default(name: str) -> bool:
+    """True when the default is words (unset, or a `shown_default`), not a value to type."""
+    info = Settings.model_fields[name]
+    return shown_default(name) == "unset" or (
+        isinstance(info.json_schema_extra, dict) and "shown_default" in info.json_schema_extra
+    )
+
+
+def description(name: str) -> str:
+    """A field's docstring on one line."""
+    return " ".join((Settings.model_fields[name].description or "").split())
+
+
+def markdown_table() -> str:
+    """The README's settings table (`python -m service.settings` prints it)."""
+    lines = ["| section | flag | variable | default | meaning |", "|---|---|---|---|---|"]
+    for section, names in sections().items():
+        for name in names:
+            meaning = description(name).replace("|", "\\|")
+            default = shown_default(name) if _described_default(name) else f"`{shown_default(name)}`"
+            lines.append(f"| {section} | `{flag(name)}` | `{variable(name)}` | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
