@@ -176,3 +176,15 @@ def start_prefixed(settings: Settings) -> ServerThread:
                 raise RuntimeError("the prefixed test server is not ready")
             time.sleep(0.05)
     return running
+
+
+def other_models(root: Path) -> Path:
+    """A model repository of the service tests' models (tests/service/service_server.py writes it)."""
+    import sys
+
+    service_tests = str(Path(__file__).resolve().parents[1] / "service")
+    if service_tests not in sys.path:
+        sys.path.append(service_tests)
+    from service_server import write_models
+
+    return write_models(root)  # type: ignore[no-any-return]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from app_harness import ServerThread
-from playground_harness import API_KEY, PREFIX, Screenshots, Tab, bundled_settings, start_prefixed
+from playground_harness import API_KEY, PREFIX, Screenshots, Tab, bundled_settings, other_models, start_prefixed
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -278,7 +279,7 @@ def test_a_server_error_shows_the_problem_not_a_blank_chart(
 
 
 def test_a_bad_input_shows_the_servers_problem(
-    open_tab: Callable[..., Tab], server: ServerThread, screenshots: Screenshots
+    open_tab: Callable[..., Tab], server: ServerThread, screenshots: Screenshots, tmp_path: Path
 ) -> None:
     tab = open_tab(f"{server.url}/#forecaster/json")
     assert tab.state(".panel") == "json"
@@ -292,6 +293,13 @@ def test_a_bad_input_shows_the_servers_problem(
     tab.page.click("#json-step")
     tab.wait("s.error === null && s.step === 2")
     assert '"step": 2' in tab.page.inner_text("#json-out")
+    uploaded = tmp_path / "inputs.json"
+    uploaded.write_text("[[[0.5], [0.25], [0.125]]]")
+    tab.page.set_input_files("#json-file", str(uploaded))
+    tab.page.wait_for_function("document.querySelector('#json').value.includes('0.125')")
+    tab.page.click("#json-step")
+    tab.wait("s.error === null && s.step === 5")
+    assert '"states"' in tab.page.inner_text("#json-out")
     screenshots.save(tab, "json-panel")
     local(tab, server)
 
@@ -397,4 +405,50 @@ def test_page_weight_and_time_to_first_point(
     print(f"\nplayground: {weight} bytes in {len(assets)} files; first streamed point {first_ms:.0f} ms; {timeline}")
     assert len(assets) == 6 and weight < 80_000
     assert first_ms < 10_000
+    local(tab, server)
+
+
+@pytest.fixture(scope="module")
+def other_models_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """The service tests' models: several outputs, token ids without a vocabulary, a Bidirectional model (no
+    sessions), a time-major one, and an unreadable file."""
+    running = ServerThread(bundled_settings(models=other_models(tmp_path_factory.mktemp("other-models")))).start()
+    yield running
+    running.stop()
+
+
+def test_any_other_model_gets_a_panel(
+    open_tab: Callable[..., Tab], other_models_server: ServerThread, screenshots: Screenshots
+) -> None:
+    server = other_models_server
+    tab = open_tab(f"{server.url}/#tokens")
+    assert tab.page.get_attribute("#models li[data-model=broken]", "class") == "off "  # failed: listed, not chosen
+    assert "failed" in tab.page.inner_text("#models li[data-model=broken]")
+    assert tab.state(".panel") == "json"  # int64 ids without a vocabulary file
+    tab.page.click("#json-random")
+    tab.page.click("#json-step")
+    tab.wait("s.error === null && s.step === 4")
+    assert '"states"' in tab.page.inner_text("#json-out")
+    screenshots.save(tab, "other-tokens")
+
+    tab.page.click("#models li[data-model=bidirectional]")
+    tab.wait("s.model.name === 'bidirectional' && s.panel === 'json'")
+    assert tab.state(".sessionId") is None and tab.page.is_disabled("#json-step")
+    tab.page.click("#json-predict")
+    tab.page.wait_for_function("document.querySelector('#json-out').textContent.includes('outputs')")
+    assert tab.state(".error") is None
+
+    with httpx.Client(base_url=server.url) as api:
+        for model in ("lstm_state", "time_major"):
+            tab.page.click(f"#models li[data-model={model}]")
+            tab.wait(f"s.model.name === {model!r} && s.sessionId !== null && s.panel === 'signal'")
+            stream(tab, 10)
+            inputs = tab.state(".inputs")
+            if model == "time_major":  # [T, B, F] in, [T, B, U] out
+                out = np.asarray(predict(api, model, [[x] for x in inputs])["outputs"])[:, 0]
+            else:  # several outputs: the page plots the first
+                outputs = predict(api, model, [inputs])["outputs"]
+                out = np.asarray(outputs[next(iter(outputs))][0])
+            np.testing.assert_allclose(np.asarray(tab.state(".outputs")), out, rtol=1e-5, atol=1e-5)
+    screenshots.save(tab, "other-time-major")
     local(tab, server)

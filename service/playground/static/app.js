@@ -269,6 +269,7 @@ async function select(name, view) {
   const model = state.models.find((m) => m.name === name);
   if (!model) return;
   pause();
+  if (panel && panel.destroy) panel.destroy();
   await loop;
   await chain;
   state.model = model;

@@ -226,12 +226,13 @@ function textPanel(model, root, ctx, vocab) {
   let consumed = ""; // what the session has read
   let syncing = null;
   let generating = false;
+  let destroyed = false;
 
   const last = () => ctx.state.outputs[ctx.state.outputs.length - 1];
 
   // Bring the session up to the box: appended characters one step each; any other edit resets and replays.
   async function sync() {
-    for (;;) {
+    while (!destroyed) {
       const target = normalize(box.value);
       if (target === consumed) return;
       if (target.startsWith(consumed)) {
@@ -252,7 +253,7 @@ function textPanel(model, root, ctx, vocab) {
         .catch((err) => ctx.showError(err))
         .finally(() => {
           syncing = null;
-          if (normalize(box.value) !== consumed && !ctx.state.error) schedule();
+          if (!destroyed && normalize(box.value) !== consumed && !ctx.state.error) schedule();
         });
     return syncing;
   }
@@ -278,8 +279,8 @@ function textPanel(model, root, ctx, vocab) {
       ctx.state.continuation = "";
       const n = num(root, "#continue-n");
       const temperature = num(root, "#temperature");
-      for (let i = 0; i < n; i++) {
-        if (!last()) throw new Error("type at least one character first");
+      for (let i = 0; i < n && !destroyed; i++) {
+        if (!last()) throw new Problem({ title: "Nothing to continue", detail: "type at least one character first" }, 0);
         const id = choose(last(), temperature);
         const ch = tokens[id];
         ctx.state.continuation += ch;
@@ -293,6 +294,7 @@ function textPanel(model, root, ctx, vocab) {
     } finally {
       generating = false;
       ev.target.disabled = false;
+      if (!destroyed) schedule(); // what was typed meanwhile
     }
   };
 
@@ -300,6 +302,9 @@ function textPanel(model, root, ctx, vocab) {
     kind: "text",
     autostart: false,
     chart,
+    destroy() {
+      destroyed = true;
+    },
     reset(snapshot) {
       consumed = snapshot ? snapshot.consumed : "";
       box.value = snapshot ? snapshot.text : "";
