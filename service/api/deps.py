@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection, Request
 
-from service.api.edge import Serving, authorize, serving
+from service.api.edge import Head, Serving, authorize, serving
 from service.api.edge import read_body as read_limited
 from service.inference import InferenceService
 from service.metrics import Metrics
@@ -44,8 +44,8 @@ async def require_api_key(conn: HTTPConnection) -> None:
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 as soon as it exceeds `max_body_bytes` (declared or actual size)."""
-    limit = serving(request).settings.max_body_bytes
-    return await read_limited(request.receive, request.headers.get("content-length"), limit)
+    # the router's `AuthDep` has checked the key
+    return await read_limited(request.receive, Head(request.scope), serving(request).settings, authorized=True)
 
 
 ServiceDep = Annotated[InferenceService, Depends(get_service)]

@@ -1,8 +1,8 @@
 """The edge: what every route does around its own work, written once.
 
 * auth: `authorize` (the API key, `Authorization: Bearer <key>`);
-* limits: `read_body` (the request body within `max_body_bytes`, declared or actual), `check_size` (a WebSocket
-  message), `decode_content` (a `Content-Encoding`d body, bounded once expanded);
+* limits: `read_body` (the key, then the request body within `max_body_bytes`, declared or actual), `check_size`
+  (a WebSocket message), `decode_content` (a `Content-Encoding`d body, bounded once expanded);
 * content types: `Head` reads the request headers once and says whether the body is raw tensor bytes and whether
   the reply should be (`application/octet-stream`, else JSON);
 * errors: `describe` turns any exception into a problem object (a domain error's own, else a logged 500), which
@@ -145,9 +145,14 @@ def check_size(what: str, size: int, limit: int, unit: str = "bytes") -> None:
         raise too_large(what, limit, size, unit)
 
 
-async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
-    """The whole body, refused with 413 once it exceeds `limit` bytes (declared or actual);
-    `ClientDisconnect` when the client leaves first."""
+async def read_body(receive: Receive, head: Head, settings: Settings, *, authorized: bool = False) -> bytes:
+    """What every HTTP route does first: the API key (unless `authorized` already), then the whole body, refused
+    with 413 once it exceeds `max_body_bytes` (declared or actual); `ClientDisconnect` when the client leaves
+    first."""
+    if not authorized and settings.api_key is not None:
+        authorize(settings, head.authorization)
+    limit = settings.max_body_bytes
+    content_length = head.content_length
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise too_large("the body", limit, int(content_length))
     message = await receive()
@@ -171,13 +176,6 @@ async def read_body(receive: Receive, content_length: str | None, limit: int) ->
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def read_request(receive: Receive, head: Head, settings: Settings) -> bytes:
-    """What every hot HTTP endpoint does first: the API key, then the body within its limit."""
-    if settings.api_key is not None:
-        authorize(settings, head.authorization)
-    return await read_body(receive, head.content_length, settings.max_body_bytes)
 
 
 _COMPRESSIONS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate = zlib format, as clients send
@@ -467,7 +465,7 @@ class _Pattern:
     """A compiled `HotRoute.path`: its fixed prefix and suffix, and each segment between them (a parameter's name,
     or a literal)."""
 
-    __slots__ = ("route", "prefix", "suffix", "start", "cut", "single", "segments")
+    __slots__ = ("route", "template", "prefix", "suffix", "start", "cut", "single", "segments")
 
     def __init__(self, route: HotRoute) -> None:
         path = route.path
@@ -476,7 +474,7 @@ class _Pattern:
         end = path.find("/", last)
         if end < 0:
             raise ValueError(f"hot route {path!r} must end in a fixed segment")
-        self.route = route
+        self.route, self.template = route, path
         self.prefix, self.suffix = path[:start], path[end:]
         self.start, self.cut = start, len(path) - end
         segments: list[tuple[str, bool]] = []
@@ -486,12 +484,13 @@ class _Pattern:
         self.segments = tuple(segments)
         self.single = segments[0][0] if len(segments) == 1 and segments[0][1] else None
 
-    def params(self, path: str) -> dict[str, str] | None:
-        """The path parameters of a path that has the prefix and suffix, or None when its middle does not fit."""
-        middle = path[self.start : -self.cut]
-        single = self.single
-        if single is not None:
-            return {single: middle} if middle and "/" not in middle else None
+    def key(self) -> tuple[str, str, int, int, str | None, _Pattern]:
+        """What `HotRoutes.match` reads, as one tuple (unpacked at once in its loop)."""
+        return self.prefix, self.suffix, self.start, self.cut, self.single, self
+
+    def params(self, middle: str) -> dict[str, str] | None:
+        """The parameters in the part of a path between the prefix and the suffix, or None when it does not fit
+        (`HotRoutes.match` reads a single parameter itself)."""
         parts = middle.split("/")
         if len(parts) != len(self.segments):
             return None
@@ -511,8 +510,8 @@ class HotRoutes:
 
     def __init__(self, routes: Sequence[HotRoute]) -> None:
         self.routes = tuple(routes)
-        self._http = tuple(_Pattern(r) for r in self.routes if r.method == "POST")
-        self._websocket = tuple(_Pattern(r) for r in self.routes if r.method == "WS")
+        self._http = tuple(_Pattern(r).key() for r in self.routes if r.method == "POST")
+        self._websocket = tuple(_Pattern(r).key() for r in self.routes if r.method == "WS")
 
     def match(self, scope: Scope) -> tuple[HotRoute, str, dict[str, str]] | None:
         """(route, its template, path parameters) of a hot request, else None."""
@@ -526,12 +525,16 @@ class HotRoutes:
         else:
             return None
         path: str = scope["path"]
-        for pattern in patterns:
-            if path.startswith(pattern.prefix) and path.endswith(pattern.suffix):
-                params = pattern.params(path)
-                if params is not None:
-                    route = pattern.route
-                    return route, route.path, params
+        for prefix, suffix, start, cut, single, pattern in patterns:
+            if path.startswith(prefix) and path.endswith(suffix):
+                middle = path[start:-cut]
+                if single is not None:
+                    if middle and "/" not in middle:
+                        return pattern.route, pattern.template, {single: middle}
+                else:
+                    params = pattern.params(middle)
+                    if params is not None:
+                        return pattern.route, pattern.template, params
         return None
 
 
@@ -559,6 +562,7 @@ class EdgeApp(FastAPI):
     def __init__(self, hot: Sequence[HotRoute], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot = HotRoutes(hot)
+        self._match = self.hot.match
         install_error_handlers(self)
         # FastAPI types these as request handlers; Starlette (which does the routing) also takes plain ASGI apps
         for route in self.hot.routes:
@@ -568,34 +572,40 @@ class EdgeApp(FastAPI):
                 self.router.add_route(route.path, cast(Any, route.endpoint), [route.method], include_in_schema=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        hot = self.hot.match(scope) if kind != "lifespan" and not self.root_path else None
-        if hot is not None:
-            scope["app"] = self
-            scope["route"] = hot[0]
-            scope["path_params"] = hot[2]
-        if kind != "http":
-            if hot is None:
-                await super().__call__(scope, receive, send)
-            else:
-                await hot[0].endpoint(scope, receive, send)  # `ws_serve` counts a stream's messages
+        if scope["type"] != "http":
+            await self._connection(scope, receive, send)
             return
+        hot = None if self.root_path else self._match(scope)
         started = time.perf_counter()
         status = 500  # if the app fails before it starts a response
-        watch = None
+        if hot is None:
+            watch: _StatusWatch | None = _StatusWatch(send)
+        else:
+            route, template, scope["path_params"] = hot
+            scope["app"] = self
+            scope["route"] = route
+            watch = None
         try:
-            if hot is not None:
-                status = await hot[0].endpoint(scope, receive, send)
+            if watch is None:
+                status = await route.endpoint(scope, receive, send)
             else:
-                watch = _StatusWatch(send)
                 await super().__call__(scope, receive, watch)
         finally:
-            if watch is None:
-                route = hot[1] if hot is not None else "<unmatched>"
-            else:
+            if watch is not None:
                 status = watch.status
-                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            self.serving.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
+                template = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            self.serving.metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+
+    async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket (hot: `ws_serve` counts its messages) or the lifespan."""
+        hot = self._match(scope) if scope["type"] == "websocket" and not self.root_path else None
+        if hot is None:
+            await super().__call__(scope, receive, send)
+            return
+        route, _, scope["path_params"] = hot
+        scope["app"] = self
+        scope["route"] = route
+        await route.endpoint(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's schema, with the hot HTTP routes described from their table."""

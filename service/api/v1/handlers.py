@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from service.api import edge
-from service.api.edge import JSON, OCTET_STREAM, PROBLEM, Head, Serving, read_request, respond
+from service.api.edge import JSON, OCTET_STREAM, PROBLEM, Head, Serving, read_body, respond
 from service.api.v1 import binary, codec
 
 
@@ -27,7 +27,7 @@ class StepEndpoint:
         head = Head(scope, binary.HEADERS)
         try:
             codec.v1_session_id(session_id)
-            body = await read_request(receive, head, serving.settings)
+            body = await read_body(receive, head, serving.settings)
             reply_binary = head.binary_reply
             if head.binary_body:
                 request = binary.step_request(body, binary.options(scope, head), reply_binary)
@@ -54,7 +54,7 @@ class PredictEndpoint:
         model: str = scope["path_params"]["model"]
         head = Head(scope, binary.HEADERS)
         try:
-            body = await read_request(receive, head, serving.settings)
+            body = await read_body(receive, head, serving.settings)
             if head.binary_body:
                 request = binary.predict_request(body, binary.options(scope, head))
             else:

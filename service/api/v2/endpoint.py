@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from service.api import edge
-from service.api.edge import JSON, OCTET_STREAM, V2, Head, Serving, decode_content, read_request, respond
+from service.api.edge import JSON, OCTET_STREAM, V2, Head, Serving, decode_content, read_body, respond
 from service.api.v2.binding import ready_model
 from service.api.v2.infer import infer
 from service.api.v2.tensors import HEADER_LENGTH, decode_request
@@ -32,7 +32,7 @@ class InferEndpoint:
         head = Head(scope, _HEADERS)
         try:
             # the order of FastAPI's routes: the key, the body, then the model and version
-            body = await read_request(receive, head, serving.settings)
+            body = await read_body(receive, head, serving.settings)
             loaded = ready_model(serving.service, params["model"], params.get("version"))
             assert loaded.signature is not None
             raw = decode_content(body, head.get(_CONTENT_ENCODING), serving.settings.max_body_bytes)
