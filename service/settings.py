@@ -102,9 +102,10 @@ class Settings(BaseSettings):
     """Session store: memory:// (this process), redis://host:port/db (shared by replicas; rediss:// for TLS,
     redis://user:password@... for a password or ACL user) or redis+cluster://host:port,host:port/ (a Redis
     Cluster; rediss+cluster:// for TLS)."""
-    store_cache: int = Field(default=10_000, ge=0)
-    """Redis stores: sessions whose last record a replica keeps, to step them without reading Redis first (a stale
-    copy is detected by the commit's compare-and-set and recomputed). 0 reads Redis on every step."""
+    store_cache_mb: float = Field(default=64.0, ge=0)
+    """Redis stores: memory (MiB) for the copies of the sessions a replica served last, which it steps without
+    reading Redis first (a stale copy is caught by the commit's compare-and-set and the step recomputed from a fresh
+    read). 0 reads Redis on every step."""
     max_sessions: int = Field(default=10_000, ge=1)
     """Most live sessions; creating one more answers 429."""
     default_ttl_s: float = Field(default=600.0, gt=0)

@@ -25,5 +25,5 @@ def open_store(settings: Settings, events: SessionEvents | None = None) -> Sessi
         max_sessions=settings.max_sessions,
         default_ttl_s=settings.default_ttl_s,
         events=events,
-        cache_sessions=settings.store_cache,
+        cache_bytes=round(settings.store_cache_mb * 2**20),
     )

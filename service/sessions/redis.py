@@ -58,7 +58,8 @@ SOCKET_TIMEOUT_S = 1.5
 RETRIES = 2  # reconnect attempts per call before answering 503
 MAX_CONNECTIONS = 64  # per process; more concurrent calls wait for a free connection ...
 POOL_WAIT_S = 5.0  # ... this long at most, then 503
-CACHE_SESSIONS = 10_000  # records kept for `load` (the sessions this replica served last)
+CACHE_BYTES = 64 * 2**20  # memory for the records kept for `load` (the sessions this replica served last)
+_ENTRY_BYTES = 240  # what one cached record costs besides its states (the record, its head, the dict entry)
 CLUSTER_BUCKETS = 16  # hash tags on a cluster (the `buckets` query parameter overrides it)
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
@@ -203,15 +204,16 @@ class RedisSessionStore:
         key_prefix: str = "rnnserve:",
         where: str = "redis",
         buckets: int = 0,
-        cache_sessions: int = CACHE_SESSIONS,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
-        """`buckets` 0: one Redis, plain keys; N >= 1: keys under N hash tags (a cluster needs them)."""
+        """`buckets` 0: one Redis, plain keys; N >= 1: keys under N hash tags (a cluster needs them).
+        `cache_bytes`: memory for the copies `load` steps from (0: read on every step)."""
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         if default_ttl_s <= 0:
             raise ValueError(f"default_ttl_s must be > 0, got {default_ttl_s}")
-        if buckets < 0 or cache_sessions < 0:
-            raise ValueError(f"buckets and cache_sessions must be >= 0, got {buckets}, {cache_sessions}")
+        if buckets < 0 or cache_bytes < 0:
+            raise ValueError(f"buckets and cache_bytes must be >= 0, got {buckets}, {cache_bytes}")
         self._client = client
         self._max_sessions = max_sessions
         self._default_ttl_s = default_ttl_s
@@ -226,8 +228,10 @@ class RedisSessionStore:
             self._session_prefixes = [f"{key_prefix}s:"]
             self._live_keys = [f"{key_prefix}live"]
         self._locks = SessionLocks()
-        self._cache: OrderedDict[str, tuple[SessionRecord, bytes]] = OrderedDict()  # id -> (record, head)
-        self._cache_sessions = cache_sessions
+        # id -> (record, head, bytes): least recently used first, at most `cache_bytes` in all
+        self._cache: OrderedDict[str, tuple[SessionRecord, bytes, int]] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached_bytes = 0
         self._load_queue = _Queue(_LOAD, "load")
         self._commit_queue = _Queue(_COMMIT, "commit")
         self._sending: set[asyncio.Task[None]] = set()
@@ -241,7 +245,7 @@ class RedisSessionStore:
         default_ttl_s: float,
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
-        cache_sessions: int = CACHE_SESSIONS,
+        cache_bytes: int = CACHE_BYTES,
     ) -> RedisSessionStore:
         """A store on `redis://[user:password@]host:port/db` (or rediss://, unix://), or on a Redis Cluster with
         `redis+cluster://[user:password@]host:port,host:port/?buckets=16` (or rediss+cluster:// for TLS): short
@@ -275,7 +279,7 @@ class RedisSessionStore:
             key_prefix=key_prefix,
             where=describe_url(url),
             buckets=buckets,
-            cache_sessions=cache_sessions,
+            cache_bytes=cache_bytes,
         )
 
     # ---- SessionStore -----------------------------------------------------------------------------------------
@@ -297,7 +301,7 @@ class RedisSessionStore:
         group, key = self._key(session_id)
         reply, now_ms = await self._enqueue(self._load_queue, group, key, (session_id,))
         if isinstance(reply, int):
-            self._cache.pop(session_id, None)
+            self._forget(session_id)
             if reply == -3 and self._events is not None:
                 self._events.evicted()
             elif reply == -4:
@@ -342,7 +346,7 @@ class RedisSessionStore:
         if reply == 0:
             self._remember(record, head)
             return
-        self._cache.pop(session_id, None)
+        self._forget(session_id)
         if reply == -1:
             raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
         version, step = decode_head(reply)
@@ -351,7 +355,7 @@ class RedisSessionStore:
         )
 
     async def delete(self, session_id: str) -> bool:
-        self._cache.pop(session_id, None)
+        self._forget(session_id)
         group, key = self._key(session_id)
         deleted = await self._run_one(_DELETE, [self._live_keys[group], key], [session_id], "delete")
         return bool(deleted)
@@ -375,6 +379,7 @@ class RedisSessionStore:
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
         self._cache.clear()
+        self._cached_bytes = 0
         await self._client.aclose()
 
     # ---- batching: one script call per key group for the calls of one loop iteration ------------------------------
@@ -496,13 +501,25 @@ class RedisSessionStore:
         return value, value[:HEAD_BYTES]
 
     def _remember(self, record: SessionRecord, head: bytes) -> None:
-        if not self._cache_sessions:
+        """Keep `record` (as stored at `head`) for `load`. Without its cached reply: a retry that matches a copy is
+        answered from a fresh read anyway (`InferenceService.step`), so the copy needs only the digest."""
+        size = _ENTRY_BYTES + sum(s.nbytes for s in record.states)
+        if size > self._cache_bytes:
+            self._forget(record.session_id)
             return
+        if record.last_response is not None:
+            record = record._replace(last_response=None)
         cache = self._cache
-        cache[record.session_id] = (record, head)
-        cache.move_to_end(record.session_id)
-        if len(cache) > self._cache_sessions:
-            cache.popitem(last=False)
+        old = cache.pop(record.session_id, None)
+        self._cached_bytes += size - (old[2] if old is not None else 0)
+        cache[record.session_id] = (record, head, size)
+        while self._cached_bytes > self._cache_bytes:
+            self._cached_bytes -= cache.popitem(last=False)[1][2]
+
+    def _forget(self, session_id: str) -> None:
+        old = self._cache.pop(session_id, None)
+        if old is not None:
+            self._cached_bytes -= old[2]
 
     def _report_expired(self, n: int) -> None:
         if n and self._events is not None:

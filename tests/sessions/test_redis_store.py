@@ -227,3 +227,25 @@ async def test_tls_and_an_acl_user_in_the_url(tls_redis: str) -> None:
         assert "wrong" not in refused.value.detail and "s3cret" not in refused.value.detail
     finally:
         await wrong.aclose()
+
+
+async def test_the_copies_kept_for_load_stay_within_their_byte_budget_and_hold_no_reply(redis_stores) -> None:
+    one = 240 + 128 * 4  # a record's overhead and its (1, 128) float32 state
+    store = RedisSessionStore.from_url(
+        redis_stores.redis_url,
+        max_sessions=10,
+        default_ttl_s=60,
+        key_prefix=redis_stores.key_prefix,
+        cache_bytes=2 * one,
+    )
+    redis_stores.opened.append(store)
+    records = [make_record(seed=i) for i in range(3)]
+    for record in records:
+        await store.create(record)
+        await store.commit(record.advanced(record.states, 1, b"digest", b"a large reply"), expected_version=0)
+
+    fresh = [(await store.load(r.session_id))[1] for r in reversed(records)]
+    assert fresh == [False, False, True]  # the least recently used copy made room
+    copy, fresh = await store.load(records[1].session_id)
+    assert not fresh and (copy.last_digest, copy.last_response) == (b"digest", None)  # a retry reads afresh
+    assert (await store.get(records[1].session_id)).last_response == b"a large reply"
