@@ -246,12 +246,11 @@ def canonical_values(
         if field is None:
             hint = " (settings are top-level keys, not tables)" if isinstance(value, dict) else ""
             raise SettingsError(f"{source}: unknown setting {name}{hint}; did you mean {spell(closest_setting(name))}?")
-        if field in values and values[field] != value:
-            raise SettingsError(
-                f"{source}: {named[field]} and {name} both set {field} to different values; keep {spell(field)}"
-            )
         if name in old and warn:
             warnings.warn(f"{source}: {name} is deprecated, use {spell(field)}", DeprecatedSettingWarning, stacklevel=2)
+        if field in values and values[field] != value:
+            first, second = sorted((named[field], name), key=lambda n: n == spell(field))  # the new name last
+            raise SettingsError(f"{source}: {first} and {second} both set {field}, to different values; keep {second}")
         values[field] = value
         named.setdefault(field, name)
     return values

@@ -1,13 +1,20 @@
-"""Settings from flags and RNNSERVE_* variables, and the `rnnserve` command line (serve, export, inspect)."""
+"""Settings from flags, RNNSERVE_* variables and a config file by one rule (aliases warn, unknown names are errors),
+`rnnserve serve --help` and the README's table made from the class, and the `rnnserve` command line (serve,
+export, inspect)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,12 +26,309 @@ from service_models import MODELS
 from service_server import write_models
 
 import service
-from service.cli import main
+from service.cli import build_parser, main, settings_from
 from service.export.package import read_package, write_package
 from service.runtime.ort_model import OrtModel
-from service.settings import Settings
+from service.settings import (
+    ALIASES,
+    ENV_PREFIX,
+    NOT_SETTINGS,
+    SECTIONS,
+    DeprecatedSettingWarning,
+    Settings,
+    SettingsError,
+    flag,
+    load_settings,
+    markdown_table,
+    sections,
+    settings_environment,
+    variable,
+)
 
-KERAS_FILE = Path(__file__).resolve().parents[1] / "parity" / "fixtures" / "k3_lstm_return_state.keras"
+ROOT = Path(__file__).resolve().parents[2]
+KERAS_FILE = ROOT / "tests" / "parity" / "fixtures" / "k3_lstm_return_state.keras"
+
+# A value other than the default for every setting (a new field needs one here: the tests below then check its flag,
+# its variable and its config key).
+SAMPLES: dict[str, Any] = {
+    "host": "0.0.0.0",
+    "port": 9001,
+    "workers": 2,
+    "log_level": "debug",
+    "models": "/srv/models",
+    "provider": "auto",
+    "intra_op_threads": 2,
+    "inter_op_threads": 3,
+    "executor": "direct",
+    "executor_threads": 8,
+    "max_batch_size": 64,
+    "max_delay_ms": 0.5,
+    "store_url": "redis://127.0.0.1:6390/1",
+    "store_cache_mb": 8.0,
+    "max_sessions": 50,
+    "default_ttl_s": 30.0,
+    "max_ttl_s": 3600.0,
+    "max_body_bytes": 4096,
+    "max_timesteps": 500,
+    "max_request_batch": 16,
+    "api_key": "s3cret",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_settings_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from an environment without RNNSERVE_* settings (the tool variables may stay)."""
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIX) and key not in NOT_SETTINGS:
+            monkeypatch.delenv(key)
+
+
+def value_of(settings: Settings, name: str) -> Any:
+    value = getattr(settings, name)
+    if name == "api_key":
+        return value and value.get_secret_value()
+    return str(value) if isinstance(value, Path) else value
+
+
+def toml(values: dict[str, Any]) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+
+def serve_args(*argv: str) -> Any:
+    return build_parser().parse_args(["serve", *argv])
+
+
+@pytest.fixture
+def no_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecatedSettingWarning)
+        yield
+
+
+# ---- one rule: --x-y, RNNSERVE_X_Y, x_y ---------------------------------------------------------------------------
+
+
+def test_every_setting_has_a_sample() -> None:
+    assert set(SAMPLES) == set(Settings.model_fields)
+    for name, value in SAMPLES.items():
+        assert value_of(Settings(), name) != value, f"the sample of {name} is its default"
+
+
+@pytest.mark.parametrize("name", list(SAMPLES))
+def test_every_setting_is_a_flag(name: str, no_warnings: None) -> None:
+    settings = settings_from(serve_args(f"--{name.replace('_', '-')}", str(SAMPLES[name])))
+    assert value_of(settings, name) == SAMPLES[name]
+
+
+@pytest.mark.parametrize("name", list(SAMPLES))
+def test_every_setting_is_a_variable(name: str, monkeypatch: pytest.MonkeyPatch, no_warnings: None) -> None:
+    monkeypatch.setenv(f"RNNSERVE_{name.upper()}", str(SAMPLES[name]))
+    assert value_of(Settings(), name) == SAMPLES[name]
+    assert value_of(load_settings(), name) == SAMPLES[name]
+
+
+@pytest.mark.parametrize("name", list(SAMPLES))
+def test_every_setting_is_a_config_key(name: str, tmp_path: Path, no_warnings: None) -> None:
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(toml({name: SAMPLES[name]}))
+    assert value_of(settings_from(serve_args("--config", str(config))), name) == SAMPLES[name]
+
+
+def test_the_help_names_each_flag_with_its_variable_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in Settings.model_fields:
+        assert re.search(rf"{flag(name)} \S+.*? Env: {variable(name)}\.", text), name
+    assert "--max-timesteps N" in text
+    assert "Flags win over RNNSERVE_* variables, which win over the config file, which wins over the defaults" in text
+
+
+def test_help_groups_the_flags_by_the_sections_of_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    headings = re.findall(r"^(\w+) settings:$", out, re.M)
+    assert headings == ["process", "models", "execution", "sessions", "limits", "security"]
+    for section, names in sections().items():
+        block = out.split(f"\n{section} settings:\n")[1].split("\n\n")[0]
+        flags = re.findall(r"^  (--[\w-]+)", block, re.M)
+        assert flags == [flag(name) for name in names], section
+    for alias in ALIASES:
+        assert not re.search(rf"^  {flag(alias)}\s", out, re.M)  # old names are not offered, only mentioned
+
+
+def test_sections_follow_the_comments_in_the_settings_class() -> None:
+    found: dict[str, str] = {}
+    pending = None
+    for line in inspect.getsource(Settings).splitlines():
+        heading = re.fullmatch(r"    # ---- (\w+) -+", line)
+        field = re.match(r"    (\w+): ", line)
+        if heading:
+            pending = heading.group(1)
+        elif field and pending:
+            found[field.group(1)] = pending
+            pending = None
+    assert found == SECTIONS
+    assert [name for names in sections().values() for name in names] == list(Settings.model_fields)
+
+
+# ---- old names, unknown names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("alias", "name"), list(ALIASES.items()))
+def test_an_old_flag_still_works_and_warns(alias: str, name: str) -> None:
+    with pytest.warns(DeprecatedSettingWarning, match=f"{flag(alias)} is deprecated, use {flag(name)}$"):
+        settings = settings_from(serve_args(flag(alias), str(SAMPLES[name])))
+    assert value_of(settings, name) == SAMPLES[name]
+
+
+@pytest.mark.parametrize(("alias", "name"), list(ALIASES.items()))
+def test_an_old_variable_still_works_and_warns(alias: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variable(alias), str(SAMPLES[name]))
+    with pytest.warns(DeprecatedSettingWarning, match=f"{variable(alias)} is deprecated, use {variable(name)}$"):
+        settings = Settings()
+    assert value_of(settings, name) == SAMPLES[name]
+
+
+@pytest.mark.parametrize(("alias", "name"), list(ALIASES.items()))
+def test_an_old_config_key_still_works_and_warns(alias: str, name: str, tmp_path: Path) -> None:
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(toml({alias: SAMPLES[name]}))
+    with pytest.warns(DeprecatedSettingWarning, match=f"{alias} is deprecated, use {name}$"):
+        settings = load_settings(config=config)
+    assert value_of(settings, name) == SAMPLES[name]
+
+
+def test_serve_prints_the_warning_of_an_old_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--models", str(tmp_path / "missing"), "--store", "memory://", "--threads", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "rnnserve serve: warning: command line: --store is deprecated, use --store-url" in err
+    assert "rnnserve serve: warning: command line: --threads is deprecated, use --executor-threads" in err
+
+
+def test_an_old_and_a_new_name_that_disagree_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.warns(DeprecatedSettingWarning), pytest.raises(SettingsError, match="--store and --store-url"):
+        settings_from(serve_args("--store", "memory://", "--store-url", "redis://127.0.0.1:6379/0"))
+    monkeypatch.setenv("RNNSERVE_THREADS", "3")
+    monkeypatch.setenv("RNNSERVE_EXECUTOR_THREADS", "5")
+    with pytest.warns(DeprecatedSettingWarning), pytest.raises(SettingsError, match="keep RNNSERVE_EXECUTOR_THREADS"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("given", "suggested"),
+    [
+        ("RNNSERVE_STORE_URI", "RNNSERVE_STORE_URL"),
+        ("RNNSERVE_MAX_TIMESTEP", "RNNSERVE_MAX_TIMESTEPS"),
+        ("RNNSERVE_APIKEY", "RNNSERVE_API_KEY"),
+        ("RNNSERVE_SESION_TTL", "RNNSERVE_DEFAULT_TTL_S"),  # closest to an old name: the new name is suggested
+        ("RNNSERVE_port", "RNNSERVE_PORT"),
+    ],
+)
+def test_an_unknown_variable_stops_the_server_naming_the_closest_setting(
+    given: str, suggested: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(given, "1")
+    assert main(["serve", "--models", str(tmp_path)]) == 2
+    assert f"environment: unknown setting {given}; did you mean {suggested}?" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match=suggested):
+        Settings()
+
+
+def test_the_variables_of_the_tests_and_scripts_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in NOT_SETTINGS:
+        monkeypatch.setenv(name, "1")
+    assert Settings().port == 8000
+
+
+def test_every_rnnserve_name_in_the_repository_is_a_setting_an_alias_or_a_tool_variable() -> None:
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    known = (
+        {variable(name) for name in [*Settings.model_fields, *ALIASES]}
+        | NOT_SETTINGS
+        | {"RNNSERVE_X_Y", "RNNSERVE_STORE_URI"}
+    )  # README: the rule, and a typo
+    unknown: dict[str, str] = {}
+    for path in files.splitlines():
+        try:
+            text = (ROOT / path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for name in re.findall(r"\bRNNSERVE_[A-Z0-9_]*[A-Z0-9]\b", text):
+            if name not in known and path != "tests/service/test_cli_settings.py":  # here: names made up on purpose
+                unknown.setdefault(name, path)
+    assert not unknown, f"not settings (add them to NOT_SETTINGS if tests or scripts read them): {unknown}"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('store_uri = "memory://"\n', "unknown setting store_uri; did you mean store_url?"),
+        ("[sessions]\nmax_sessions = 3\n", "unknown setting sessions (settings are top-level keys, not tables)"),
+        ("max_sessions = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_stops_the_server(
+    text: str, error: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(text)
+    assert main(["serve", "--models", str(tmp_path), "--config", str(config)]) == 2
+    assert f"rnnserve serve: config file {config}: {error}" in capsys.readouterr().err
+
+
+def test_a_missing_config_file_stops_the_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--models", str(tmp_path), "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: No such file or directory" in capsys.readouterr().err
+
+
+def test_an_invalid_value_is_named_by_its_flag_and_variable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--models", str(tmp_path), "--port", "70000"]) == 2
+    assert "--port / RNNSERVE_PORT: Input should be less than or equal to 65535 (got 70000)" in capsys.readouterr().err
+
+
+# ---- precedence ---------------------------------------------------------------------------------------------------
+
+
+def test_flags_win_over_variables_over_the_config_file_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(toml({"port": 9001, "max_sessions": 11, "max_timesteps": 12}))
+    monkeypatch.setenv("RNNSERVE_PORT", "9002")
+    monkeypatch.setenv("RNNSERVE_MAX_SESSIONS", "21")
+    settings = settings_from(serve_args("--config", str(config), "--port", "9003"))
+    assert settings.port == 9003  # flag > variable > file
+    assert settings.max_sessions == 21  # variable > file
+    assert settings.max_timesteps == 12  # file > default
+    assert settings.max_body_bytes == 16 * 1024 * 1024  # default
+
+
+def test_worker_processes_read_back_the_same_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(toml(SAMPLES))
+    settings = load_settings(config=config)
+    for name, value in settings_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    assert Settings().model_dump() == settings.model_dump()
+    assert Settings().api_key == settings.api_key
+
+
+# ---- the README -----------------------------------------------------------------------------------------------------
+
+
+def test_the_readme_settings_table_is_made_from_the_class() -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- settings table: .*? -->\n(.*?)<!-- end of settings table -->", readme, re.S)
+    assert found, "README.md has no settings table between its markers"
+    assert found.group(1) == markdown_table(), "regenerate it: python -m service.settings"
+    for name in Settings.model_fields:
+        assert f"| `{flag(name)}` | `{variable(name)}` |" in found.group(1)
 
 
 def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,11 +359,14 @@ def test_invalid_settings_are_refused(bad: dict) -> None:
         Settings(**bad)
 
 
-def test_rnnserve_serve_runs_a_server_from_flags_and_environment(tmp_path: Path) -> None:
+def test_rnnserve_serve_runs_a_server_from_flags_environment_and_config_file(tmp_path: Path) -> None:
     models = write_models(tmp_path / "models", ["gru"])
     port = free_port()
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(toml({"models": str(models), "max_sessions": 5, "port": 1}))
     env = {**os.environ, "RNNSERVE_MAX_SESSIONS": "1"}
-    command = [sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port)]
+    command = [sys.executable, "-m", "service", "serve", "--config", str(config), "--port", str(port)]
+    command += ["--session-ttl", "30"]  # an old name: works, with a warning
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as client:
@@ -80,6 +387,7 @@ def test_rnnserve_serve_runs_a_server_from_flags_and_environment(tmp_path: Path)
         output, _ = process.communicate(timeout=30)
     assert "Application shutdown complete" in output  # SIGTERM: a graceful stop (uvicorn then re-raises it)
     assert "model 'broken'" in output  # the failed load is logged
+    assert "warning: command line: --session-ttl is deprecated, use --default-ttl-s" in output
 
 
 def test_serve_refuses_a_missing_folder_and_workers_without_a_shared_store(
