@@ -1,11 +1,13 @@
 """Cross-checks of the deployment files against each other and against the service (no network, no cluster).
 
 The schema checks (kubernetes-validate, hadolint, compose config) run in deploy/check.sh; these tests check what
-a schema cannot: that names, labels and ports agree across files and that every RNNSERVE_* variable is a setting.
+a schema cannot: that names, labels and ports agree across files, that every RNNSERVE_* variable is a setting and
+every flag of `rnnserve serve` a setting's flag, by their current names (not an old name, which would warn).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.settings import Settings
+from service.settings import Settings, flag
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -57,6 +59,10 @@ def resolve_port(port: int | str, container: Doc) -> int:
 
 def settings_variables() -> set[str]:
     return {f"RNNSERVE_{name.upper()}" for name in Settings.model_fields}
+
+
+def settings_flags() -> set[str]:
+    return {flag(name) for name in Settings.model_fields} | {"--config"}
 
 
 def rnnserve_variables(mapping: dict[str, Any]) -> set[str]:
@@ -238,6 +244,20 @@ def test_compose_and_kubernetes_run_the_same_image_and_command(docs: list[Doc]) 
     for _, service in replicas():
         assert service["image"].split(":")[0] == "rnnserve"
         assert service["command"][:2] == container["args"][:2] == ["rnnserve", "serve"]
+
+
+def test_serve_commands_use_the_settings_flags(docs: list[Doc]) -> None:
+    (container,) = containers(one(docs, "Deployment"))
+    commands = [container["args"]] + [service["command"] for _, service in replicas()]
+    for path in DOCKERFILES:
+        commands += [json.loads(cmd) for cmd in re.findall(r"^CMD (\[.*\])$", path.read_text(), re.M)]
+    commands += [
+        line.split() for line in re.findall(r"rnnserve serve[^\n)]*", (ROOT / "deploy" / "check.sh").read_text())
+    ]
+    assert len(commands) >= 5
+    for command in commands:
+        assert command[:2] == ["rnnserve", "serve"]
+        assert {arg for arg in command if arg.startswith("--")} <= settings_flags(), command
 
 
 # ---- Dockerfiles --------------------------------------------------------------------------------------------------
