@@ -146,6 +146,15 @@ export class Session {
     if (this.closed) throw this.closed;
     const data = this.encode(values);
     const before = this.step;
+    if (!apiKey() && !this.wsFailed) {
+      try {
+        await this.connect(); // not part of the step's round trip
+      } catch (err) {
+        if (!(err instanceof StreamLost)) throw err;
+        this.wsFailed = err.detail; // nothing was sent: HTTP from this step on
+        this.transport = `HTTP binary (the WebSocket ${err.detail})`;
+      }
+    }
     let started = performance.now();
     let buf;
     if (apiKey() || this.wsFailed) buf = await this.sendHttp(data);
