@@ -127,7 +127,9 @@ class InferenceService:
         executor: StepExecutor,
         settings: Settings,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock`: unix time for session expiry (a test injects one, with the memory store's, to skip ahead)."""
         self.repository = repository
         self.store = store
         self.executor = executor
@@ -135,6 +137,7 @@ class InferenceService:
         self.default_ttl_s = settings.default_ttl_s
         self.max_ttl_s = settings.max_ttl_s
         self.metrics = metrics
+        self.clock = clock
 
     # ---- models ------------------------------------------------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class InferenceService:
         check_batch_size(sig, batch, self.limits)
         ttl = self._ttl(ttl_s)
         states = zero_states(sig, batch) if initial_state is None else check_states(sig, initial_state, batch=batch)
-        now = time.time()
+        now = self.clock()
         record = SessionRecord(
             session_id=session_id if session_id is not None else secrets.token_urlsafe(SESSION_ID_BYTES),
             model=model.name,
@@ -263,7 +266,7 @@ class InferenceService:
         # streams without seq do not store a copy of every reply with their session.
         digest, reply = (request.digest, body) if request.seq is not None else (None, None)
         await self.store.commit(
-            record.advanced(states, checked.timesteps, digest, reply), expected_version=record.version
+            record.advanced(states, checked.timesteps, digest, reply, self.clock()), expected_version=record.version
         )
         if self.metrics is not None:
             self.metrics.step_done(model.name, checked.timesteps)
@@ -276,7 +279,7 @@ class InferenceService:
             sig = self._session_signature(record)
             batch = record.batch_size
             new_states = zero_states(sig, batch) if states is None else check_states(sig, states, batch=batch)
-            reset = record.reset(tuple(new_states))
+            reset = record.reset(tuple(new_states), self.clock())
             await self.store.commit(reset, expected_version=record.version)
         return _info(reset)
 

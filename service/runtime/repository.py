@@ -108,6 +108,14 @@ class ModelRepository:
         if self._on_loaded is not None:
             self._on_loaded(model)
 
+    def add(self, name: str, runner: Runner, source: str = "in process") -> LoadedModel:
+        """Serve a model built in this process (e.g. the numpy reference of a spec) beside the folder's entries."""
+        model = LoadedModel(name=name, source=source, status="ready", signature=runner.signature, runner=runner)
+        self._models[name] = model
+        if self._on_loaded is not None:
+            self._on_loaded(model)
+        return model
+
     @property
     def ready(self) -> bool:
         """True once every entry has been tried and none is still loading (failed models are reported, not awaited)."""

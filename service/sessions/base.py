@@ -33,16 +33,21 @@ class SessionRecord(NamedTuple):
     last_response: bytes | None = None
 
     def advanced(
-        self, states: tuple[np.ndarray, ...], timesteps: int, digest: bytes | None, response: bytes | None
+        self,
+        states: tuple[np.ndarray, ...],
+        timesteps: int,
+        digest: bytes | None,
+        response: bytes | None,
+        now: float | None = None,
     ) -> SessionRecord:
-        """The record after a successful step of `timesteps` timesteps."""
+        """The record after a successful step of `timesteps` timesteps, at `now` (unix time; default: the clock)."""
         return SessionRecord(
             self.session_id,
             self.model,
             self.batch_size,
             states,
             self.ttl_s,
-            time.time() + self.ttl_s,
+            (time.time() if now is None else now) + self.ttl_s,
             self.created_at,
             self.step + timesteps,
             self.version + 1,
@@ -51,7 +56,7 @@ class SessionRecord(NamedTuple):
             response,
         )
 
-    def reset(self, states: tuple[np.ndarray, ...]) -> SessionRecord:
+    def reset(self, states: tuple[np.ndarray, ...], now: float | None = None) -> SessionRecord:
         return self._replace(
             states=states,
             step=0,
@@ -59,7 +64,7 @@ class SessionRecord(NamedTuple):
             prev_step=None,
             last_digest=None,
             last_response=None,
-            expires_at=time.time() + self.ttl_s,
+            expires_at=(time.time() if now is None else now) + self.ttl_s,
         )
 
 
