@@ -172,7 +172,8 @@ def explain(exc: ValidationError) -> str:
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else ""
         where = f"{flag(name)} / {variable(name)}" if name in Settings.model_fields else "settings"
-        lines.append(f"  {where}: {error['msg']} (got {error['input']!r})" if name else f"  {error['msg']}")
+        got = "" if repr(error["input"]) in error["msg"] else f" (got {error['input']!r})"
+        lines.append(f"  {where}: {error['msg']}{got}" if name else f"  {error['msg']}")
     return "\n".join(lines)
 
 

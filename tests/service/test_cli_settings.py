@@ -438,3 +438,13 @@ def test_inspect_of_a_bad_file_is_a_clear_error(tmp_path: Path, capsys: pytest.C
     bad.write_bytes(b"nope")
     assert main(["inspect", str(bad)]) == 1
     assert "ModelFileError" in capsys.readouterr().err
+
+
+def test_the_readme_config_file_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Settings\n")[1].split("\n## ")[0]
+    (example,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(example)
+    settings = load_settings(config=config)
+    assert settings.store_url.startswith("redis://") and settings.workers == 2
