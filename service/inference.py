@@ -227,8 +227,12 @@ class InferenceService:
         on its version succeeds. Any other outcome (a replay, a seq conflict, an invalid input, a failed commit) is
         decided again from a fresh read, so every answer is the one a store read on every step would give."""
         store = self.store
+        metrics = self.metrics
         async with store.lock(session_id):
+            started = time.perf_counter()
             record, fresh = await store.load(session_id)
+            if metrics is not None:
+                metrics.stage(record.model, "store_read", time.perf_counter() - started)
             if not fresh:
                 try:
                     return await self._step(record, request, encode, copy=True)
@@ -236,8 +240,8 @@ class InferenceService:
                     raise
                 except RnnServeError:
                     pass  # decided again below, from the store's own record
-                if self.metrics is not None:
-                    self.metrics.session_rereads.inc()
+                if metrics is not None:
+                    metrics.session_rereads.inc()
                 record = await store.get(session_id)
             return await self._step(record, request, encode, copy=False)
 
@@ -260,7 +264,10 @@ class InferenceService:
         result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
         outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
         new_step = record.step + checked.timesteps
+        metrics = self.metrics
+        started = time.perf_counter()
         body = encode(StepResult(outputs, states_out, session_id=session_id, step=new_step))
+        encoded = time.perf_counter()
         states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
         # Only a request that names its `seq` can be retried (`_check_seq`): keep the reply for those alone, so that
         # streams without seq do not store a copy of every reply with their session.
@@ -268,8 +275,10 @@ class InferenceService:
         await self.store.commit(
             record.advanced(states, checked.timesteps, digest, reply, self.clock()), expected_version=record.version
         )
-        if self.metrics is not None:
-            self.metrics.step_done(model.name, checked.timesteps)
+        if metrics is not None:
+            metrics.stage(model.name, "encode", encoded - started)
+            metrics.stage(model.name, "store_commit", time.perf_counter() - encoded)
+            metrics.step_done(model.name, checked.timesteps)
         return body
 
     async def reset_session(self, session_id: str, states: Sequence[np.ndarray] | None = None) -> SessionInfo:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 Labels = tuple[str, ...]
 _bound_text = cast(Callable[[float], str], floatToGoString)  # how prometheus_client writes `le` (untyped there)
@@ -194,6 +195,14 @@ class Metrics:
         self.batch_requests = self._histogram(
             "rnnserve_batch_requests", "Requests merged into each model call", ["model"], _ROW_BUCKETS
         )
+        self.stages = self._histogram(
+            "rnnserve_stage_seconds",
+            "Where a request's time goes, per model: queue (waiting for the batcher or a worker), model (the "
+            "onnxruntime call a request was merged into), store_read and store_commit (a session's load and "
+            "commit), encode (rendering the reply)",
+            ["model", "stage"],
+            _STAGE_BUCKETS,
+        )
         self.store_round_trips = self._counter(
             "rnnserve_store_round_trips", "Exchanges with a remote session store (one per batch of calls)", ["op"]
         )
@@ -248,12 +257,22 @@ class Metrics:
         self.steps.inc(key)
         self.timesteps.inc(key, timesteps)
 
-    def model_call(self, model: str, requests: int, rows: int) -> None:
-        """One onnxruntime call merging `requests` requests into `rows` rows (the executors' `CallObserver`)."""
+    def model_call(self, model: str, requests: int, rows: int, seconds: float, waited: Sequence[float]) -> None:
+        """One onnxruntime call merging `requests` requests into `rows` rows, how long it took, and how long each
+        request waited for it (the executors' `CallObserver`)."""
         key = (model,)
         self.model_calls.inc(key)
         self.batch_rows.observe(key, rows)
         self.batch_requests.observe(key, requests)
+        stages = self.stages
+        stages.observe((model, "model"), seconds)
+        queue = (model, "queue")
+        for wait in waited:
+            stages.observe(queue, wait)
+
+    def stage(self, model: str, stage: str, seconds: float) -> None:
+        """Time spent in one stage of a request (see `stages`)."""
+        self.stages.observe((model, stage), seconds)
 
     def render(self) -> bytes:
         if not self.shared:

@@ -6,7 +6,7 @@ concurrent requests into one call) can replace it behind the same protocol. `ope
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 
-CallObserver = Callable[[str, int, int], None]
-"""Told of every model call an executor makes: (model name, requests merged into it, rows)."""
+class CallObserver(Protocol):
+    """Told of every model call an executor makes."""
+
+    def __call__(self, model: str, requests: int, rows: int, seconds: float, waited: Sequence[float]) -> None:
+        """`requests` merged into `rows` rows, the call took `seconds`, and each request waited `waited[i]` seconds
+        between reaching the executor and the start of the call (the batcher's queue, or a free worker thread)."""
 
 
 class StepExecutor(Protocol):

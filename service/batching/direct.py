@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,11 +30,23 @@ class DirectExecutor:
         key: Hashable | None = None,
     ) -> RunResult:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._pool, functools.partial(model.run, inputs, states, mask))
-        if self._observer is not None:
-            first = next(iter(inputs.values()))
-            self._observer(model.signature.name, 1, first.shape[1 if model.signature.time_major else 0])
+        if self._observer is None:
+            return await loop.run_in_executor(self._pool, functools.partial(model.run, inputs, states, mask))
+        queued = time.perf_counter()
+        result, started, ended = await loop.run_in_executor(self._pool, _timed, model, inputs, states, mask)
+        first = next(iter(inputs.values()))
+        rows = first.shape[1 if model.signature.time_major else 0]
+        self._observer(model.signature.name, 1, rows, ended - started, (started - queued,))
         return result
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _timed(
+    model: Runner, inputs: Feeds, states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+) -> tuple[RunResult, float, float]:
+    """`model.run` in a worker thread, with when it started and ended (perf_counter)."""
+    started = time.perf_counter()
+    result = model.run(inputs, states, mask)
+    return result, started, time.perf_counter()

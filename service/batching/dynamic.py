@@ -170,6 +170,7 @@ class DynamicBatcher:
         if not batch:
             return
         model = queue.model
+        started = queue.loop.time()
         try:
             if len(batch) == 1:
                 results = [await self._call(queue.loop, model, batch[0].item)]
@@ -191,7 +192,8 @@ class DynamicBatcher:
                 await self._run_batch(queue, [pending])
             return
         if self._observer is not None:
-            self._observer(queue.name, len(batch), sum(p.rows for p in batch))
+            waited = [started - p.since for p in batch]
+            self._observer(queue.name, len(batch), sum(p.rows for p in batch), queue.loop.time() - started, waited)
         for pending, own in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(own)

@@ -47,13 +47,15 @@ class Recording:
 
 
 class Calls:
-    """The executor's call observer: (model, requests, rows) of every model call."""
+    """The executor's call observer: (model, requests, rows) of every model call, its time and each request's wait."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, int, int]] = []
+        self.timings: list[tuple[float, list[float]]] = []
 
-    def __call__(self, model: str, requests: int, rows: int) -> None:
+    def __call__(self, model: str, requests: int, rows: int, seconds: float, waited: Sequence[float]) -> None:
         self.seen.append((model, requests, rows))
+        self.timings.append((seconds, list(waited)))
 
 
 @pytest.fixture
@@ -131,6 +133,8 @@ async def test_concurrent_calls_share_one_model_call(
     await asyncio.gather(*(batcher.run(model, call_inputs(rng, 1, 1), None, None, key=i) for i in range(8)))
     assert model.rows == [8]
     assert calls.seen == [("gru_model", 8, 8)]
+    ((seconds, waited),) = calls.timings
+    assert seconds > 0 and len(waited) == 8 and all(w >= 0 for w in waited)
 
 
 async def test_a_batch_closes_when_it_holds_max_batch_size_rows(

@@ -25,7 +25,8 @@ WORKER = textwrap.dedent(
     for _ in range(steps):
         metrics.observe("/v1/sessions/{session_id}/step", "POST", 200, 0.002)
         metrics.step_done("m", 2)
-    metrics.model_call("m", steps, steps)
+    metrics.model_call("m", steps, steps, 0.001, [0.0005] * steps)
+    metrics.stage("m", "encode", 0.00002)
     metrics.store_round_trip("commit")
     metrics.model_ready.labels("m").set(ready)
     metrics.sessions_active.set(5)
@@ -81,7 +82,8 @@ def test_shared_metrics_have_the_single_process_names(tmp_path: Path) -> None:
     assert not alone.shared
     alone.observe("/v1/sessions/{session_id}/step", "POST", 200, 0.002)
     alone.step_done("m", 2)
-    alone.model_call("m", 1, 1)
+    alone.model_call("m", 1, 1, 0.001, [0.0005])
+    alone.stage("m", "encode", 0.00002)
     alone.store_round_trip("commit")
     alone.model_ready.labels("m").set(1)
     alone.predictions.labels("m").inc()
