@@ -427,10 +427,10 @@ _PARAM = re.compile(r"\{(\w+)\}")
 class HotRoute:
     """A route served by a plain ASGI endpoint before FastAPI's routing (see `EdgeApp`).
 
-    `path` is a template whose parameters are whole path segments between a fixed prefix and a fixed suffix
-    (`/v1/sessions/{session_id}/step`); each parameter matches one non-empty segment, as Starlette's `{name}`
-    does. `method` is "POST" (an HTTP route) or "WS" (a WebSocket). The rest describes the route in the OpenAPI
-    schema: `accepts` and `answers` are its request and success content types, `errors` its error form."""
+    `path` is a template whose parameters are whole path segments (`/v1/sessions/{session_id}/step`); each
+    matches one non-empty segment, as Starlette's `{name}` does. `method` is "POST" (an HTTP route) or "WS" (a
+    WebSocket). The rest describes the route in the OpenAPI schema: `accepts` and `answers` are its request and
+    success content types, `errors` its error form."""
 
     method: Literal["POST", "WS"]
     path: str
@@ -462,35 +462,38 @@ class HotRoute:
 
 
 class _Pattern:
-    """A compiled `HotRoute.path`: its fixed prefix and suffix, and each segment between them (a parameter's name,
-    or a literal)."""
+    """A compiled `HotRoute.path`: the fixed text before its first parameter's segment and after its last one, and
+    each segment between them (a parameter's name, or a literal). A path without parameters is all prefix."""
 
-    __slots__ = ("route", "template", "prefix", "suffix", "start", "cut", "single", "segments")
+    __slots__ = ("route", "template", "prefix", "suffix", "start", "stop", "single", "segments")
 
     def __init__(self, route: HotRoute) -> None:
         path = route.path
-        first, last = path.index("{"), path.rindex("}") + 1
-        start = path.rindex("/", 0, first) + 1
-        end = path.find("/", last)
-        if end < 0:
-            raise ValueError(f"hot route {path!r} must end in a fixed segment")
+        first = path.find("{")
+        start = end = len(path)
+        if first >= 0:
+            start = path.rindex("/", 0, first) + 1
+            end = path.find("/", path.rindex("}"))
+            end = len(path) if end < 0 else end
         self.route, self.template = route, path
         self.prefix, self.suffix = path[:start], path[end:]
-        self.start, self.cut = start, len(path) - end
+        self.start, self.stop = start, (end - len(path)) or None  # path[start:stop]: what lies between
         segments: list[tuple[str, bool]] = []
-        for segment in path[start:end].split("/"):
+        for segment in path[start:end].split("/") if first >= 0 else ():
             param = _PARAM.fullmatch(segment)
             segments.append((param.group(1), True) if param else (segment, False))
         self.segments = tuple(segments)
         self.single = segments[0][0] if len(segments) == 1 and segments[0][1] else None
 
-    def key(self) -> tuple[str, str, int, int, str | None, _Pattern]:
+    def key(self) -> tuple[str, str, int, int | None, str | None, _Pattern]:
         """What `HotRoutes.match` reads, as one tuple (unpacked at once in its loop)."""
-        return self.prefix, self.suffix, self.start, self.cut, self.single, self
+        return self.prefix, self.suffix, self.start, self.stop, self.single, self
 
     def params(self, middle: str) -> dict[str, str] | None:
         """The parameters in the part of a path between the prefix and the suffix, or None when it does not fit
         (`HotRoutes.match` reads a single parameter itself)."""
+        if not self.segments:
+            return None if middle else {}
         parts = middle.split("/")
         if len(parts) != len(self.segments):
             return None
@@ -525,9 +528,9 @@ class HotRoutes:
         else:
             return None
         path: str = scope["path"]
-        for prefix, suffix, start, cut, single, pattern in patterns:
+        for prefix, suffix, start, stop, single, pattern in patterns:
             if path.startswith(prefix) and path.endswith(suffix):
-                middle = path[start:-cut]
+                middle = path[start:stop]
                 if single is not None:
                     if middle and "/" not in middle:
                         return pattern.route, pattern.template, {single: middle}

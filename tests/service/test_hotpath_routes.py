@@ -16,8 +16,9 @@ from app_harness import in_process as app_in_process
 from service_client import as_list, assert_problem, open_session
 from service_models import FEATURES
 from service_server import settings_for
+from starlette.types import Receive, Scope, Send
 
-from service.api.edge import EdgeApp, HotRoutes
+from service.api.edge import EdgeApp, HotRoute, HotRoutes
 from service.api.routes import HOT_ROUTES
 from service.app import create_app
 from service.settings import Settings
@@ -43,6 +44,31 @@ KEY = "hot-key"
 )
 def test_match_picks_exactly_the_hot_routes(kind: str, method: str, path: str, hot: tuple | None) -> None:
     found = match({"type": kind, "method": method, "path": path})
+    assert (found[1:] if found else None) == hot
+
+
+@pytest.mark.parametrize(
+    ("path", "hot"),
+    [
+        ("/a/x/b", ("/a/{p}/b", {"p": "x"})),
+        ("/a/x/b/y", ("/a/{p}/b/{q}", {"p": "x", "q": "y"})),
+        ("/a/x/c/y/d", ("/a/{p}/c/{q}/d", {"p": "x", "q": "y"})),
+        ("/a/x/c//d", None),
+        ("/a/x/e/y/d", None),
+        ("/a/x/b/", None),
+        ("/plain", ("/plain", {})),
+        ("/plain/", None),
+        ("/plainer", None),
+        ("/", None),
+    ],
+)
+def test_the_table_takes_any_segment_template(path: str, hot: tuple | None) -> None:
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> int:
+        return 200
+
+    templates = ("/a/{p}/b", "/a/{p}/b/{q}", "/a/{p}/c/{q}/d", "/plain")
+    table = HotRoutes([HotRoute("POST", template, endpoint, "", ()) for template in templates])
+    found = table.match({"type": "http", "method": "POST", "path": path})
     assert (found[1:] if found else None) == hot
 
 
