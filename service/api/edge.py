@@ -586,7 +586,6 @@ class EdgeApp(FastAPI):
         else:
             route, template, scope["path_params"] = hot
             scope["app"] = self
-            scope["route"] = route
             watch = None
         try:
             if watch is None:

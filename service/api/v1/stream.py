@@ -107,7 +107,7 @@ class _Stream:
     async def _step_text(self, text: str) -> tuple[bytes, int]:
         """One text message -> (reply, status); errors become problem replies and leave the session unchanged."""
         try:
-            edge.check_size("the message", len(text), self.limit, unit="characters")
+            edge.check_size("the message", len(text), self.limit, "characters")
             request = codec.parse_step(codec.parse_object(text, "the message"), text)
             return await self.service.step(self.session_id, request, codec.encode_step), 200
         except Exception as exc:
