@@ -1,6 +1,7 @@
 """`create_app(settings)`: the application (`EdgeApp`: FastAPI behind the edge, with the hot routes' table). Its
 lifespan owns every resource (model repository, session store, executor) and hands them to one
-`InferenceService` on `app.serving`; nothing is created at import time."""
+`InferenceService` on `app.serving`, which the gRPC server (`service.grpc`, when `grpc_port` is set) serves too;
+nothing is created at import time."""
 
 from __future__ import annotations
 
@@ -40,9 +41,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = open_executor(settings, observer=metrics.model_call)
         serving.service = InferenceService(repository, store, executor, settings, metrics)
         loading = asyncio.create_task(_load_models(repository), name="rnnserve-load-models")
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:  # grpcio is imported only when gRPC is on
+                from service.grpc.server import GrpcServer
+
+                grpc_server = GrpcServer(settings, serving.service)
+                app.state.grpc_port = await grpc_server.start()
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop()
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading

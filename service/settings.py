@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     """Interface to bind."""
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port to bind (0 picks a free one)."""
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """Also serve the Open Inference Protocol over gRPC (KServe v2, Triton's ModelStreamInfer) on this TCP port of
+    the same host (0 picks a free one). Unset: off, so a deployment opens one port unless it asks for two."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes. More than one needs a shared session store (redis://)."""
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"

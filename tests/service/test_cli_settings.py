@@ -53,6 +53,7 @@ KERAS_FILE = ROOT / "tests" / "parity" / "fixtures" / "k3_lstm_return_state.kera
 SAMPLES: dict[str, Any] = {
     "host": "0.0.0.0",
     "port": 9001,
+    "grpc_port": 8001,
     "workers": 2,
     "log_level": "debug",
     "models": "/srv/models",
