@@ -26,6 +26,7 @@ from service.settings import (
     Settings,
     SettingsError,
     canonical_values,
+    closest_setting,
     description,
     flag,
     load_settings,
@@ -98,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rnnserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser(
-        "serve", help="run the HTTP server", description="Run the HTTP server.", epilog=PRECEDENCE
+    serve = commands.add_parser(  # no abbreviations: one name per setting
+        "serve", help="run the HTTP server", description="Run the HTTP server.", epilog=PRECEDENCE, allow_abbrev=False
     )
     add_settings_flags(serve)
 
@@ -120,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        options = [arg.split("=")[0] for arg in extra if arg.startswith("--")]
+        hint = f"; did you mean {flag(closest_setting(options[0]))}?" if args.command == "serve" and options else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         if args.command == "serve":
             return serve(args)

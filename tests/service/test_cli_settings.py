@@ -238,6 +238,19 @@ def test_an_unknown_variable_stops_the_server_naming_the_closest_setting(
         Settings()
 
 
+@pytest.mark.parametrize(
+    ("given", "suggested"),
+    [("--max-timestep", "--max-timesteps"), ("--store-uri=x", "--store-url"), ("--sesion-ttl", "--default-ttl-s")],
+)
+def test_an_unknown_or_abbreviated_flag_names_the_closest_setting(
+    given: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", given, "1"])
+    assert stop.value.code == 2
+    assert f"unrecognized arguments: {given} 1; did you mean {suggested}?" in capsys.readouterr().err
+
+
 def test_the_variables_of_the_tests_and_scripts_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in NOT_SETTINGS:
         monkeypatch.setenv(name, "1")
