@@ -90,10 +90,10 @@ def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_e
     port = free_port()
     command = [
         sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port), "--log-level",
-        "warning", "--executor", executor, "--max-sessions", "1000000", "--session-ttl", "3600",
+        "warning", "--executor", executor, "--max-sessions", "1000000", "--default-ttl-s", "3600",
     ]  # fmt: skip
     if store is not None:
-        command += ["--store", store]
+        command += ["--store-url", store]
     env = {**os.environ, **(extra_env or {})}
     return Server(name, pinned(command, cpu), port, "/readyz", env)
 

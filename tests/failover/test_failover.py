@@ -56,7 +56,7 @@ class Replica:
 
     def start(self) -> None:
         args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--store", self.store_url, "--workers", str(self.workers), "--log-level", "warning"]
+        args += ["--store-url", self.store_url, "--workers", str(self.workers), "--log-level", "warning"]
         env = {**os.environ, MULTIPROC_DIR: str(self.metrics_dir)} if self.workers > 1 else os.environ.copy()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
