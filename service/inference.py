@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -281,14 +281,19 @@ class InferenceService:
             metrics.step_done(model.name, checked.timesteps)
         return body
 
-    async def reset_session(self, session_id: str, states: Sequence[np.ndarray] | None = None) -> SessionInfo:
-        """Keras `reset_states()` (zeros), or with `states` the states assigned to those values; step back to 0."""
+    async def reset_session(
+        self, session_id: str, states: Sequence[np.ndarray] | None = None, layers: Sequence[str] | None = None
+    ) -> SessionInfo:
+        """Keras `reset_states()` (zeros), or with `states` the states assigned to those values; step back to 0.
+
+        `layers` (Keras layer names, as the signature's states name them): only those layers' states are reset,
+        as Keras' `model.layers[i].reset_states()` resets one layer; `states` then holds only theirs, in signature
+        order. An unknown layer name raises `InvalidInput` naming the known ones, before anything changes."""
         async with self.store.lock(session_id):
             record = await self.store.get(session_id)
             sig = self._session_signature(record)
-            batch = record.batch_size
-            new_states = zero_states(sig, batch) if states is None else check_states(sig, states, batch=batch)
-            reset = record.reset(tuple(new_states), self.clock())
+            new_states = reset_states(sig, record.states, record.batch_size, states, layers)
+            reset = record.reset(new_states, self.clock())
             await self.store.commit(reset, expected_version=record.version)
         return _info(reset)
 
@@ -356,6 +361,28 @@ class InferenceService:
             outputs = result.outputs  # already in signature order (the Runner contract)
         states = [np.asarray(s, dtype=np.float32) for s in result.states] if return_state else None
         return outputs, states
+
+
+def reset_states(
+    sig: ModelSignature,
+    current: Sequence[np.ndarray],
+    batch: int,
+    states: Sequence[np.ndarray] | None,
+    layers: Sequence[str] | None,
+) -> tuple[np.ndarray, ...]:
+    """The states after a reset of every state (`layers` None) or of the named layers' states only: zeros, or
+    `states` (one per reset state, in signature order)."""
+    if layers is None:
+        return tuple(zero_states(sig, batch) if states is None else check_states(sig, states, batch=batch))
+    known = sig.state_layers
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise InvalidInput(f"unknown layer(s) {unknown} in layers: the layers with states are {list(known)}")
+    chosen = set(layers)
+    picked = replace(sig, states=tuple(s for s in sig.states if (s.layer or s.name) in chosen))
+    values = zero_states(picked, batch) if states is None else check_states(picked, states, batch=batch)
+    replaced = dict(zip((s.name for s in picked.states), values, strict=True))
+    return tuple(replaced.get(s.name, old) for s, old in zip(sig.states, current, strict=True))
 
 
 def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:

@@ -205,9 +205,10 @@ class AsyncSession:
             self.seq = result.step
         return result
 
-    async def reset(self, states: Sequence[ArrayLike] | None = None) -> None:
-        """`POST /v1/sessions/{id}/reset`: Keras `reset_states()` (zeros, or `states`); the step goes back to 0."""
-        body = wire.dumps(wire.states_body("states", states))
+    async def reset(self, states: Sequence[ArrayLike] | None = None, *, layers: Sequence[str] | None = None) -> None:
+        """`POST /v1/sessions/{id}/reset`: Keras `reset_states()` (zeros, or `states`); the step goes back to 0.
+        `layers`: reset only these Keras layers' states (`layer.reset_states()`), `states` then holding theirs."""
+        body = wire.dumps(wire.states_body("states", states) | ({} if layers is None else {"layers": list(layers)}))
         await self.client.request(Call("POST", f"{self.path}/reset", body, {"Content-Type": wire.JSON}))
         self.seq = 0
 

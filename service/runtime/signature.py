@@ -44,21 +44,27 @@ class TensorInfo:
     # token ids (int64) read by an Embedding are below this (its input_dim); checked before the model runs,
     # since a GPU gather does not check its indices
     vocabulary: int | None = None
+    # a state's Keras layer (what `reset` names in `layers`); None for inputs and outputs
+    layer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
         if self.vocabulary is not None:
             d["vocabulary"] = self.vocabulary
+        if self.layer is not None:
+            d["layer"] = self.layer
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorInfo:
         vocabulary = d.get("vocabulary")
+        layer = d.get("layer")
         return cls(
             str(d["name"]),
             tuple(None if s is None else int(s) for s in d["shape"]),
             str(d["dtype"]),
             None if vocabulary is None else int(vocabulary),
+            None if layer is None else str(layer),
         )
 
 
@@ -79,6 +85,11 @@ class ModelSignature:
     def stream_capable(self) -> bool:
         return bool(self.states) and not self.bidirectional
 
+    @property
+    def state_layers(self) -> tuple[str, ...]:
+        """The Keras layers that carry states, in state order (each once)."""
+        return tuple(dict.fromkeys(s.layer or s.name for s in self.states))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -98,7 +109,7 @@ class ModelSignature:
             name=str(d["name"]),
             inputs=tuple(TensorInfo.from_dict(t) for t in d["inputs"]),
             outputs=tuple(TensorInfo.from_dict(t) for t in d["outputs"]),
-            states=tuple(TensorInfo.from_dict(t) for t in d["states"]),
+            states=tuple(_state_info(t) for t in d["states"]),
             stateful=bool(d.get("stateful", False)),
             batch_size=d.get("batch_size"),
             time_major=bool(d.get("time_major", False)),
@@ -151,7 +162,7 @@ def signature_from_spec(
         name=spec.name,
         inputs=data_inputs,
         outputs=tuple(TensorInfo(n, tuple(shapes.get(n, ())), "float32") for n in spec.output_names),
-        states=tuple(TensorInfo(s.name, (batch, s.units), "float32") for s in states),
+        states=tuple(TensorInfo(s.name, (batch, s.units), "float32", layer=s.layer) for s in states),
         stateful=any(bool(_rnn_config(layer).get("stateful")) for layer in spec.layers),
         batch_size=batch,
         time_major=time_major,
@@ -180,6 +191,13 @@ def with_vocabularies(signature: ModelSignature, spec: ModelSpec) -> ModelSignat
         return signature
     inputs = tuple(replace(i, vocabulary=vocabularies.get(i.name, i.vocabulary)) for i in signature.inputs)
     return replace(signature, inputs=inputs)
+
+
+def _state_info(d: Mapping[str, Any]) -> TensorInfo:
+    """A state of a stored signature; one stored before states named their layer takes the first segment of its
+    name (`<layer>/h`, `<layer>/forward/h`: Keras layer names have no '/')."""
+    info = TensorInfo.from_dict(d)
+    return info if info.layer is not None else replace(info, layer=info.name.split("/", 1)[0])
 
 
 def _rnn_config(layer: LayerSpec) -> Mapping[str, Any]:

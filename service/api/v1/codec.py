@@ -69,6 +69,22 @@ def body_digest(raw: bytes | str, variant: bytes = b"") -> bytes:
     return digest.digest()
 
 
+def parse_reset(obj: dict[str, Any]) -> tuple[list[np.ndarray] | None, list[str] | None]:
+    """`{"states"?: [...], "layers"?: ["name", ...]}` -> (states, layers): what a reset takes."""
+    layers = obj.get("layers")
+    if layers is not None and (not isinstance(layers, list) or not all(isinstance(n, str) for n in layers)):
+        raise InvalidInput("layers must be a list of Keras layer names (the signature's states name their layer)")
+    return parse_states(obj.get("states"), "states"), layers
+
+
+def reset_json(info: SessionInfo, layers: list[str] | None) -> dict[str, Any]:
+    """A reset's reply: `{"step": 0, "session_id", "layers"?}` (the layers reset, when the request named some)."""
+    body: dict[str, Any] = {"step": info.step, "session_id": info.session_id}
+    if layers is not None:
+        body["layers"] = layers
+    return body
+
+
 def parse_states(value: Any, what: str) -> list[np.ndarray] | None:
     """A list holding one `[B][units]` array per state, or None when absent."""
     if value is None:

@@ -44,8 +44,9 @@ async def delete_session(session_id: str, service: ServiceDep) -> Response:
 
 @router.post("/{session_id}/reset")
 async def reset(session_id: str, body: BodyDep, service: ServiceDep) -> Response:
-    """`{"states"?: [...]}` (an empty body too) -> `{"step": 0}`"""
+    """`{"states"?: [...], "layers"?: [...]}` (an empty body too) -> `{"step": 0, "session_id", "layers"?}`"""
     codec.v1_session_id(session_id)
     obj = codec.parse_object(body) if body.strip() else {}
-    info = await service.reset_session(session_id, codec.parse_states(obj.get("states"), "states"))
-    return Response(codec.dumps({"step": info.step, "session_id": info.session_id}), media_type=JSON)
+    states, layers = codec.parse_reset(obj)
+    info = await service.reset_session(session_id, states, layers)
+    return Response(codec.dumps(codec.reset_json(info, layers)), media_type=JSON)

@@ -1,10 +1,12 @@
 """WS /v1/sessions/{id}/stream: each message is one step of the session, answered in order (plain ASGI).
 
 A text message `{"inputs": ..., "seq"?: N, "mask"?, "return_state"?}` gets `{"outputs": ..., "step": N}`, exactly
-what POST .../step answers. A stream opened with `?shape=B,T,F` (and optionally `&return_state=true`,
-`&time_major=true`) also takes binary frames, each one chunk's raw input bytes with T derived from its length;
-the reply is a binary frame (see `service.api.v1.binary`). A bad message gets a problem object (`type`, `title`,
-`status`, `detail`) as a text reply and leaves the session unchanged; the stream goes on.
+what POST .../step answers; `{"reset": true | {"layers"?, "states"?}}` resets the session as POST .../reset does
+and gets `{"reset": true, "step": 0, "session_id", "layers"?}`. A stream opened with `?shape=B,T,F` (and
+optionally `&return_state=true`, `&time_major=true`) also takes binary frames, each one chunk's raw input bytes
+with T derived from its length; the reply is a binary frame (see `service.api.v1.binary`). A bad message gets a
+problem object (`type`, `title`, `status`, `detail`) as a text reply and leaves the session unchanged; the stream
+goes on.
 
 Closing codes (the edge's, `service.api.edge`): 1003 for a binary frame on a stream opened without a shape (or
 with a bad one), 1008 for a missing API key, 4404 when the session does not exist or has expired, 1011 for an
@@ -108,10 +110,23 @@ class _Stream:
         """One text message -> (reply, status); errors become problem replies and leave the session unchanged."""
         try:
             edge.check_size("the message", len(text), self.limit, "characters")
-            request = codec.parse_step(codec.parse_object(text, "the message"), text)
+            obj = codec.parse_object(text, "the message")
+            if "reset" in obj:
+                return await self._reset(obj["reset"]), 200
+            request = codec.parse_step(obj, text)
             return await self.service.step(self.session_id, request, codec.encode_step), 200
         except Exception as exc:
             return edge.ws_error(exc, self.what)
+
+    async def _reset(self, value: object) -> bytes:
+        """`{"reset": true}` or `{"reset": {"layers"?, "states"?}}`: the session's reset, in the stream's order."""
+        if value is True:
+            value = {}
+        if not isinstance(value, dict):
+            raise InvalidInput('reset must be true or an object {"layers"?: [...], "states"?: [...]}')
+        states, layers = codec.parse_reset(value)
+        info = await self.service.reset_session(self.session_id, states, layers)
+        return codec.dumps({"reset": True, **codec.reset_json(info, layers)})
 
     def _binary_request(self, data: bytes, frames: BinaryFrames) -> StepRequest:
         edge.check_size("the frame", len(data), self.limit)
