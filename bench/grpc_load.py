@@ -11,7 +11,8 @@ as run_all pins it; the load generator (this process) runs on CPU 1. Cases, thei
 
 Each gRPC request is one step of its sequence (1 timestep of the bench model, raw FP32 contents), built and
 serialised once per client so that the load generator measures the server. Reported: steps/s, p50/p99 latency of a
-request, server CPU per step, and the median over rounds of each case's ratio to (a) in the same round.
+request, server CPU per step, and the median over rounds of each case's ratio to (a) in the same round, in
+throughput and in steps per server CPU second (the figure a busy, shared machine disturbs least).
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ async def main_async(args: argparse.Namespace) -> None:
     models = Path(tempfile.mkdtemp(prefix="rnnserve-bench-grpc-"))
     write_bench_model(models)
     ratios: dict[str, list[float]] = {case: [] for case in CASES}
+    cpu_ratios: dict[str, list[float]] = {case: [] for case in CASES}
+    cpu_per_step: dict[str, list[float]] = {case: [] for case in CASES}
     results: dict[str, list[Result]] = {case: [] for case in CASES}
     for index in range(args.rounds):
         grpc_port = free_port()
@@ -173,17 +176,20 @@ async def main_async(args: argparse.Namespace) -> None:
                 results[case].append(result)
                 steps[case] = result.steps_per_s
                 per_step = cpu_s / result.steps * 1e6 if result.steps else float("nan")
+                cpu_per_step[case].append(per_step)
                 print(f"{result.line()}  server {per_step:6.1f} us CPU/step", flush=True)
             for case in CASES:
                 ratios[case].append(steps[case] / steps["a"])
+                cpu_ratios[case].append(cpu_per_step["a"][-1] / cpu_per_step[case][-1])
         finally:
             server.stop()
-    print("\nmedian over rounds (same-round ratio to (a)):")
+    print("\nmedian over rounds (same-round ratios to (a): throughput, and steps per server CPU second):")
     for case in CASES:
         best = max(results[case], key=lambda r: r.steps_per_s)
         print(
             f"  {case:<12} {statistics.median(r.steps_per_s for r in results[case]):>9.0f} steps/s  "
             f"x{statistics.median(ratios[case]):.2f} of (a)  "
+            f"{statistics.median(cpu_per_step[case]):6.1f} us CPU/step (x{statistics.median(cpu_ratios[case]):.2f})  "
             f"p50 {statistics.median(r.percentile(0.5) for r in results[case]) * 1e3:.2f} ms  "
             f"p99 {statistics.median(r.percentile(0.99) for r in results[case]) * 1e3:.2f} ms  "
             f"(best round {best.steps_per_s:.0f})"
