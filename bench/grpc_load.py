@@ -29,6 +29,7 @@ import numpy as np
 
 from bench.bench_model import FEATURES, MODEL_NAME, write_bench_model
 from bench.loadgen import Result, Step, drive, pin_to_cpu, use_uvloop
+from bench.run_all import model_counters
 from bench.scenarios import build_clients
 from bench.servers import Server, free_port, rnnserve
 from service.grpc.protos import grpc_service_pb2 as pb
@@ -138,7 +139,10 @@ async def stream_clients(address: str, sequences: int) -> tuple[list[Step], Clos
     return [client(i) for i in ids], close
 
 
-async def run_case(case: str, server: Server, grpc_port: int, sequences: int, seconds: float) -> tuple[Result, float]:
+async def run_case(
+    case: str, server: Server, grpc_port: int, sequences: int, seconds: float
+) -> tuple[Result, float, float]:
+    """The case's result, the server's CPU seconds in the window, and model calls per step (from /metrics)."""
     address = f"127.0.0.1:{grpc_port}"
     if case == "a":
         clients, close = await build_clients("step-json", server.url, MODEL_NAME, sequences, 10)
@@ -147,13 +151,16 @@ async def run_case(case: str, server: Server, grpc_port: int, sequences: int, se
     else:
         clients, close = await stream_clients(address, sequences)
     cpu: dict[str, float] = {}
+    calls_before, steps_before, _ = await model_counters(server)
     try:
         result = await drive(
             case, clients, seconds, 0.5, on_window=lambda when: cpu.update({when: server.cpu_seconds()})
         )
     finally:
         await close()
-    return result, cpu.get("stop", 0.0) - cpu.get("start", 0.0)
+    calls_after, steps_after, _ = await model_counters(server)
+    calls_per_step = (calls_after - calls_before) / max(steps_after - steps_before, 1.0)
+    return result, cpu.get("stop", 0.0) - cpu.get("start", 0.0), calls_per_step
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -172,12 +179,12 @@ async def main_async(args: argparse.Namespace) -> None:
             steps: dict[str, float] = {}
             print(f"-- round {index + 1}/{args.rounds}", flush=True)
             for case in order:
-                result, cpu_s = await run_case(case, server, grpc_port, args.sequences, args.seconds)
+                result, cpu_s, calls = await run_case(case, server, grpc_port, args.sequences, args.seconds)
                 results[case].append(result)
                 steps[case] = result.steps_per_s
                 per_step = cpu_s / result.steps * 1e6 if result.steps else float("nan")
                 cpu_per_step[case].append(per_step)
-                print(f"{result.line()}  server {per_step:6.1f} us CPU/step", flush=True)
+                print(f"{result.line()}  server {per_step:6.1f} us CPU/step  {calls:.3f} model calls/step", flush=True)
             for case in CASES:
                 ratios[case].append(steps[case] / steps["a"])
                 cpu_ratios[case].append(cpu_per_step["a"][-1] / cpu_per_step[case][-1])
