@@ -8,6 +8,7 @@ as run_all pins it; the load generator (this process) runs on CPU 1. Cases, thei
   a            HTTP JSON step, 64 sessions (run_all's case (a), for the ratio)
   grpc-unary   gRPC ModelInfer, 64 sequences, one request in flight each, on one channel (HTTP/2 connection)
   grpc-stream  gRPC ModelStreamInfer, 64 sequences on one stream, one request in flight per sequence
+  grpc-live    gRPC ServerLive, 64 calls in flight on one channel: grpcio's own cost of a call that does nothing
 
 Each gRPC request is one step of its sequence (1 timestep of the bench model, raw FP32 contents), built and
 serialised once per client so that the load generator measures the server. Reported: steps/s, p50/p99 latency of a
@@ -37,7 +38,7 @@ from service.grpc.protos import grpc_service_pb2 as pb
 SERVER_CPU = 0
 LOADGEN_CPU = 1
 SERVICE = "/inference.GRPCInferenceService"
-CASES = ("a", "grpc-unary", "grpc-stream")
+CASES = ("a", "grpc-unary", "grpc-stream", "grpc-live")
 Close = Callable[[], Awaitable[None]]
 
 
@@ -116,6 +117,17 @@ class StreamMux:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+async def live_clients(address: str, sequences: int) -> tuple[list[Step], Close]:
+    channel = grpc.aio.insecure_channel(address)
+    live = channel.unary_unary(f"{SERVICE}/ServerLive", request_serializer=None, response_deserializer=None)
+
+    async def step() -> int:
+        await live(b"")
+        return 1
+
+    return [step] * sequences, channel.close
+
+
 async def stream_clients(address: str, sequences: int) -> tuple[list[Step], Close]:
     channel = grpc.aio.insecure_channel(address)
     ids = range(100_001, 100_001 + sequences)
@@ -148,6 +160,8 @@ async def run_case(
         clients, close = await build_clients("step-json", server.url, MODEL_NAME, sequences, 10)
     elif case == "grpc-unary":
         clients, close = await unary_clients(address, sequences)
+    elif case == "grpc-live":
+        clients, close = await live_clients(address, sequences)
     else:
         clients, close = await stream_clients(address, sequences)
     cpu: dict[str, float] = {}
