@@ -21,23 +21,33 @@ carry through to a successful commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from service import penalties
 from service.batching.base import StepExecutor
-from service.errors import InvalidInput, RnnServeError, SeqConflict, SessionsNotSupported, StoreUnavailable
+from service.errors import (
+    InvalidArgument,
+    InvalidInput,
+    RnnServeError,
+    SeqConflict,
+    SessionsNotSupported,
+    StoreUnavailable,
+)
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
 from service.runtime.signature import ModelSignature, Runner, RunResult
 from service.sessions.base import SessionRecord, SessionStore
 from service.settings import Settings
+from service.spec import ModelSpec
 from service.validation import (
     CheckedInputs,
     Limits,
@@ -66,6 +76,7 @@ class PredictRequest(NamedTuple):
     initial_state: Sequence[np.ndarray] | None = None
     time_major: bool | None = None
     return_state: bool = False
+    return_losses: bool = False  # Keras' model.losses after this call (weight and activity penalties)
 
 
 class StepRequest(NamedTuple):
@@ -86,6 +97,7 @@ class InferenceResult(NamedTuple):
 
     outputs: dict[str, np.ndarray]
     states: list[np.ndarray] | None
+    losses: dict[str, Any] | None = None  # with return_losses (`service.penalties.call_losses`)
 
 
 class StepResult(NamedTuple):
@@ -179,7 +191,11 @@ class InferenceService:
         result = await self._run(model.name, runner, checked, states, mask)
         if self.metrics is not None:
             self.metrics.predictions.labels(model.name).inc()
-        return self._result(sig, result, request.time_major, request.return_state)
+        answer = self._result(sig, result, request.time_major, request.return_state)
+        if request.return_losses:
+            losses = await asyncio.to_thread(call_losses, model, checked.feeds, states, mask)
+            answer = answer._replace(losses=losses)
+        return answer
 
     # ---- sessions ----------------------------------------------------------------------------------------------------
 
@@ -385,9 +401,59 @@ def reset_states(
     return tuple(replaced.get(s.name, old) for s, old in zip(sig.states, current, strict=True))
 
 
+def model_spec(model: LoadedModel) -> ModelSpec | None:
+    """The spec a model's runner was built from (None for a runner without one)."""
+    return getattr(model.runner, "spec", None)
+
+
+def weight_report(model: LoadedModel) -> dict[str, Any] | None:
+    """`{"penalties": ..., "constraints": ...}` of a model's weights (`service.penalties`), computed once per
+    loaded model; None for a model not loaded or a runner without its spec."""
+    cached = model.extra.get("weight_report")
+    if cached is None:
+        spec = model_spec(model)
+        if spec is None:
+            return None
+        cached = model.extra["weight_report"] = {
+            "penalties": penalties.weight_penalties(spec),
+            "constraints": penalties.constraint_report(spec),
+        }
+    return cached  # type: ignore[return-value]
+
+
+def call_losses(
+    model: LoadedModel, feeds: Mapping[str, np.ndarray], states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+) -> dict[str, Any]:
+    """Keras' `model.losses` after `model(x)` on these inputs: the numpy reference runs the call once more, to see
+    every layer's outputs (onnxruntime gives only the model's)."""
+    spec = model_spec(model)
+    report = weight_report(model)
+    if spec is None or report is None:
+        raise InvalidInput(f"model {model.name!r} cannot report losses: its runner keeps no model description")
+    reference = model.extra.get("reference")
+    if reference is None:
+        from service.layers.model import ReferenceModel
+
+        reference = model.extra["reference"] = ReferenceModel(spec)
+    assert isinstance(reference, _HasLayers)
+    try:
+        regularizers = penalties.activity_regularizers(spec)
+    except InvalidArgument as exc:
+        raise InvalidInput(f"model {model.name!r} cannot report losses: {exc}") from exc
+    outputs = reference.run_layers(feeds, states, mask)[1] if regularizers else {}
+    return penalties.call_losses(spec, outputs, report["penalties"])
+
+
 def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:
     assert model.runner is not None and model.signature is not None, f"model {model.name!r} is not ready"
     return model.runner, model.signature
+
+
+@runtime_checkable
+class _HasLayers(Protocol):
+    def run_layers(
+        self, inputs: Mapping[str, np.ndarray], states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+    ) -> tuple[RunResult, dict[str, list[np.ndarray]]]: ...
 
 
 class _Unconfirmed(RnnServeError):

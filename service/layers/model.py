@@ -155,6 +155,13 @@ class ReferenceModel:
         self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
     ) -> RunResult:
         """Run a whole sequence (or one chunk of a stream) from the given states; see `Runner`."""
+        return self.run_layers(inputs, states, mask)[0]
+
+    def run_layers(
+        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
+    ) -> tuple[RunResult, dict[str, list[np.ndarray]]]:
+        """`run`, and every layer's output tensors by layer name (float64; with return_state, the states too)."""
+        layer_outputs: dict[str, list[np.ndarray]] = {}
         if states is not None and len(states) != len(self._signature.states):
             names = [s.name for s in self._signature.states]
             raise InvalidInput(f"expected {len(names)} state arrays ({names}), got {len(states)}")
@@ -165,14 +172,16 @@ class ReferenceModel:
             outputs, layer_final = node(values[layer.inputs[0]], initial, ctx)
             for index, tensor in enumerate(outputs):
                 values[TensorRef(layer.name, index)] = tensor
+            layer_outputs[layer.name] = [tensor.value for tensor in outputs]
             final.extend(layer_final)
-        return RunResult(
+        result = RunResult(
             outputs={
                 name: np.asarray(values[ref].value, dtype=np.float32)
                 for name, ref in zip(self._spec.output_names, self._spec.outputs, strict=True)
             },
             states=[np.asarray(s, dtype=np.float32) for s in final],
         )
+        return result, layer_outputs
 
     # ---- construction ---------------------------------------------------------------------------------------
 

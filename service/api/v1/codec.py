@@ -35,13 +35,14 @@ def parse_object(body: bytes | str, what: str = "the request body") -> dict[str,
 
 
 def parse_predict(obj: dict[str, Any]) -> PredictRequest:
-    """`{"inputs", "mask"?, "initial_state"?, "time_major"?, "return_state"?}`"""
+    """`{"inputs", "mask"?, "initial_state"?, "time_major"?, "return_state"?, "return_losses"?}`"""
     return PredictRequest(
         inputs=_inputs(obj),
         mask=_optional_array(obj, "mask"),
         initial_state=parse_states(obj.get("initial_state"), "initial_state"),
         time_major=_optional_bool(obj, "time_major"),
         return_state=bool(_optional_bool(obj, "return_state")),
+        return_losses=bool(_optional_bool(obj, "return_losses")),
     )
 
 
@@ -156,6 +157,8 @@ def encode_result(result: InferenceResult) -> bytes:
     body: dict[str, Any] = {"outputs": outputs_json(result.outputs)}
     if result.states is not None:
         body["states"] = result.states
+    if result.losses is not None:
+        body["losses"] = result.losses
     return dumps(body)
 
 

@@ -11,13 +11,15 @@ from starlette.responses import Response
 
 from service.api.deps import AuthDep, ServiceDep
 from service.api.v1 import codec
+from service.inference import weight_report
 from service.runtime.repository import LoadedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[AuthDep])
 
 
 def model_json(model: LoadedModel) -> dict[str, Any]:
-    """MODEL: name, status, inputs/outputs/states ({name, shape, dtype}; null = free dimension), stateful, ..."""
+    """MODEL: name, status, inputs/outputs/states ({name, shape, dtype}; null = free dimension), stateful, ...;
+    once ready, the weight penalties and constraints (`service.penalties`)."""
     sig = model.signature
     body: dict[str, Any] = {
         "name": model.name,
@@ -34,6 +36,10 @@ def model_json(model: LoadedModel) -> dict[str, Any]:
         "provider": model.provider,
         "load_seconds": model.load_seconds,
     }
+    report = weight_report(model) if model.status == "ready" else None
+    if report is not None:
+        body["penalties"] = report["penalties"]
+        body["constraints"] = report["constraints"]
     if model.error is not None:
         body["error"] = model.error
     return body
