@@ -450,3 +450,15 @@ def test_the_api_key_is_call_metadata(make_server, rng: np.random.Generator) -> 
         assert refused.status() == str(unauthenticated) and "needs an API key" in refused.message()
         streamed = stream(client, [Request("0", "gru", x)], headers=key)
         assert streamed.output("0", "dense").shape == (1, 2, 2)
+
+
+def test_a_cancelled_stream_leaves_the_server_serving(
+    client: triton.InferenceServerClient, rng: np.random.Generator
+) -> None:
+    x = features(rng, time=1)
+    client.start_stream(callback=lambda result, error: None)
+    for i in range(200):
+        client.async_stream_infer("gru", inputs_of({"x": x}), sequence_id=f"cancelled-{i % 8}", sequence_start=i < 8)
+    client.stop_stream(cancel_requests=True)
+    streamed = stream(client, [Request("after", "gru", {"x": x}, ["dense"])])
+    assert_close(streamed.output("after", "dense"), stateless(client, "gru", x, "dense"))
