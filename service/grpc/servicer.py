@@ -9,16 +9,22 @@ answering what the /v2 HTTP routes answer.
   and `optional_outputs` of the HTTP metadata) have no field in the message, and are requested by name as there.
 * Errors end the call with the status `service.grpc.status` maps the problem to; on `ModelStreamInfer` a failed
   request gets an error response and the stream goes on (`service.grpc.stream`).
+* Inference is counted with the HTTP requests (`rnnserve_requests`, `rnnserve_request_seconds`): route the
+  method's path, method `GRPC`, status the HTTP status of the outcome (200, or the problem's); each request on a
+  stream counts once, as each WebSocket message does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
 
 from service import __version__
+from service.api.edge import CLIENT_GONE
 from service.api.v2.binding import check_version, model_metadata, ready_model
 from service.api.v2.routes import EXTENSIONS, SERVER_NAME
 from service.errors import RnnServeError
@@ -34,12 +40,14 @@ from service.settings import Settings
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 SERVICE = "inference.GRPCInferenceService"
+METRICS_METHOD = "GRPC"
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, service: InferenceService, settings: Settings) -> None:
         self.service = service
         self.settings = settings
+        self.metrics = service.metrics
         self.stream_in_flight = settings.max_batch_size
         """Requests one stream may have read and not answered yet: enough to fill one merged model call."""
 
@@ -48,6 +56,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             check_key(self.settings, context.invocation_metadata())
         except RnnServeError as exc:
             await status.abort(context, exc, f"{SERVICE}/{method}")
+
+    async def _infer(self, request: pb.ModelInferRequest, method: str) -> pb.ModelInferResponse:
+        """One request through the data plane, counted in the request metrics."""
+        started = time.perf_counter()
+        outcome = 500
+        try:
+            response = await infer(self.service, request)
+            outcome = 200
+            return response
+        except RnnServeError as exc:
+            outcome = int(exc.status)
+            raise
+        except asyncio.CancelledError:
+            outcome = CLIENT_GONE  # the call was cancelled (client gone, deadline, stream ended early)
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe(f"/{SERVICE}/{method}", METRICS_METHOD, outcome, time.perf_counter() - started)
 
     # ---- health -----------------------------------------------------------------------------------------------
 
@@ -94,7 +120,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         await self._authorize(context, "ModelInfer")
         try:
-            return await infer(self.service, request)
+            return await self._infer(request, "ModelInfer")
         except Exception as exc:
             await status.abort(context, exc, f"{SERVICE}/ModelInfer {request.model_name!r}")
 
@@ -104,7 +130,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await self._authorize(context, "ModelStreamInfer")
 
         async def handle(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-            return await infer(self.service, request)
+            return await self._infer(request, "ModelStreamInfer")
 
         def describe(exc: BaseException) -> str:
             code, details = status.status_of(exc, f"{SERVICE}/ModelStreamInfer")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tritonclient.grpc as triton
@@ -51,7 +52,7 @@ async def test_a_port_in_use_is_an_error_at_startup() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = GrpcServer(Settings(grpc_port=port), service=None)  # type: ignore[arg-type]
+        server = GrpcServer(Settings(grpc_port=port), service=SimpleNamespace(metrics=None))  # type: ignore[arg-type]
         with pytest.raises(OSError, match=f"cannot serve gRPC on 127.0.0.1:{port}"):
             await server.start()
         await server.stop()

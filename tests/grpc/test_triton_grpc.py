@@ -462,3 +462,21 @@ def test_a_cancelled_stream_leaves_the_server_serving(
     client.stop_stream(cancel_requests=True)
     streamed = stream(client, [Request("after", "gru", {"x": x}, ["dense"])])
     assert_close(streamed.output("after", "dense"), stateless(client, "gru", x, "dense"))
+
+
+def test_inference_is_counted_with_the_http_requests(
+    server: Grpc, client: triton.InferenceServerClient, rng: np.random.Generator
+) -> None:
+    x = {"x": features(rng, time=1)}
+    infer(client, "gru", x)
+    raises_status(lambda: infer(client, "gru", {"y": x["x"]}), grpc.StatusCode.INVALID_ARGUMENT)
+    stream(client, [Request("0", "gru", x), Request("1", "nope", x)])
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    for route, status in (
+        ("ModelInfer", "200"),
+        ("ModelInfer", "400"),
+        ("ModelStreamInfer", "200"),
+        ("ModelStreamInfer", "404"),
+    ):
+        labels = f'method="GRPC",route="/inference.GRPCInferenceService/{route}",status="{status}"'
+        assert f"rnnserve_requests_total{{{labels}}}" in text, labels
