@@ -168,8 +168,8 @@ class _Builder:
         expected = len(kind_of(layer).state_names(layer.config))
         if len(layer.initial_state) != expected:
             raise ModelFileError(f"{where}: called with {len(layer.initial_state)} initial states, expected {expected}")
-        units = int(rnn["units"])
-        for ref in layer.initial_state:
+        widths = [state.units for state in kind_of(layer).states(layer)]
+        for ref, units in zip(layer.initial_state, widths, strict=True):
             if ref.layer not in self.input_shapes or ref.index != 0:
                 raise UnsupportedLayer(
                     f"{where}: its initial_state is computed by layer {ref.layer!r}; rnnserve supports initial "

@@ -226,7 +226,7 @@ def _keras3_refs(value: Any, where: str) -> list[TensorRef]:
     """Tensor refs in a Keras 3 call argument: one `__keras_tensor__`, a list of them, or None."""
     if value is None:
         return []
-    items = value if isinstance(value, list) else [value]
+    items = _flat_tensors(value) if isinstance(value, list) else [value]
     refs = []
     for item in items:
         if not (isinstance(item, Mapping) and item.get("class_name") == _KERAS_TENSOR):
@@ -236,6 +236,14 @@ def _keras3_refs(value: Any, where: str) -> list[TensorRef]:
             raise ModelFileError(f"{where}: malformed keras_history {short(history)}")
         refs.append(_history(history[0], history[1], history[2], where))
     return refs
+
+
+def _flat_tensors(items: list[Any]) -> list[Any]:
+    """The tensors of a (possibly nested) list, in order: stacked cells' initial_state nests an LSTM cell's [h, c]."""
+    flat: list[Any] = []
+    for item in items:
+        flat += _flat_tensors(item) if isinstance(item, list) else [item]
+    return flat
 
 
 def _history(layer: Any, node_index: Any, tensor_index: Any, where: str) -> TensorRef:
@@ -260,7 +268,7 @@ def _endpoints(value: Any, key: str) -> tuple[list[TensorRef], list[str] | None]
     elif isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         triples = [value]
     else:
-        triples = array(value, key)
+        triples = _flat_triples(array(value, key))
     if not triples:
         raise ModelFileError(f"the model config lists no {key}")
     refs = []
@@ -269,6 +277,16 @@ def _endpoints(value: Any, key: str) -> tuple[list[TensorRef], list[str] | None]
             raise ModelFileError(f"{key}: malformed entry {short(triple)}")
         refs.append(_history(triple[0], triple[1], triple[2], key))
     return refs, names
+
+
+def _flat_triples(items: list[Any]) -> list[Any]:
+    """Keras 3 keeps the nesting of a model's outputs: an LSTM cell's `[h, c]` among stacked cells' returned states
+    is a nested list of triples; the outputs are its leaves in order."""
+    flat: list[Any] = []
+    for item in items:
+        nested = isinstance(item, list) and bool(item) and all(isinstance(i, list) for i in item)
+        flat += _flat_triples(item) if nested else [item]
+    return flat
 
 
 # ---- mask op nodes (Keras 3) -----------------------------------------------------------------------------------

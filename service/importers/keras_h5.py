@@ -63,9 +63,11 @@ class LegacyWeights:
         if group not in self._tree.groups:
             raise ModelFileError(f"the file has no weights for layer {layer!r} (no {group} group)")
         listed = self._tree.attrs.get(group, {}).get("weight_names", [])
+        listed = listed if isinstance(listed, list) else []
+        keys = get_kind(class_name).stored_weight_names([str(p) for p in listed], names)
         paths: dict[str, str] = {}
-        for path in listed if isinstance(listed, list) else []:
-            key = _normalised(path, class_name, group)
+        for position, path in enumerate(listed):
+            key = keys[position] if keys is not None else _normalised(path, class_name, group)
             if key in paths:
                 raise ModelFileError(f"layer {layer!r} lists weight {key!r} twice ({paths[key]!r}, {path!r})")
             paths[key] = path

@@ -42,7 +42,6 @@ WEIGHTS = "model.weights.h5"
 
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError,
                RuntimeError, ValueError)  # fmt: skip
-_DIRECTIONS = ("forward", "backward")
 
 
 def read_keras_archive(path: Path, limits: Limits) -> RawModel:
@@ -206,8 +205,8 @@ class ArchiveWeights:
 
 
 def _prefix_of(name: str) -> str:
-    head, _, rest = name.partition("/")
-    return head if rest and head in _DIRECTIONS else ""
+    """What a weight name says before its last component: a direction (`forward`), a stacked cell (`gru_cell`)."""
+    return name.rpartition("/")[0]
 
 
 def _prefixes(names: Sequence[str]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -89,6 +89,12 @@ class LayerKind:
     def vars_path(self, prefix: str) -> str:
         """Where a `.keras` archive keeps the layer's variables (under its group), `prefix` a weight direction."""
         return "vars"
+
+    def stored_weight_names(self, paths: Sequence[str], names: Sequence[str]) -> list[str] | None:
+        """The spec name of each weight a legacy `.h5` lists for the layer (`paths`, its `weight_names` in creation
+        order; `names` the expected spec names), or None to match them by their last path component (and
+        direction), as for every built-in layer."""
+        return None
 
     # ---- outputs, states, wrapped layers --------------------------------------------------------------------
 

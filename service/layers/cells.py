@@ -212,6 +212,35 @@ class LSTMCell:
         return h_new, [h_new, c_new]
 
 
+@dataclass(frozen=True)
+class StackedCells:
+    """Keras `StackedRNNCells`: the cells run one after the other at each timestep, each reading the previous one's
+    output; the states are every cell's, in cell order (LSTM `h, c`); the output is the last cell's."""
+
+    cells: tuple[SimpleRNNCell | GRUCell | LSTMCell, ...]
+
+    @property
+    def units(self) -> int:
+        return self.cells[-1].units
+
+    @property
+    def state_count(self) -> int:
+        return sum(c.state_count for c in self.cells)
+
+    @property
+    def state_units(self) -> tuple[int, ...]:
+        return tuple(c.units for c in self.cells for _ in range(c.state_count))
+
+    def step(self, x_t: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
+        new_states: States = []
+        offset = 0
+        for cell in self.cells:
+            x_t, own = cell.step(x_t, states[offset : offset + cell.state_count])
+            offset += cell.state_count
+            new_states += own
+        return x_t, new_states
+
+
 def make_cell(
     class_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
 ) -> SimpleRNNCell | GRUCell | LSTMCell:

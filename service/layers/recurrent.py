@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput
-from service.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, States, make_cell
+from service.layers.cells import Cell, GRUCell, LSTMCell, SimpleRNNCell, StackedCells, States, make_cell
 
 
 def run_recurrent(
@@ -87,21 +87,26 @@ def _initial_states(cell: Cell, given: Sequence[np.ndarray | None] | None, batch
         given = [None] * cell.state_count
     if len(given) != cell.state_count:
         raise InvalidInput(f"expected {cell.state_count} initial state(s), got {len(given)}")
-    states = [np.zeros((batch, cell.units)) if s is None else np.asarray(s, dtype=np.float64) for s in given]
-    for s in states:
-        if s.shape != (batch, cell.units):
-            raise InvalidInput(f"initial state has shape {s.shape}, expected (batch, units) = {(batch, cell.units)}")
+    widths = getattr(cell, "state_units", None) or (cell.units,) * cell.state_count  # stacked cells differ
+    states = [
+        np.zeros((batch, w)) if s is None else np.asarray(s, dtype=np.float64)
+        for s, w in zip(given, widths, strict=True)
+    ]
+    for s, w in zip(states, widths, strict=True):
+        if s.shape != (batch, w):
+            raise InvalidInput(f"initial state has shape {s.shape}, expected (batch, units) = {(batch, w)}")
     return states
 
 
 @dataclass(frozen=True)
 class RecurrentLayer:
-    """A SimpleRNN, GRU or LSTM layer at inference: a cell plus the loop options of its config.
+    """A SimpleRNN, GRU or LSTM layer (or an RNN of stacked cells) at inference: a cell plus the loop options of
+    its config.
 
     `stateful`, `unroll`, `dropout` and `recurrent_dropout` do not change inference results and are ignored.
     """
 
-    cell: SimpleRNNCell | GRUCell | LSTMCell
+    cell: SimpleRNNCell | GRUCell | LSTMCell | StackedCells
     return_sequences: bool = False
     return_state: bool = False
     go_backwards: bool = False

@@ -48,12 +48,12 @@ class ParityCase:
     notes: str
 
     @classmethod
-    def from_entry(cls, entry: Mapping[str, Any]) -> ParityCase:
+    def from_entry(cls, entry: Mapping[str, Any], folder: Path = FIXTURES) -> ParityCase:
         return cls(
             id=entry["id"],
-            file=FIXTURES / entry["file"],
+            file=folder / entry["file"],
             format=entry["format"],
-            data_file=FIXTURES / entry["data"],
+            data_file=folder / entry["data"],
             input_names=tuple(i["name"] for i in entry["inputs"]),
             output_names=tuple(entry["outputs"]),
             state_outputs=dict(entry["state_outputs"]),
@@ -75,8 +75,13 @@ class ParityCase:
 
 
 def load_cases() -> list[ParityCase]:
-    index = json.loads((FIXTURES / "cases.json").read_text())
-    return [ParityCase.from_entry(entry) for entry in index["cases"]]
+    """Every case of `fixtures/cases.json` and of the `cases.json` of each folder under `fixtures/` (one per fixture
+    script: `make_fixtures_cells.py` writes `fixtures/cells/`), file names relative to their index."""
+    cases = []
+    for path in [FIXTURES / "cases.json", *sorted(FIXTURES.glob("*/cases.json"))]:
+        index = json.loads(path.read_text())
+        cases += [ParityCase.from_entry(entry, path.parent) for entry in index["cases"]]
+    return cases
 
 
 # ------------------------------------------------------------------------------------------------- comparisons

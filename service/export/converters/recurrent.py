@@ -46,6 +46,11 @@ class Cell:
     bias: str | None  # initializer (G,) added to the projection, or None
     step: StepFn
     native: NativeCell | None = None  # the fused ONNX op for unmasked passes, when it computes the same
+    # the width of each state when they differ (stacked cells), else () for `units` each
+    state_units: tuple[int, ...] = ()
+
+    def state_width(self, k: int) -> int:
+        return self.state_units[k] if self.state_units else self.units
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,9 @@ def _loop(
     mask = g.op("Unsqueeze", x.mask, g.ints([2]), hint=f"{hint}/mask")  # (B, T, 1)
     zeros = ""
     if _needs_carry(d):
-        zeros = g.op("ConstantOfShape", g.op("Shape", initial[0]), hint=f"{hint}/zeros")
+        # zeros shaped as the output: as a state of the output's width (stacked cells: the last cell's h)
+        like = next(k for k in range(len(initial)) if cell.state_width(k) == cell.units)
+        zeros = g.op("ConstantOfShape", g.op("Shape", initial[like]), hint=f"{hint}/zeros")
     if d.unroll:
         assert x.time_steps is not None
         return _unrolled(g, cell, x, projected, mask, initial, zeros, d, x.time_steps)
@@ -194,7 +201,10 @@ def _scan(
 ) -> tuple[str, tuple[str, ...]]:
     body = g.subgraph(f"{hint}/step")
     width = None  # body shapes are left to shape inference from the Scan inputs
-    states = [body.add_input(f"{hint}/state_in", TensorProto.FLOAT, [None, cell.units], exact=False) for _ in initial]
+    states = [
+        body.add_input(f"{hint}/state_in", TensorProto.FLOAT, [None, cell.state_width(k)], exact=False)
+        for k in range(len(initial))
+    ]
     carry = _needs_carry(d)
     prev_out = body.add_input(f"{hint}/out_in", TensorProto.FLOAT, [None, cell.units], exact=False) if carry else ""
     xp_t = body.add_input(f"{hint}/xp_t", TensorProto.FLOAT, [None, width], exact=False)
@@ -205,8 +215,11 @@ def _scan(
         body_outputs.append(out_t)
     if d.return_sequences:
         body_outputs.append(body.op("Identity", out_t, hint="seq_out") if carry else out_t)
-    for name in body_outputs:
-        body.add_output(name, TensorProto.FLOAT, [None, cell.units])
+    widths = [cell.state_width(k) for k in range(len(new_states))] + [cell.units] * (
+        len(body_outputs) - len(new_states)
+    )
+    for name, width in zip(body_outputs, widths, strict=True):
+        body.add_output(name, TensorProto.FLOAT, [None, width])
 
     reverse_input = 1 if d.go_backwards else 0
     attrs: dict[str, Any] = {
