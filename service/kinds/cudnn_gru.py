@@ -19,9 +19,10 @@ from service.errors import UnsupportedLayer
 from service.export.builder import GraphBuilder
 from service.export.converters.recurrent import Cell
 from service.importers.jsonish import short
+from service.importers.keras_layers import describe
 from service.kinds import gru
 from service.kinds.base import Shape, register_kind
-from service.kinds.config import describe, plain
+from service.kinds.config import plain
 from service.kinds.recurrent import RecurrentKind
 from service.layers.cells import GRUCell
 from service.layers.cudnn import cudnn_gru_weights
@@ -41,12 +42,12 @@ CUDNN_FIXED: Mapping[str, Any] = {
 def normalise_cudnn(kind: RecurrentKind, config: Mapping[str, Any], name: str, keras_version: str) -> dict[str, Any]:
     """The plain layer's normalised config, refusing a fixed argument set to anything else."""
     normalised = plain(kind, config, name, keras_version)
-    for key, value in kind.defaults.items():
-        if key in CUDNN_FIXED or key == "reset_after":
-            if normalised[key] != value:
-                raise UnsupportedLayer(
-                    f"{describe(name, kind.class_name)}: {key}={short(config.get(key))} is not a cuDNN layer's"
-                )
+    fixed = [key for key in kind.defaults if key in CUDNN_FIXED or key == "reset_after"]
+    for key in fixed:
+        if normalised[key] != kind.defaults[key]:
+            raise UnsupportedLayer(
+                f"{describe(name, kind.class_name)}: {key}={short(config.get(key))} is not a cuDNN layer's"
+            )
     return normalised
 
 

@@ -30,8 +30,9 @@ from service.export.converters.recurrent import Cell, Direction, output_value, r
 from service.export.converters.recurrent import wants_unroll as _wants_unroll
 from service.export.weights import check_weights, sub_weights
 from service.importers.jsonish import array, short
+from service.importers.keras_layers import describe
 from service.kinds.base import KEEP_MASK, NO_MASK, LayerKind, MaskRule, Shape, get_kind, register_kind
-from service.kinds.config import describe, inner_layer, plain, wrapper_keys
+from service.kinds.config import inner_layer, plain, wrapper_keys
 from service.kinds.recurrent import RecurrentKind
 from service.spec import LayerSpec, StateSpec
 
