@@ -19,8 +19,10 @@ from app_harness import ServerThread
 from playground_harness import VIEWPORT, Screenshots, Tab, bundled_settings, chromium_path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one test module. Not for the session: while Playwright's sync API runs, it marks its own event
+    loop as running in this thread, so asyncio tests after it could not run theirs."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     executable = chromium_path()
     if executable is None:
