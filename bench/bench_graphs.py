@@ -101,8 +101,7 @@ def native_graph(spec: ModelSpec) -> onnx.ModelProto:
     nodes.append(helper.make_node(NATIVE_OPS[cell], op_inputs, outs, hidden_size=units, **attrs))
     nodes.append(helper.make_node("Squeeze", ["y_t1bu", "axis1"], ["y_tbu"]))
     nodes.append(helper.make_node("Transpose", ["y_tbu"], ["y"], perm=[1, 0, 2]))
-    for s in states:
-        nodes.append(helper.make_node("Squeeze", [f"{s}_final3d", "axis0"], [s + STATE_OUT_SUFFIX]))
+    nodes.extend(helper.make_node("Squeeze", [f"{s}_final3d", "axis0"], [s + STATE_OUT_SUFFIX]) for s in states)
     features = int(spec.inputs[0].shape[-1] or 0)
     graph = helper.make_graph(
         nodes, "native",

@@ -278,10 +278,10 @@ class Metrics:
         if not self.shared:
             return generate_latest(self.registry)
         every_worker = CollectorRegistry()
-        multiprocess.MultiProcessCollector(every_worker)
+        multiprocess.MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
         return generate_latest(every_worker)
 
     def close(self) -> None:
         """This process stops serving: its live gauges leave the shared totals (its counts stay in them)."""
         if self.shared:
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -21,6 +21,7 @@ and describes them in the OpenAPI schema. Hot endpoints answer through the same 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -412,10 +413,8 @@ async def ws_serve(scope: Scope, receive: Receive, send: Send, handler: MessageH
         pass
     except Exception:
         log.exception("%s failed", what)
-        try:
+        with contextlib.suppress(Exception):  # the connection is already gone
             await close(send, CLOSE_INTERNAL, "internal error")
-        except Exception:  # noqa: S110  # the connection is already gone
-            pass
 
 
 # ---- the hot routes and the app -----------------------------------------------------------------------------------

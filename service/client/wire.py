@@ -152,7 +152,8 @@ class Retry:
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after_s else None
         base = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-        return base * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not cryptography)
+        jittered: float = base * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not cryptography)
+        return jittered
 
 
 NO_RETRY = Retry(retries=0)

@@ -39,12 +39,15 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
             ]
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service, settings), self._server)
+        # generated code, untyped
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InferenceServicer(service, settings), self._server
+        )
 
     async def start(self) -> int:
         """Bind and serve; returns the port (the one picked when `grpc_port` is 0)."""
         try:
-            port = self._server.add_insecure_port(self.address)
+            port: int = self._server.add_insecure_port(self.address)
         except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."
             raise OSError(f"cannot serve gRPC on {self.address}: {exc}") from None
         await self._server.start()

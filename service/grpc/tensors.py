@@ -149,7 +149,8 @@ def _raw_tensor(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) ->
         flags: np.ndarray = (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
         return flags
     # A copy: writable, and independent of the request message.
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    copied: np.ndarray = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return copied
 
 
 def _typed_tensor(contents: pb.InferTensorContents, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -325,12 +325,12 @@ class _MaskResolver:
             sources = _keras3_refs(tensor, where)
             if is_number(value) and len(sources) == 1:
                 return MaskExpr("not_equal", sources[0], float(value))
-        if class_name == "Any" and len(args) == 1 and not kwargs:
-            if config.get("axis") in (-1, [-1]) and config.get("keepdims") is False:
-                inner = _keras3_refs(args[0], where)
-                if len(inner) == 1 and inner[0].layer in self._ops and self._ops[inner[0].layer][0] == "NotEqual":
-                    base = self._expr(inner[0].layer, where)
-                    return MaskExpr("any_not_equal", base.source, base.value)
+        reduces_features = config.get("axis") in (-1, [-1]) and config.get("keepdims") is False
+        if class_name == "Any" and len(args) == 1 and not kwargs and reduces_features:
+            inner = _keras3_refs(args[0], where)
+            if len(inner) == 1 and inner[0].layer in self._ops and self._ops[inner[0].layer][0] == "NotEqual":
+                base = self._expr(inner[0].layer, where)
+                return MaskExpr("any_not_equal", base.source, base.value)
         raise UnsupportedLayer(
             f"{where}: its mask comes from op {op_name!r} ({class_name}) in a form rnnserve cannot fold "
             "(it folds NotEqual(x, c) from Embedding(mask_zero) and Any(NotEqual(x, c), axis=-1) from Masking)"

@@ -7,6 +7,7 @@ a time) allocates nothing else. Waiters queue Futures, and `release` hands the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from types import TracebackType
 
@@ -43,10 +44,8 @@ class SessionLocks:
             if turn.done() and not turn.cancelled():
                 self.release(session_id)  # the lock was handed over just as we were cancelled: pass it on
             else:
-                try:
+                with contextlib.suppress(ValueError):
                     waiters.remove(turn)
-                except ValueError:
-                    pass
             raise
 
     def release(self, session_id: str) -> None:

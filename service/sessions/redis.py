@@ -444,7 +444,7 @@ class RedisSessionStore:
             self._events.store_round_trip(op)
         if len(groups) == 1:
             keys, args = groups[0]
-            return [await self._run(self._client.eval(script, len(keys), *keys, *args))]  # type: ignore[misc]
+            return [await self._run(self._client.eval(script, len(keys), *keys, *args))]
         pipe = self._client.pipeline(transaction=False)
         for keys, args in groups:
             pipe.eval(script, len(keys), *keys, *args)

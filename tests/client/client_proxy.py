@@ -8,6 +8,7 @@ armed, fails a request whose first bytes contain a marker (e.g. b"/step"):
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -101,8 +102,6 @@ class Proxy:
 
 def _close(*sockets: socket.socket) -> None:
     for sock in sockets:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()

@@ -47,13 +47,16 @@ async def test_predict_and_a_session(server: ServerThread, binary: bool) -> None
 
 async def test_a_step_retried_after_its_reply_was_lost_applies_once(proxy: Proxy, server: ServerThread) -> None:
     retry = Retry(retries=3, backoff_s=0.01)
-    async with AsyncClient(proxy.url, retry=retry) as client, AsyncClient(server.url) as direct:
-        async with await client.create_session("forecaster") as session:
-            await session.step(X[:, :4])
-            proxy.cut_after_reply(b"/step")
-            result = await session.step(X[:, 4:])
-            assert proxy.cut == 1 and len(proxy.seen) == 2
-            assert result.step == 8 and (await (await direct.session(session.id)).info()).step == 8
+    async with (
+        AsyncClient(proxy.url, retry=retry) as client,
+        AsyncClient(server.url) as direct,
+        await client.create_session("forecaster") as session,
+    ):
+        await session.step(X[:, :4])
+        proxy.cut_after_reply(b"/step")
+        result = await session.step(X[:, 4:])
+        assert proxy.cut == 1 and len(proxy.seen) == 2
+        assert result.step == 8 and (await (await direct.session(session.id)).info()).step == 8
 
 
 async def chunks() -> AsyncIterator[np.ndarray]:

@@ -55,8 +55,10 @@ KERAS3_ACTIVATIONS = (
 )  # fmt: skip
 
 SKIPPED = [
-    "SimpleRNN(unroll=True, go_backwards=True) with a mask: the Keras 3 torch backend crashes "
-    "('tuple' object has no attribute 'shape'), so Keras gives no reference (SEMANTICS.md §3).",
+    (
+        "SimpleRNN(unroll=True, go_backwards=True) with a mask: the Keras 3 torch backend crashes "
+        "('tuple' object has no attribute 'shape'), so Keras gives no reference (SEMANTICS.md §3)."
+    ),
     "activation='glu' and activation='threshold' on a recurrent layer: Keras itself fails on the first call.",
     "Keras 3 reset_states(states=...) does not exist; k3_stateful_stack sets values with Variable.assign instead.",
 ]

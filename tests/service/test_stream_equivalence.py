@@ -70,8 +70,7 @@ def test_websocket_chunks_equal_one_predict(
     with connect(f"{server.ws_url}/v1/sessions/{sid}/stream") as ws:
         for chunk, chunk_mask in chunks(x, mask):  # send them all, then read: replies come back in order
             ws.send(json.dumps({"inputs": as_list(chunk), "mask": as_list(chunk_mask)}))
-        for _ in CHUNKS:
-            replies.append(json.loads(ws.recv(timeout=30)))
+        replies.extend(json.loads(ws.recv(timeout=30)) for _ in CHUNKS)
     assert [r["step"] for r in replies] == list(np.cumsum(CHUNKS))
     outputs = [np.asarray(r["outputs"]) for r in replies]
     assert_equivalent(np.concatenate(outputs, axis=1), session(client, sid)["states"], whole, mask)

@@ -60,9 +60,9 @@ def options(scope: Scope, head: Head) -> dict[str, str]:
     found: dict[str, str] = {}
     query = scope.get("query_string") or b""
     if query:
-        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if key in OPTIONS:
-                found[key] = value
+        found.update(
+            (key, value) for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if key in OPTIONS
+        )
     for header, key in _OPTION_HEADERS.items():
         value = head.get(header)
         if value is None:

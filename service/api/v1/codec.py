@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.api.edge import dumps
+from service.api.edge import dumps as dumps  # re-exported: the /v1 adapters render JSON with it
 from service.errors import InvalidInput, SessionNotFound
 from service.inference import InferenceResult, PredictRequest, SessionInfo, StepRequest, StepResult
 from service.validation import Tensors, decode_array

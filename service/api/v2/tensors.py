@@ -183,7 +183,10 @@ def _binary_tensor(
         flags: np.ndarray = (raw != 0).reshape(shape)
         return flags
     # A copy: aligned and writable whatever the offset, and independent of the request body.
-    return np.frombuffer(binary, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(shape).copy()
+    copied: np.ndarray = (
+        np.frombuffer(binary, dtype=dtype, count=size // dtype.itemsize, offset=offset).reshape(shape).copy()
+    )
+    return copied
 
 
 def _flatten(data: Any, name: str) -> list[Any]:
