@@ -12,8 +12,10 @@ PYTHON="${PYTHON:-python}"
 case "$PYTHON" in */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;; esac
 cd "$(dirname "$0")"
 "$PYTHON" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. grpc_service.proto
-sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+# (-i.orig, then removed: the form GNU and BSD sed both take)
+sed -i.orig 's/_descriptor_pool\.Default()\.AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
     grpc_service_pb2.py
-sed -i 's/^import grpc_service_pb2 as /from . import grpc_service_pb2 as /' grpc_service_pb2_grpc.py
+sed -i.orig 's/^import grpc_service_pb2 as /from . import grpc_service_pb2 as /' grpc_service_pb2_grpc.py
+rm grpc_service_pb2.py.orig grpc_service_pb2_grpc.py.orig
 grep -q 'DescriptorPool().AddSerializedFile(' grpc_service_pb2.py
 grep -q '^from . import grpc_service_pb2 as ' grpc_service_pb2_grpc.py
