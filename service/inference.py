@@ -45,7 +45,7 @@ from service.errors import (
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
 from service.runtime.signature import ModelSignature, Runner, RunResult
-from service.sessions.base import SessionRecord, SessionStore
+from service.sessions.base import SessionPage, SessionRecord, SessionStore, SessionSummary
 from service.settings import Settings
 from service.spec import ModelSpec
 from service.validation import (
@@ -234,6 +234,20 @@ class InferenceService:
 
     async def get_session(self, session_id: str) -> SessionInfo:
         return _info(await self.store.get(session_id))
+
+    async def list_sessions(
+        self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
+    ) -> SessionPage:
+        """A page of live /v1 sessions in id order (see `SessionStore.scan`); /v2 sequences, which share the store
+        under ids with a ':', are left out, so every id listed answers on /v1."""
+        shown: list[SessionSummary] = []
+        cursor = after
+        while True:
+            page = await self.store.scan(after=cursor, limit=limit - len(shown), model=model, owner=owner)
+            shown.extend(s for s in page.sessions if ":" not in s.session_id)
+            cursor = page.next_cursor
+            if cursor is None or len(shown) >= limit:
+                return SessionPage(shown, None if cursor is None else shown[-1].session_id)
 
     async def step(self, session_id: str, request: StepRequest, encode: StepEncoder) -> bytes:
         """Apply one chunk to a session; returns the encoded response (the cached one for an exact retry).

@@ -68,6 +68,36 @@ class SessionRecord(NamedTuple):
         )
 
 
+class SessionSummary(NamedTuple):
+    """What a listing shows of one live session (never its states)."""
+
+    session_id: str
+    model: str
+    step: int
+    expires_at: float  # unix time
+    created_at: float  # unix time
+    batch_size: int
+
+
+class SessionPage(NamedTuple):
+    """One page of a listing, in session id order; `next_cursor` (the last id shown) is None after the last page."""
+
+    sessions: list[SessionSummary]
+    next_cursor: str | None
+
+
+def owned_by(record: object, owner: str | None) -> bool:
+    """Whether a listing for `owner` shows `record` (None: every owner). Records carry an `owner` once tenants
+    exist; until then a record has none and only an unfiltered listing shows it."""
+    return owner is None or getattr(record, "owner", None) == owner
+
+
+def summary(record: SessionRecord) -> SessionSummary:
+    return SessionSummary(
+        record.session_id, record.model, record.step, record.expires_at, record.created_at, record.batch_size
+    )
+
+
 class SessionStore(Protocol):
     """Errors: `SessionNotFound` for an unknown or expired id, `TooManySessions` when full,
     `SeqConflict` when a commit's expected version is stale, `StoreUnavailable` when the backend is down."""
@@ -96,6 +126,13 @@ class SessionStore(Protocol):
         ...
 
     async def count(self) -> int: ...
+
+    async def scan(
+        self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
+    ) -> SessionPage:
+        """Live sessions with ids greater than `after`, in id order, at most `limit` (>= 1), only those of `model`
+        and `owner` when given. Reading them renews no TTL."""
+        ...
 
     async def ping(self) -> None: ...
 

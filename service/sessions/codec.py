@@ -152,6 +152,14 @@ def encode_record(
     return b"".join((head, name, digest, response, encode_states(states)))
 
 
+def decode_listing(data: bytes) -> tuple[int, float, int, str]:
+    """(step, created_at, batch_size, model) from a record's header and model name (what a listing reads)."""
+    if len(data) < _RECORD.size:
+        raise StateCodecError(f"record of {len(data)} bytes is shorter than its {_RECORD.size}-byte header")
+    _, _, _, step, _, created_at, batch_size, n_name, _, _ = _RECORD.unpack_from(data)
+    return step, created_at, batch_size, data[_RECORD.size : _RECORD.size + n_name].decode()
+
+
 def decode_record(data: bytes) -> RecordFields:
     """The fields `encode_record` packed; `StateCodecError` for anything else."""
     if len(data) < _RECORD.size:

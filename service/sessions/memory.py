@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 import numpy as np
 
 from service.errors import SeqConflict, SessionNotFound, TooManySessions
-from service.sessions.base import SessionEvents, SessionRecord
+from service.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, owned_by
 from service.sessions.locks import SessionLocks
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,28 @@ class MemorySessionStore:
     async def count(self) -> int:
         self.sweep()
         return len(self._slots)
+
+    async def scan(
+        self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
+    ) -> SessionPage:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.sweep()
+        ids = heapq.nsmallest(
+            limit + 1,
+            (
+                sid
+                for sid, slot in self._slots.items()
+                if (after is None or sid > after) and (model is None or slot.model == model) and owned_by(slot, owner)
+            ),
+        )
+        shown = ids[:limit]
+        page = [self._summary(sid) for sid in shown]
+        return SessionPage(page, shown[-1] if len(ids) > limit else None)
+
+    def _summary(self, session_id: str) -> SessionSummary:
+        slot = self._slots[session_id]
+        return SessionSummary(session_id, slot.model, slot.step, slot.expires_at, slot.created_at, slot.batch_size)
 
     async def ping(self) -> None:
         return None

@@ -48,8 +48,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from service.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
-from service.sessions.base import SessionEvents, SessionRecord
-from service.sessions.codec import HEAD_BYTES, decode_head, decode_record, encode_record, version_head
+from service.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, owned_by
+from service.sessions.codec import (
+    HEAD_BYTES,
+    decode_head,
+    decode_listing,
+    decode_record,
+    encode_record,
+    version_head,
+)
 from service.sessions.locks import SessionLocks
 
 T = TypeVar("T")
@@ -168,6 +175,39 @@ _COUNT = (
     + """
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return {redis.call('ZCARD', KEYS[1]), expired}
+"""
+)
+
+# KEYS: live.  ARGV: the session key prefix, after ('' for none), want, model ('' for any).
+# -> {candidates, id_1, expiry_ms_1, header+model_1, ...}: the live sessions with ids > after, in id order, of the
+# model, at most `want` (read with GETRANGE: no TTL renewed, no states), and how many ids were > after at all.
+# The session keys share the live set's slot (one hash tag), so a cluster runs it on one node.
+_LIST = (
+    _PROLOGUE
+    + """
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES')
+local picked = {}
+for i = 1, #live, 2 do
+  if ARGV[2] == '' or live[i] > ARGV[2] then picked[#picked + 1] = {live[i], live[i + 1]} end
+end
+table.sort(picked, function(a, b) return a[1] < b[1] end)
+local out = {#picked}
+local want = tonumber(ARGV[3])
+for i = 1, #picked do
+  if (#out - 1) / 3 >= want then break end
+  local key = ARGV[1] .. picked[i][1]
+  local h = redis.call('GETRANGE', key, 0, 59)
+  if #h == 60 then
+    local n = string.byte(h, 53) + string.byte(h, 54) * 256
+    local model = redis.call('GETRANGE', key, 60, 59 + n)
+    if ARGV[4] == '' or model == ARGV[4] then
+      out[#out + 1] = picked[i][1]
+      out[#out + 1] = picked[i][2]
+      out[#out + 1] = h .. model
+    end
+  end
+end
+return out
 """
 )
 
@@ -371,6 +411,28 @@ class RedisSessionStore:
             expired += int(reply[1])
         self._report_expired(expired)
         return live
+
+    async def scan(
+        self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
+    ) -> SessionPage:
+        """One script call per bucket (pipelined), each answering its smallest ids after the cursor; merged here."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        groups = [
+            ([live], [prefix, after or "", limit + 1, model or ""])
+            for live, prefix in zip(self._live_keys, self._session_prefixes, strict=True)
+        ]
+        replies = await self._run_groups(_LIST, groups, "list")
+        found: list[SessionSummary] = []
+        for reply in replies:
+            for i in range(1, len(reply), 3):
+                session_id = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
+                step, created_at, batch_size, name = decode_listing(reply[i + 2])
+                expires_at = float(reply[i + 1]) / 1000
+                found.append(SessionSummary(session_id, name, step, expires_at, created_at, batch_size))
+        found = sorted((s for s in found if owned_by(s, owner)), key=lambda s: s.session_id)
+        shown = found[:limit]
+        return SessionPage(shown, shown[-1].session_id if len(found) > limit else None)
 
     async def ping(self) -> None:
         await self._run(self._client.ping())

@@ -5,11 +5,14 @@ Step and the WebSocket stream are plain ASGI endpoints (`handlers`, `stream`), h
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from service.api.deps import AuthDep, BodyDep, ServiceDep
 from service.api.v1 import codec
+from service.inference import iso8601
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], dependencies=[AuthDep])
 
@@ -28,6 +31,36 @@ async def create_session(body: BodyDep, service: ServiceDep) -> Response:
     )
     headers = {"Location": f"/v1/sessions/{info.session_id}"}
     return Response(codec.dumps(codec.session_json(info, with_states=False)), 201, headers, media_type=JSON)
+
+
+MAX_PAGE = 1000
+
+
+@router.get("")
+async def list_sessions(
+    service: ServiceDep,
+    model: Annotated[str | None, Query(description="Only the sessions of this model")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="The most sessions on one page")] = 100,
+    cursor: Annotated[
+        str | None, Query(description="The `next_cursor` of the previous page (absent: the first page)")
+    ] = None,
+) -> Response:
+    """Live sessions in id order, a page at a time: `{"sessions": [{session_id, model, step, batch_size,
+    expires_at, created_at}], "next_cursor"}`; `next_cursor` is null after the last page. Reading them renews no
+    TTL."""
+    page = await service.list_sessions(after=cursor, limit=limit, model=model)
+    sessions = [
+        {
+            "session_id": s.session_id,
+            "model": s.model,
+            "step": s.step,
+            "batch_size": s.batch_size,
+            "expires_at": iso8601(s.expires_at),
+            "created_at": iso8601(s.created_at),
+        }
+        for s in page.sessions
+    ]
+    return Response(codec.dumps({"sessions": sessions, "next_cursor": page.next_cursor}), media_type=JSON)
 
 
 @router.get("/{session_id}")
