@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
+            await serving.service.aclose()
             await executor.aclose()
             await store.aclose()
             metrics.close()

@@ -42,6 +42,7 @@ from service.errors import (
     SessionsNotSupported,
     StoreUnavailable,
 )
+from service.limits import Budget, LargeCalls
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
 from service.runtime.signature import ModelSignature, Runner, RunResult
@@ -77,6 +78,7 @@ class PredictRequest(NamedTuple):
     time_major: bool | None = None
     return_state: bool = False
     return_losses: bool = False  # Keras' model.losses after this call (weight and activity penalties)
+    binary_reply: bool = False  # the reply goes out as raw bytes (its size budget counts 4 bytes a float, not 16)
 
 
 class StepRequest(NamedTuple):
@@ -90,6 +92,7 @@ class StepRequest(NamedTuple):
     time_major: bool | None = None
     return_state: bool = False
     digest: bytes | None = None
+    binary_reply: bool = False  # as `PredictRequest.binary_reply`
 
 
 class InferenceResult(NamedTuple):
@@ -146,6 +149,8 @@ class InferenceService:
         self.store = store
         self.executor = executor
         self.limits = Limits(max_timesteps=settings.max_timesteps, max_batch=settings.max_request_batch)
+        self.budget = Budget(settings.max_work, settings.max_reply_bytes)
+        self.large_calls = LargeCalls(settings.large_work, settings.large_work_threads)
         self.default_ttl_s = settings.default_ttl_s
         self.max_ttl_s = settings.max_ttl_s
         self.metrics = metrics
@@ -178,12 +183,19 @@ class InferenceService:
     async def session_count(self) -> int:
         return await self.store.count()
 
+    async def aclose(self) -> None:
+        """Stop the threads of large calls (the lifespan closes the executor and the store)."""
+        await self.large_calls.aclose()
+
     # ---- stateless ---------------------------------------------------------------------------------------------------
 
     async def predict(self, model_name: str, request: PredictRequest) -> InferenceResult:
         model = self.repository.get(model_name)
         runner, sig = _ready(model)
         checked = check_inputs(sig, request.inputs, time_major=request.time_major, limits=self.limits)
+        self.budget.check(
+            sig, checked.batch, checked.timesteps, binary=request.binary_reply, return_state=request.return_state
+        )
         mask = self._mask(sig, request.mask, request.time_major, checked)
         states = None
         if request.initial_state is not None:
@@ -290,6 +302,9 @@ class InferenceService:
         checked = check_inputs(
             sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
         )
+        self.budget.check(
+            sig, checked.batch, checked.timesteps, binary=request.binary_reply, return_state=request.return_state
+        )
         mask = self._mask(sig, request.mask, request.time_major, checked)
         result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
         outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
@@ -364,8 +379,10 @@ class InferenceService:
         mask: np.ndarray | None,
         key: str | None = None,
     ) -> RunResult:
+        # a large call runs outside the executor (whose batcher runs one call of a model at a time)
+        executor = self.large_calls if self.large_calls.takes(checked.batch * checked.timesteps) else self.executor
         try:
-            return await self.executor.run(runner, checked.feeds, states, mask, key)
+            return await executor.run(runner, checked.feeds, states, mask, key)
         except RnnServeError:
             raise
         except Exception as exc:

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
     """Most timesteps in one request; more answers 413."""
     max_request_batch: int = Field(default=1024, ge=1)
     """Largest batch (rows) in one request or session."""
+    max_work: int = Field(default=100_000, ge=1)
+    """Most rows x timesteps in one call (a predict, a step, a /v2 infer); more answers 413 naming the figure. On
+    the bundled models a call at this limit peaks under 300 MiB of server memory."""
+    max_reply_bytes: int = Field(default=32 * MiB, ge=1024)
+    """Largest reply, in bytes, computed from the model's output shapes before the call runs (JSON counts 16 bytes
+    a float32 value, raw bytes 4); larger answers 413 naming the figure."""
+    large_work: int = Field(default=8192, ge=1)
+    """Calls of more rows x timesteps than this run on threads of their own (large_work_threads), outside the
+    executor, so that a long predict does not hold other sessions' steps behind it."""
+    large_work_threads: int = Field(default=2, ge=1, le=64)
+    """Threads for large calls (see large_work); more large calls at once wait for one."""
 
     # ---- security ------------------------------------------------------------------------------------------------
     api_key: SecretStr | None = None

@@ -33,6 +33,8 @@ class StepEndpoint:
                 request = binary.step_request(body, binary.options(scope, head), reply_binary)
             else:
                 request = codec.parse_step(codec.parse_object(body), body, variant=b"bin" if reply_binary else b"")
+            if reply_binary:
+                request = request._replace(binary_reply=True)
             if not reply_binary:
                 await respond(send, 200, JSON, await service.step(session_id, request, codec.encode_step))
                 return 200
@@ -59,6 +61,8 @@ class PredictEndpoint:
                 request = binary.predict_request(body, binary.options(scope, head))
             else:
                 request = codec.parse_predict(codec.parse_object(body))
+            if head.binary_reply:
+                request = request._replace(binary_reply=True)
             result = await serving.service.predict(model, request)
             if not head.binary_reply:
                 await respond(send, 200, JSON, codec.encode_result(result))
