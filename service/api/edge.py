@@ -555,6 +555,21 @@ class _StatusWatch:
         await self.send(message)
 
 
+class _Routed:
+    """A hot route's endpoint as FastAPI's routing calls it (under a root path, or with the dispatcher skipped).
+    It names its route in the scope as the dispatcher does (FastAPI's router names only its own routes there),
+    so that the request, or each message of a stream, is counted under the route's template."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: HotRoute) -> None:
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self.route
+        await self.route.endpoint(scope, receive, send)
+
+
 class EdgeApp(FastAPI):
     """The application behind the edge: hot routes (one table, `HotRoutes`) go straight to their plain ASGI
     endpoints, everything else through FastAPI, and every HTTP request is counted by route template."""
@@ -569,9 +584,9 @@ class EdgeApp(FastAPI):
         # FastAPI types these as request handlers; Starlette (which does the routing) also takes plain ASGI apps
         for route in self.hot.routes:
             if route.method == "WS":
-                self.router.add_websocket_route(route.path, cast(Any, route.endpoint))
+                self.router.add_websocket_route(route.path, cast(Any, _Routed(route)))
             else:
-                self.router.add_route(route.path, cast(Any, route.endpoint), [route.method], include_in_schema=False)
+                self.router.add_route(route.path, cast(Any, _Routed(route)), [route.method], include_in_schema=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from app_harness import Routed, ServerThread
 from app_harness import in_process as app_in_process
@@ -180,3 +182,44 @@ async def test_the_hot_path_and_fastapi_routing_answer_alike(in_process: EdgeApp
                 assert (hot_body["status"], hot_body["title"]) == (routed_body["status"], routed_body["title"])
             else:
                 assert hot_body == routed_body
+
+
+async def _asgi(app: EdgeApp, scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What `app` sends for one connection that receives `messages`."""
+    incoming, sent = iter(messages), []
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_under_a_root_path_fastapi_serves_the_hot_routes_and_they_are_counted(in_process: EdgeApp) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=in_process), base_url="http://hot") as client:
+        sid = (await client.post("/v1/sessions", json={"model": "gru"})).json()["session_id"]
+    prefix, body = "/behind/a/proxy", b'{"inputs": [[[0.1, 0.2, 0.3]]]}'
+    common = {"asgi": {"version": "3.0"}, "root_path": prefix, "query_string": b"", "server": ("hot", 80)}
+    path, headers = f"{prefix}/v1/sessions/{sid}/step", [(b"content-length", b"%d" % len(body))]
+    http = {**common, "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
+            "headers": headers}  # fmt: skip
+    sent = await _asgi(in_process, http, [{"type": "http.request", "body": body}])
+    assert (sent[0]["status"], orjson.loads(sent[1]["body"])["step"]) == (200, 1)
+    ws = {
+        **common,
+        "type": "websocket",
+        "path": f"{prefix}/v1/sessions/{sid}/stream",
+        "headers": [],
+        "subprotocols": [],
+    }
+    messages = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": body.decode()}]
+    sent = await _asgi(in_process, ws, [*messages, {"type": "websocket.disconnect", "code": 1000}])
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send"]
+    assert orjson.loads(sent[1]["text"])["step"] == 2
+    text = in_process.serving.metrics.render().decode()
+    for method in ("POST", "WS"):
+        route = f"/v1/sessions/{{session_id}}/{'step' if method == 'POST' else 'stream'}"
+        assert f'rnnserve_requests_total{{method="{method}",route="{route}",status="200"}} 1.0' in text
