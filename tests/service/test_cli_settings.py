@@ -72,6 +72,10 @@ SAMPLES: dict[str, Any] = {
     "max_body_bytes": 4096,
     "max_timesteps": 500,
     "max_request_batch": 16,
+    "max_work": 5000,
+    "max_reply_bytes": 65536,
+    "large_work": 2048,
+    "large_work_threads": 3,
     "api_key": "s3cret",
 }
 
