@@ -192,13 +192,20 @@ class InferenceService:
     async def predict(self, model_name: str, request: PredictRequest) -> InferenceResult:
         model = self.repository.get(model_name)
         runner, sig = _ready(model)
-        checked = check_inputs(sig, request.inputs, time_major=request.time_major, limits=self.limits)
+        checked = check_inputs(
+            sig, request.inputs, time_major=request.time_major, limits=self.limits, state_inputs=True
+        )
         self.budget.check(
             sig, checked.batch, checked.timesteps, binary=request.binary_reply, return_state=request.return_state
         )
         mask = self._mask(sig, request.mask, request.time_major, checked)
-        states = None
+        states = checked.states  # set by the model's state inputs sent by name, as Keras' predict([x, h0])
         if request.initial_state is not None:
+            if states is not None:
+                raise InvalidInput(
+                    f"the request sets the initial states twice: as initial_state and as inputs "
+                    f"{[i.name for i in sig.state_inputs]}; send one of them"
+                )
             states = check_states(sig, request.initial_state, batch=checked.batch)
         result = await self._run(model.name, runner, checked, states, mask)
         if self.metrics is not None:

@@ -64,6 +64,9 @@ class CheckedInputs(NamedTuple):
     feeds: dict[str, np.ndarray]
     batch: int
     timesteps: int
+    # with `state_inputs`: the states the request set through the signature's state inputs (every state, zeros
+    # for those whose input it left out), None when it sent none of them
+    states: list[np.ndarray] | None = None
 
 
 # ---- stage 1: JSON -> numpy ---------------------------------------------------------------------------------------
@@ -100,9 +103,18 @@ def check_inputs(
     time_major: bool | None,
     limits: Limits,
     batch: int | None = None,
+    state_inputs: bool = False,
 ) -> CheckedInputs:
     """Check and convert a request's inputs. `time_major` is the request's layout (None = the model's own);
-    `batch` the batch size the caller requires (a session's), else any batch the signature allows."""
+    `batch` the batch size the caller requires (a session's), else any batch the signature allows. With
+    `state_inputs` (a predict), `inputs` may also hold the signature's `state_inputs` by name, as Keras'
+    `model.predict([x, h0])` takes them; they come back as `CheckedInputs.states`."""
+    given: dict[str, np.ndarray] = {}
+    if state_inputs and signature.initial_state_inputs and isinstance(inputs, Mapping):
+        names = set(signature.initial_state_inputs.values())
+        given = {k: v for k, v in inputs.items() if k in names}
+        if given:
+            inputs = {k: v for k, v in inputs.items() if k not in names}
     arrays = _by_name(signature, inputs)
     model_time_major = signature.time_major
     swap = time_major is not None and time_major != model_time_major
@@ -131,7 +143,28 @@ def check_inputs(
     b, t = sizes
     _check_batch(signature, b, batch, limits)
     _check_timesteps(t, limits)
+    if given:
+        return CheckedInputs(feeds, b, t, _states_from_inputs(signature, given, b))
     return CheckedInputs(feeds, b, t)
+
+
+def _states_from_inputs(signature: ModelSignature, given: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]:
+    """Every state of the signature: the one its state input sets when the request sent it, else zeros."""
+    states = []
+    for info in signature.states:
+        name = signature.initial_state_inputs.get(info.name)
+        if name is None or name not in given:
+            states.append(np.zeros((batch, int(info.shape[-1] or 0)), dtype=np.float32))
+            continue
+        array = given[name]
+        units = info.shape[-1]
+        if array.shape != (batch, units):
+            raise InvalidInput(
+                f"input {name!r} feeds the initial state {info.name!r}: it must have shape [{batch}, {units}], "
+                f"got {list(array.shape)}"
+            )
+        states.append(np.ascontiguousarray(_cast_float(name, array, "input {!r}")))
+    return states
 
 
 def check_mask(mask: np.ndarray, *, batch: int, timesteps: int, time_major: bool) -> np.ndarray:
@@ -192,7 +225,14 @@ def _by_name(signature: ModelSignature, inputs: Tensors) -> Mapping[str, np.ndar
     missing = [n for n in names if n not in inputs]
     unknown = [n for n in inputs if n not in names]
     if missing or unknown:
-        raise InvalidInput(f"inputs must be keyed by {names}; missing {missing}, unknown {unknown}")
+        state_inputs = [n for n in unknown if n in signature.initial_state_inputs.values()]
+        hint = (
+            f" ({state_inputs} set initial states: a session takes them as initial_state when it opens, or as "
+            "states when it is reset)"
+            if state_inputs
+            else ""
+        )
+        raise InvalidInput(f"inputs must be keyed by {names}; missing {missing}, unknown {unknown}{hint}")
     return inputs
 
 

@@ -86,6 +86,21 @@ class ModelSignature:
         return bool(self.states) and not self.bidirectional
 
     @property
+    def state_inputs(self) -> tuple[TensorInfo, ...]:
+        """The model inputs that feed a recurrent layer's `initial_state` (Keras `Input`s passed as
+        `initial_state=`), each a float32 `(batch, units)` tensor, in state order. They are not among `inputs`: a
+        predict request sends them either as its `initial_state` (every state, in `states` order) or, as Keras'
+        `model.predict([x, h0])` takes them, as inputs under these names (`initial_state_inputs` says which state
+        each one sets; a state whose input is not sent starts from zeros)."""
+        by_state = {s.name: s for s in self.states}
+        found: dict[str, TensorInfo] = {}
+        for state, name in self.initial_state_inputs.items():
+            info = by_state.get(state)
+            if info is not None and name not in found:
+                found[name] = TensorInfo(name, info.shape, "float32", layer=info.layer)
+        return tuple(found.values())
+
+    @property
     def state_layers(self) -> tuple[str, ...]:
         """The Keras layers that carry states, in state order (each once)."""
         return tuple(dict.fromkeys(s.layer or s.name for s in self.states))
@@ -101,6 +116,7 @@ class ModelSignature:
             "time_major": self.time_major,
             "bidirectional": self.bidirectional,
             "initial_state_inputs": dict(self.initial_state_inputs),
+            "state_inputs": [t.to_dict() for t in self.state_inputs],
         }
 
     @classmethod

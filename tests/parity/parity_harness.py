@@ -74,11 +74,14 @@ class ParityCase:
         return self.id
 
 
+# The case indexes in `make_fixtures.py`'s format, one per fixture script (`make_fixtures_cells.py` writes cells/).
+CASE_INDEXES = ("cases.json", "cells/cases.json")
+
+
 def load_cases() -> list[ParityCase]:
-    """Every case of `fixtures/cases.json` and of the `cases.json` of each folder under `fixtures/` (one per fixture
-    script: `make_fixtures_cells.py` writes `fixtures/cells/`), file names relative to their index."""
+    """Every case of the `CASE_INDEXES`, file names relative to their index."""
     cases = []
-    for path in [FIXTURES / "cases.json", *sorted(FIXTURES.glob("*/cases.json"))]:
+    for path in (FIXTURES / index for index in CASE_INDEXES):
         index = json.loads(path.read_text())
         cases += [ParityCase.from_entry(entry, path.parent) for entry in index["cases"]]
     return cases

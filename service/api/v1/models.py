@@ -27,6 +27,8 @@ def model_json(model: LoadedModel) -> dict[str, Any]:
         "inputs": [t.to_dict() for t in sig.inputs] if sig else [],
         "outputs": [t.to_dict() for t in sig.outputs] if sig else [],
         "states": [t.to_dict() for t in sig.states] if sig else [],
+        # Keras Inputs that feed initial_state: sent as the request's initial_state, or as inputs by these names
+        "state_inputs": [t.to_dict() for t in sig.state_inputs] if sig else [],
         "stateful": sig.stateful if sig else False,
         "batch_size": sig.batch_size if sig else None,
         "time_major": sig.time_major if sig else False,
