@@ -73,9 +73,13 @@ def app_from_env() -> FastAPI:
     from service.cli import configure_logging, tune_gc
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     tune_gc()  # a worker process of its own: tune its collector as `run_server` does for a single process
-    return create_app(settings)
+    app = create_app(settings)
+    from service.logging_setup import start_access_summary
+
+    start_access_summary(app.serving.metrics.registry, settings)  # type: ignore[attr-defined]
+    return app
 
 
 def runtime_options(settings: Settings) -> RuntimeOptions:

@@ -38,8 +38,6 @@ from service.settings import (
 
 log = logging.getLogger("service")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 PRECEDENCE = (
     "Every setting is a flag --x-y, a variable RNNSERVE_X_Y and a key x_y of the --config file (TOML). "
     "Flags win over RNNSERVE_* variables, which win over the config file, which wins over the defaults."
@@ -159,7 +157,7 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"rnnserve serve: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     run_server(settings)
     return 0
 
@@ -192,14 +190,17 @@ def check_serve_settings(settings: Settings) -> str | None:
     return None
 
 
-def configure_logging(level: str) -> None:
-    numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper())
-    logging.basicConfig(level=numeric, format=LOG_FORMAT)
+def configure_logging(settings: Settings | str) -> None:
+    """The root logger as the settings say (`service.logging_setup`); a bare level keeps the text format."""
+    from service.logging_setup import configure_logging as configure
+
+    configure(settings if isinstance(settings, Settings) else Settings(log_level=settings))  # type: ignore[arg-type]
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How the service runs under uvicorn (the tests' servers use the same options)."""
     from service.api.protocol import CoalescingHttpToolsProtocol
+    from service.logging_setup import access_log_on, uvicorn_log_config
 
     return {
         "host": settings.host,
@@ -210,8 +211,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": CoalescingHttpToolsProtocol,  # httptools, one write per response
         "proxy_headers": False,
         "server_header": False,
-        # uvicorn formats every access-log record before the logger drops it: off unless it would be printed
-        "access_log": settings.log_level in ("info", "debug", "trace"),
+        # a line per request only with access_log = full (the default is a summary a minute: logging_setup)
+        "access_log": access_log_on(settings),
+        "log_config": uvicorn_log_config(settings),
     }
 
 
@@ -236,8 +238,11 @@ def run_server(settings: Settings) -> None:
     tune_gc()
     if settings.workers == 1:
         from service.app import create_app
+        from service.logging_setup import start_access_summary
 
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        start_access_summary(app.serving.metrics.registry, settings)  # type: ignore[attr-defined]
+        uvicorn.run(app, **common)
         return
     # Worker processes build their own app from the environment: hand every setting down as its RNNSERVE_* variable
     # (flags and config file included), and no old name, so that they read exactly these settings.

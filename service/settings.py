@@ -75,8 +75,20 @@ class Settings(BaseSettings):
     the same host (0 picks a free one). Unset: off, so a deployment opens one port unless it asks for two."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes. More than one needs a shared session store (redis://)."""
+
+    # ---- logging -------------------------------------------------------------------------------------------------
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     """Log level of the server and uvicorn."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text (`time level logger: message`) or as one JSON object each (`time`, `level`, `logger`,
+    `message`, and fields), for a log collector. Either way a session id shows only as a tag (#, then the first 8
+    hex digits of its SHA-256)."""
+    access_log: Literal["summary", "full", "off"] = "summary"
+    """Access log: `summary` = one line per route every access_log_interval_s (requests, statuses, p50 and p99
+    latency), nothing per request; `full` = a line per HTTP request (uvicorn's, written off the event loop; costs
+    more than 10% of a one-timestep step's throughput); `off` = neither. Lines are logged at INFO."""
+    access_log_interval_s: float = Field(default=60.0, gt=0)
+    """Seconds between the access log's summary lines (access_log = summary)."""
 
     # ---- models --------------------------------------------------------------------------------------------------
     models: Path = Field(default_factory=bundled_models_dir, json_schema_extra={"shown_default": "the bundled models/"})
@@ -168,6 +180,7 @@ class Settings(BaseSettings):
 
 SECTIONS: dict[str, str] = {
     "host": "process",
+    "log_level": "logging",
     "models": "models",
     "executor": "execution",
     "store_url": "sessions",

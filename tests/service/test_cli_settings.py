@@ -56,6 +56,9 @@ SAMPLES: dict[str, Any] = {
     "grpc_port": 8001,
     "workers": 2,
     "log_level": "debug",
+    "log_format": "json",
+    "access_log": "full",
+    "access_log_interval_s": 5.0,
     "models": "/srv/models",
     "provider": "auto",
     "intra_op_threads": 2,
@@ -155,7 +158,7 @@ def test_help_groups_the_flags_by_the_sections_of_settings(capsys: pytest.Captur
         main(["serve", "--help"])
     out = capsys.readouterr().out
     headings = re.findall(r"^(\w+) settings:$", out, re.M)
-    assert headings == ["process", "models", "execution", "sessions", "limits", "security"]
+    assert headings == ["process", "logging", "models", "execution", "sessions", "limits", "security"]
     for section, names in sections().items():
         block = out.split(f"\n{section} settings:\n")[1].split("\n\n")[0]
         flags = re.findall(r"^  (--[\w-]+)", block, re.M)
