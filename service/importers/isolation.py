@@ -18,6 +18,7 @@ reader runs in-process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -100,7 +101,9 @@ class _ServerClient:
     def _running(self) -> subprocess.Popen[str]:
         if self._owner != os.getpid():
             self._process, self._owner = None, os.getpid()
-        if self._process is None or self._process.poll() is not None:
+        if self._process is not None and self._process.poll() is not None:
+            self._stop()  # it died: close its pipes before a new one starts
+        if self._process is None:
             package_root = str(Path(__file__).resolve().parents[2])
             path = os.environ.get("PYTHONPATH")
             env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
@@ -118,7 +121,8 @@ class _ServerClient:
         if process is None:
             return
         if process.stdin is not None:
-            process.stdin.close()
+            with contextlib.suppress(OSError):  # a dead server's pipe: nothing left to flush to
+                process.stdin.close()
         try:
             process.wait(timeout=2)
         except subprocess.TimeoutExpired:
