@@ -13,6 +13,7 @@ from typing import Any
 
 from service.modeling import arguments
 from service.modeling.base import Layer
+from service.modeling.cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from service.modeling.core import Dense, Dropout, Embedding, InputLayer, Masking
 from service.modeling.models import Functional, Sequential
 from service.modeling.recurrent import GRU, LSTM, SimpleRNN
@@ -311,3 +312,125 @@ def _as_list(layers: Any) -> Iterable[Any]:
     if layers is None:
         return ()
     return layers if isinstance(layers, (list, tuple)) else (layers,)
+
+
+# ---- RNN and cells -----------------------------------------------------------------------------------------------
+
+
+def layer_rnn(
+    object: Any = None,
+    cell: Any = None,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    stateful: bool = False,
+    unroll: bool = False,
+    zero_output_for_mask: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Base class for recurrent layers (Keras RNN) around `cell`: an `rnn_cell_*()`, a list of them or
+    `rnn_cells_stack()` (cells stacked: each timestep runs them in turn)."""
+    layer = RNN(
+        cell, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
+        stateful=stateful, unroll=unroll, zero_output_for_mask=zero_output_for_mask, **kwargs,
+    )  # fmt: skip
+    return compose(object, layer)
+
+
+def rnn_cell_simple(
+    units: Any,
+    activation: Any = "tanh",
+    use_bias: bool = True,
+    kernel_initializer: Any = "glorot_uniform",
+    recurrent_initializer: Any = "orthogonal",
+    bias_initializer: Any = "zeros",
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    kernel_constraint: Any = None,
+    recurrent_constraint: Any = None,
+    bias_constraint: Any = None,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> SimpleRNNCell:
+    """Cell class for SimpleRNN (Keras SimpleRNNCell), for layer_rnn()."""
+    return SimpleRNNCell(
+        units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+        recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+        kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+        recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint, dropout=dropout,
+        recurrent_dropout=recurrent_dropout, seed=seed, **kwargs,
+    )  # fmt: skip
+
+
+def rnn_cell_gru(
+    units: Any,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+    use_bias: bool = True,
+    kernel_initializer: Any = "glorot_uniform",
+    recurrent_initializer: Any = "orthogonal",
+    bias_initializer: Any = "zeros",
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    kernel_constraint: Any = None,
+    recurrent_constraint: Any = None,
+    bias_constraint: Any = None,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    reset_after: bool = True,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> GRUCell:
+    """Cell class for the GRU layer (Keras GRUCell), for layer_rnn()."""
+    return GRUCell(
+        units, activation=activation, recurrent_activation=recurrent_activation, use_bias=use_bias,
+        kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+        bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+        recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+        kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
+        bias_constraint=bias_constraint, dropout=dropout, recurrent_dropout=recurrent_dropout,
+        reset_after=reset_after, seed=seed, **kwargs,
+    )  # fmt: skip
+
+
+def rnn_cell_lstm(
+    units: Any,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+    use_bias: bool = True,
+    kernel_initializer: Any = "glorot_uniform",
+    recurrent_initializer: Any = "orthogonal",
+    bias_initializer: Any = "zeros",
+    unit_forget_bias: bool = True,
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    kernel_constraint: Any = None,
+    recurrent_constraint: Any = None,
+    bias_constraint: Any = None,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> LSTMCell:
+    """Cell class for the LSTM layer (Keras LSTMCell), for layer_rnn()."""
+    return LSTMCell(
+        units, activation=activation, recurrent_activation=recurrent_activation, use_bias=use_bias,
+        kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+        bias_initializer=bias_initializer, unit_forget_bias=unit_forget_bias,
+        kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+        recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint, dropout=dropout,
+        recurrent_dropout=recurrent_dropout, seed=seed, **kwargs,
+    )  # fmt: skip
+
+
+def rnn_cells_stack(cells: Any, *more: Any, **kwargs: Any) -> StackedRNNCells:
+    """Wrapper allowing a stack of RNN cells to behave as a single cell (Keras StackedRNNCells); further unnamed
+    arguments are more cells."""
+    return StackedRNNCells(cells, *more, **kwargs)
