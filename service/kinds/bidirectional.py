@@ -24,6 +24,7 @@ from service.export.converters.recurrent import (
 )
 from service.export.weights import check_weights, sub_weights
 from service.importers.jsonish import short
+from service.importers.keras_layers import describe
 from service.kinds.base import (
     KEEP_MASK,
     NO_MASK,
@@ -35,7 +36,7 @@ from service.kinds.base import (
     register_kind,
     registered_kinds,
 )
-from service.kinds.config import describe, inner_layer, plain, wrapper_keys
+from service.kinds.config import inner_layer, plain, wrapper_keys
 from service.kinds.recurrent import RecurrentKind
 from service.spec import LayerSpec
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from service.errors import UnsupportedLayer
 from service.export.builder import GraphBuilder
 from service.export.context import LayerCall, LayerResult
+from service.importers.keras_layers import describe
 from service.kinds.base import LayerKind, Shape, find_kind, get_kind, register_kind
-from service.kinds.config import describe, inner_layer, plain, wrapper_keys
+from service.kinds.config import inner_layer, plain, wrapper_keys
 from service.spec import LayerSpec
 
 if TYPE_CHECKING:
