@@ -283,13 +283,14 @@ def describe(path: Path) -> dict[str, Any]:
 
         package = read_package(path)
         return {"kind": "package", "signature": package.signature.to_dict(), "manifest": dict(package.manifest)}
+    from service.export.convert import to_onnx
     from service.importers import load_spec
-    from service.runtime.signature import signature_from_spec
 
     spec = load_spec(path)
+    _, signature = to_onnx(spec)  # the signature the server serves: output shapes from the exported graph
     return {
         "kind": "keras",
         "keras_version": spec.keras_version,
-        "signature": signature_from_spec(spec).to_dict(),
+        "signature": signature.to_dict(),
         "layers": [{"name": layer.name, "class_name": layer.class_name} for layer in spec.layers],
     }

@@ -42,10 +42,17 @@ def assert_error(response: httpx.Response, status: int, contains: str = "") -> s
     return str(body["error"])
 
 
-def test_health_is_an_empty_200(http: httpx.Client) -> None:
-    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/gru/ready", "/v2/models/gru/versions/1/ready"):
+def test_health_answers_the_protocols_json_bodies(http: httpx.Client) -> None:
+    expected = {
+        "/v2/health/live": {"live": True},
+        "/v2/health/ready": {"ready": True},
+        "/v2/models/gru/ready": {"name": "gru", "ready": True},
+        "/v2/models/gru/versions/1/ready": {"name": "gru", "ready": True},
+    }
+    for path, body in expected.items():
         response = http.get(path)
-        assert response.status_code == 200 and response.content == b"", path
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json", path
+        assert response.json() == body, path
 
 
 def test_binary_inputs_with_json_outputs_and_binary_outputs_with_json_inputs(
@@ -128,7 +135,7 @@ def test_bad_sequence_parameters_are_400_errors(
 
 
 def test_unknown_paths_models_and_versions_are_404_errors(http: httpx.Client) -> None:
-    assert_error(http.get("/v2/models/gru/config"), 404, "no route GET /v2/models/gru/config")
+    assert_error(http.get("/v2/models/gru/stats"), 404, "no route GET /v2/models/gru/stats")
     assert_error(http.get("/v2/models/nope"), 404, "no model named 'nope'")
     assert_error(http.get("/v2/models/nope/ready"), 404, "no model named 'nope'")
     assert_error(http.get("/v2/models/gru/versions/0/ready"), 404, "no version '0'")
@@ -168,7 +175,7 @@ def test_the_api_key_guards_v2_but_not_its_health(make_server: Callable[..., Ser
 def test_a_model_that_failed_to_load_is_not_ready_and_answers_503(http: httpx.Client) -> None:
     assert http.get("/v2/health/ready").status_code == 200  # failed models are reported, not awaited
     ready = http.get("/v2/models/broken/ready")
-    assert ready.status_code == 400 and ready.content == b""
+    assert ready.status_code == 400 and ready.json() == {"name": "broken", "ready": False}
     assert_error(http.get("/v2/models/broken"), 503, "model 'broken' is failed")
     assert_error(post_infer(http, {"inputs": [x_tensor(np.zeros((1, 1, FEATURES)))]}, model="broken"), 503, "failed")
 

@@ -71,6 +71,45 @@ def model_metadata(signature: ModelSignature) -> dict[str, Any]:
     }
 
 
+def model_config(signature: ModelSignature, *, max_batch: int, idle_s: float) -> dict[str, Any]:
+    """The parts of a Triton model configuration (`model_config.proto`, as Triton's HTTP `.../config` renders it)
+    that describe this model: `input`, `output`, `max_batch_size` and, for a model that takes sequences,
+    `sequence_batching` with its implicit states (each state's name as both its input and output name).
+
+    A model whose batch is its leading free dimension shows `max_batch_size` = the server's `max_request_batch` and
+    dims without the batch, as Triton shows a batching model; a model built for a fixed batch size, or a
+    time-major one, shows `max_batch_size` 0 and its whole shape."""
+    batching = not signature.time_major and all(
+        t.shape[:1] == (None,) for t in (*signature.inputs, *signature.outputs, *signature.states)
+    )
+
+    def dims(info: TensorInfo) -> list[int]:
+        shape = info.shape[1:] if batching else info.shape
+        return [-1 if d is None else d for d in shape]
+
+    def tensor(info: TensorInfo) -> dict[str, Any]:
+        return {"name": info.name, "data_type": "TYPE_" + datatype_of(info.dtype), "dims": dims(info)}
+
+    config: dict[str, Any] = {
+        "name": signature.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "version_policy": {"specific": {"versions": [int(MODEL_VERSION)]}},
+        "max_batch_size": max_batch if batching else 0,
+        "input": [{**tensor(t), "format": "FORMAT_NONE"} for t in signature.inputs],
+        "output": [tensor(t) for t in signature.outputs],
+    }
+    if signature.stream_capable:
+        config["sequence_batching"] = {
+            "max_sequence_idle_microseconds": round(idle_s * 1e6),
+            "state": [
+                {"input_name": t.name, "output_name": t.name, "data_type": "TYPE_FP32", "dims": dims(t)}
+                for t in signature.states
+            ],
+        }
+    return config
+
+
 def _mask_input(signature: ModelSignature) -> tuple[TensorInfo, ...]:
     if any(t.name == MASK_INPUT for t in signature.inputs):
         return ()

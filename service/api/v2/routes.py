@@ -1,9 +1,10 @@
 """/v2: the Open Inference Protocol (KServe v2, as Triton serves it over HTTP) with the sequence extension.
 
-Health answers 200 for true and 400 for false with an empty body, as the protocol says (and is never behind the
-API key, like /healthz). Every model path also answers under `/versions/1/`. Errors are `{"error": "..."}`
-(rendered by the edge, `service.api.edge`, for every path under /v2). Infer is a plain ASGI endpoint
-(`endpoint`), a hot route of `service.api.routes`.
+Health answers the protocol's JSON bodies (`{"live": true}`, `{"ready": true}`; model readiness `{"name",
+"ready"}`), with 200 for true and 400 for false as Triton does, and is never behind the API key, like /healthz.
+`.../config` gives the parts of a Triton model configuration that apply. Every model path also answers under
+`/versions/1/`. Errors are `{"error": "..."}` (rendered by the edge, `service.api.edge`, for every path under /v2).
+Infer is a plain ASGI endpoint (`endpoint`), a hot route of `service.api.routes`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from service import __version__
-from service.api.deps import AuthDep, ServiceDep
+from service.api.deps import AuthDep, ServiceDep, SettingsDep
 from service.api.edge import dumps
-from service.api.v2.binding import check_version, model_metadata, ready_model
+from service.api.v2.binding import check_version, model_config, model_metadata, ready_model
 from service.inference import InferenceService
 from service.runtime.signature import ModelSignature
+from service.settings import Settings
 
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ("binary_tensor_data", "sequence")
@@ -32,8 +34,8 @@ def _json(body: Any) -> Response:
     return Response(dumps(body), media_type=JSON)
 
 
-def _truth(value: bool) -> Response:
-    return Response(status_code=200 if value else 400)
+def _truth(key: str, value: bool, **extra: str) -> Response:
+    return Response(dumps({**extra, key: value}), status_code=200 if value else 400, media_type=JSON)
 
 
 # ---- health -------------------------------------------------------------------------------------------------------
@@ -41,13 +43,13 @@ def _truth(value: bool) -> Response:
 
 @health_router.get("/live")
 async def live() -> Response:
-    return _truth(True)
+    return _truth("live", True)
 
 
 @health_router.get("/ready")
 async def ready(service: ServiceDep) -> Response:
     """True once every model has loaded (or failed) and the session store answers, as /readyz."""
-    return _truth(service.models_ready and await service.store_ready())
+    return _truth("ready", service.models_ready and await service.store_ready())
 
 
 # ---- metadata -----------------------------------------------------------------------------------------------------
@@ -68,6 +70,16 @@ async def get_model_version(model: str, version: str, service: ServiceDep) -> Re
     return _json(model_metadata(_signature(service, model, version)))
 
 
+@router.get("/models/{model}/config")
+async def get_model_config(model: str, service: ServiceDep, settings: SettingsDep) -> Response:
+    return _config(service, settings, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/config")
+async def get_model_version_config(model: str, version: str, service: ServiceDep, settings: SettingsDep) -> Response:
+    return _config(service, settings, model, version)
+
+
 @router.get("/models/{model}/ready")
 async def model_ready(model: str, service: ServiceDep) -> Response:
     return _model_ready(service, model, None)
@@ -84,8 +96,14 @@ def _signature(service: InferenceService, model: str, version: str | None) -> Mo
     return signature
 
 
+def _config(service: InferenceService, settings: Settings, model: str, version: str | None) -> Response:
+    """Triton's model configuration, the parts that apply (`binding.model_config`)."""
+    signature = _signature(service, model, version)
+    return _json(model_config(signature, max_batch=settings.max_request_batch, idle_s=settings.default_ttl_s))
+
+
 def _model_ready(service: InferenceService, model: str, version: str | None) -> Response:
     """200 when the model serves, 400 while it loads or after it failed; unknown models and versions are 404."""
     loaded = service.model(model)
     check_version(loaded, version)
-    return _truth(loaded.status == "ready")
+    return _truth("ready", loaded.status == "ready", name=loaded.name)
