@@ -15,6 +15,7 @@ from service.api import health, v1, v2
 from service.api.edge import V2, HotRoute
 from service.api.v1.handlers import predict_endpoint, step_endpoint
 from service.api.v1.stream import stream_endpoint
+from service.api.v1.streams import streams_endpoint
 from service.api.v2.endpoint import infer_endpoint
 
 _JSON = "application/json"
@@ -40,6 +41,7 @@ HOT_ROUTES: tuple[HotRoute, ...] = (
         answers=_BINARY,
     ),
     HotRoute("WS", "/v1/sessions/{session_id}/stream", stream_endpoint, "Stream a session's steps", ("sessions",)),
+    HotRoute("WS", "/v1/streams", streams_endpoint, "Many sessions' steps on one stream, batched", ("sessions",)),
     HotRoute(
         "POST",
         "/v2/models/{model}/infer",

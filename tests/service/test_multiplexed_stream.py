@@ -1,0 +1,287 @@
+"""WS /v1/streams: many sessions on one stream, binary frames of records and their JSON form.
+
+Like the /v1 stream's tests (order, seq, retries, bad input leaving the session unchanged), plus frames that mix
+good and bad records, several models in one frame, results equal to HTTP steps, and one model call per model for
+a frame's records under dynamic batching."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from app_harness import ServerThread
+from service_client import as_list, close, open_session, session, step
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+FEATURES = 3
+FRAME = struct.Struct("<BBHI")
+STEP = struct.Struct("<IIQI")
+RESULT = struct.Struct("<IHHI")
+HAS_SEQ, RETURN_STATE = 1, 2
+
+Record = tuple[int, np.ndarray] | tuple[int, np.ndarray, int | None] | tuple[int, Any, int | None, int]
+
+
+def frame(*records: Record, version: int = 1) -> bytes:
+    """A steps frame: each record (index, input array, seq?, flags?)."""
+    parts = [FRAME.pack(version, 1, 0, len(records))]
+    for record in records:
+        index, data = record[0], record[1]
+        seq = record[2] if len(record) > 2 else None
+        flags = (record[3] if len(record) > 3 else 0) | (HAS_SEQ if seq is not None else 0)
+        raw = data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
+        parts.append(STEP.pack(index, flags, seq or 0, len(raw)) + raw)
+    return b"".join(parts)
+
+
+def results(reply: bytes | str) -> list[tuple[int, int, Any, bytes]]:
+    """A results frame as (index, status, step or problem, float32 bytes)."""
+    assert isinstance(reply, bytes), reply
+    version, kind, _, count = FRAME.unpack_from(reply)
+    assert (version, kind) == (1, 2)
+    out = []
+    offset = FRAME.size
+    for _ in range(count):
+        index, status, _, length = RESULT.unpack_from(reply, offset)
+        offset += RESULT.size
+        body = reply[offset : offset + length]
+        offset += length
+        if status == 200:
+            out.append((index, status, struct.unpack_from("<Q", body)[0], body[8:]))
+        else:
+            out.append((index, status, json.loads(body), b""))
+    assert offset == len(reply)
+    return out
+
+
+def floats(data: bytes, *shape: int) -> np.ndarray:
+    return np.frombuffer(data, "<f4").reshape(shape)
+
+
+def ask(ws: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+    ws.send(json.dumps(message))
+    reply = ws.recv(timeout=30)
+    assert isinstance(reply, str), reply
+    return json.loads(reply)  # type: ignore[no-any-return]
+
+
+def open_on(ws: ClientConnection, *models: str) -> list[dict[str, Any]]:
+    opened = ask(ws, {"open": [{"model": model} for model in models]})["opened"]
+    assert all("index" in entry for entry in opened), opened
+    return opened  # type: ignore[no-any-return]
+
+
+def test_a_frame_steps_sessions_of_several_models_as_http_steps_do(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    models = ["gru", "lstm", "gru", "simple", "stacked"]
+    units = {"gru": 5, "lstm": 4, "simple": 4, "stacked": 2}
+    twins = [open_session(client, model)["session_id"] for model in models]
+    chunks = [rng.standard_normal((3, 1, 2 + i % 2, FEATURES)).astype(np.float32) for i in range(len(models))]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        opened = open_on(ws, *models)
+        assert [entry["index"] for entry in opened] == list(range(len(models)))
+        assert [entry["model"] for entry in opened] == models and all(e["step"] == 0 for e in opened)
+        for t in range(3):
+            ws.send(frame(*((i, chunks[i][t]) for i in range(len(models)))))
+            got = results(ws.recv(timeout=30))
+            for i, model in enumerate(models):
+                index, status, at, data = got[i]
+                expected = step(client, twins[i], chunks[i][t])
+                timesteps = chunks[i][t].shape[1]
+                assert (index, status, at) == (i, 200, expected["step"])
+                assert close(floats(data, 1, timesteps, units[model]), expected["outputs"])
+    for i, entry in enumerate(opened):
+        assert session(client, entry["session_id"])["step"] == 3 * (2 + i % 2)
+
+
+def test_a_frame_mixing_good_and_bad_records_serves_the_good_ones(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        opened = open_on(ws, "gru", "lstm", "simple")
+        ids = [entry["session_id"] for entry in opened]
+        ws.send(frame((0, x), (1, x)))
+        results(ws.recv(timeout=30))
+        before = [session(client, sid) for sid in ids]
+        ws.send(
+            frame(
+                (0, x, 1),  # good, seq matches
+                (1, x, 7),  # stale seq: 409
+                (9, x),  # no session at index 9: 404
+                (2, b"\x00" * 5),  # not a whole timestep: 400
+                (2, x),  # good
+            )
+        )
+        got = results(ws.recv(timeout=30))
+        assert [(index, status) for index, status, _, _ in got] == [(0, 200), (1, 409), (9, 404), (2, 400), (2, 200)]
+        assert got[0][2] == 2 and got[4][2] == 1
+        assert got[1][2]["step"] == 1 and "seq 7" in got[1][2]["detail"]
+        assert "index 9" in got[2][2]["detail"] and "5 bytes" in got[3][2]["detail"]
+        for problem in (got[1][2], got[2][2], got[3][2]):
+            assert {"type", "title", "status", "detail"} <= set(problem)
+        after = [session(client, sid) for sid in ids]
+        assert after[1]["states"] == before[1]["states"] and after[1]["step"] == 1  # unchanged
+        assert after[0]["step"] == 2 and after[2]["step"] == 1
+        ws.send(frame((1, x, 1)))  # the stream goes on
+        assert results(ws.recv(timeout=30))[0][:3] == (1, 200, 2)
+
+
+def test_records_of_one_session_apply_in_order(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    xs = rng.standard_normal((4, 1, 1, FEATURES)).astype(np.float32)
+    twin = open_session(client, "gru")["session_id"]
+    expected = [step(client, twin, x)["outputs"] for x in xs]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        open_on(ws, "gru")
+        ws.send(frame((0, xs[0], 0), (0, xs[1], 1), (0, xs[2])))
+        first = results(ws.recv(timeout=30))
+        ws.send(frame((0, xs[3], 3)))
+        second = results(ws.recv(timeout=30))
+    got = first + second
+    assert [at for _, _, at, _ in got] == [1, 2, 3, 4]
+    for (_, _, _, data), want in zip(got, expected, strict=True):
+        assert close(floats(data, 1, 1, 5), want)
+
+
+def test_a_retried_record_is_answered_from_the_cache(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((1, 2, FEATURES)).astype(np.float32)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        (opened,) = open_on(ws, "simple")
+        ws.send(frame((0, x, 0, RETURN_STATE)))
+        first = results(ws.recv(timeout=30))
+        ws.send(frame((0, x, 0, RETURN_STATE)))  # the reply was lost: the same record again
+        again = results(ws.recv(timeout=30))
+        ws.send(frame((0, x * 2, 0)))  # same seq, other inputs: a conflict, not a replay
+        conflict = results(ws.recv(timeout=30))
+    assert again == first and first[0][2] == 2
+    assert len(first[0][3]) == (1 * 2 * 4 + 1 * 4) * 4  # outputs, then the state
+    assert conflict[0][1] == 409
+    assert session(client, opened["session_id"])["step"] == 2
+
+
+def test_sessions_opened_through_rest_attach_and_close_on_the_stream(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((2, 1, FEATURES)).astype(np.float32)
+    sid = open_session(client, "lstm", batch_size=2)["session_id"]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        attached = ask(ws, {"attach": [sid, "nope", 3]})["attached"]
+        assert attached[0]["index"] == 0 and attached[0]["session_id"] == sid and attached[0]["batch_size"] == 2
+        assert attached[1]["problem"]["status"] == 404 and attached[2]["problem"]["status"] == 400
+        ws.send(frame((0, x)))
+        (got,) = results(ws.recv(timeout=30))
+        assert got[:3] == (0, 200, 1) and floats(got[3], 2, 1, 4).shape == (2, 1, 4)
+        detached = ask(ws, {"detach": [0, 5]})["detached"]
+        assert detached[0] == 0 and detached[1]["problem"]["status"] == 404
+        ws.send(frame((0, x)))
+        assert results(ws.recv(timeout=30))[0][1] == 404  # detached: the index is gone, the session lives
+        assert session(client, sid)["step"] == 1
+        index = ask(ws, {"attach": [sid]})["attached"][0]["index"]
+        assert index == 1
+        assert ask(ws, {"close": [index]})["closed"] == [{"index": 1}]
+        assert ask(ws, {"close": [index]})["closed"][0]["problem"]["status"] == 404
+    assert client.get(f"/v1/sessions/{sid}").status_code == 404
+
+
+def test_the_json_form_names_sessions_by_index_or_id(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    rest = open_session(client, "gru")["session_id"]
+    twin = open_session(client, "gru")["session_id"]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        open_on(ws, "simple")
+        reply = ask(
+            ws,
+            {
+                "steps": [
+                    {"session": 0, "inputs": as_list(x), "seq": 0},
+                    {"session": rest, "inputs": as_list(x), "return_state": True},
+                    {"session": 4, "inputs": as_list(x)},
+                    {"session": 0, "inputs": [[[1.0]]]},
+                    {"session": "missing", "inputs": as_list(x)},
+                ]
+            },
+        )["results"]
+        retry = ask(ws, {"steps": [{"session": 0, "inputs": as_list(x), "seq": 0}]})["results"]
+    assert reply[0]["session"] == 0 and reply[0]["step"] == 1 and np.shape(reply[0]["outputs"]) == (1, 1, 4)
+    assert reply[1]["session"] == rest and reply[1]["step"] == 1 and np.shape(reply[1]["states"]) == (1, 1, 5)
+    assert close(reply[1]["outputs"], step(client, twin, x)["outputs"])
+    assert [r["problem"]["status"] for r in reply[2:]] == [404, 400, 404]
+    assert retry == [reply[0]]
+
+
+def test_a_bad_message_or_frame_gets_a_problem_and_the_stream_goes_on(server: ServerThread) -> None:
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        for bad in ("not json", json.dumps({"what": 1}), json.dumps({"steps": 3})):
+            ws.send(bad)
+            assert json.loads(ws.recv(timeout=30))["status"] == 400
+        for bad_frame in (b"\x01", frame(version=2), frame((0, b"\x00" * 12))[:-3], FRAME.pack(1, 2, 0, 0)):
+            ws.send(bad_frame)
+            problem = json.loads(ws.recv(timeout=30))
+            assert problem["status"] == 400 and problem["detail"]
+        opened = open_on(ws, "simple")
+        assert opened[0]["index"] == 0
+        opened = ask(ws, {"open": [{"model": "no-such-model"}, {"model": "simple", "batch_size": 0}]})["opened"]
+        assert [entry["problem"]["status"] for entry in opened] == [404, 400]
+
+
+def test_binary_records_take_token_ids_and_time_major_layouts(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    ids = np.array([[3, 1, 4]], dtype=np.int64)
+    xt = rng.standard_normal((2, 1, FEATURES)).astype(np.float32)  # (T, B, F): the model's own layout
+    tokens_twin = open_session(client, "tokens")["session_id"]
+    major_twin = open_session(client, "time_major")["session_id"]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        open_on(ws, "tokens", "time_major")
+        ws.send(frame((0, ids), (1, xt)))
+        got = results(ws.recv(timeout=30))
+    assert [(g[1], g[2]) for g in got] == [(200, 3), (200, 2)]
+    want_tokens = step(client, tokens_twin, ids)["outputs"]
+    want_major = step(client, major_twin, xt)["outputs"]
+    assert close(floats(got[0][3], *np.shape(want_tokens)), want_tokens)
+    assert close(floats(got[1][3], *np.shape(want_major)), want_major)
+
+
+_CALLS = re.compile(r'^rnnserve_model_calls_total\{model="(\w+)"\} (\S+)$', re.M)
+
+
+def model_calls(client: httpx.Client) -> dict[str, float]:
+    return {model: float(value) for model, value in _CALLS.findall(client.get("/metrics").text)}
+
+
+def test_a_frame_runs_one_model_call_per_model(
+    client: httpx.Client, server: ServerThread, executor: str, rng: np.random.Generator
+) -> None:
+    if executor != "dynamic":
+        pytest.skip("merging concurrent steps is the dynamic batcher's")
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        open_on(ws, *(["simple"] * 24 + ["lstm"] * 8))
+        before = model_calls(client)
+        ws.send(frame(*((i, x) for i in range(32))))
+        assert all(status == 200 for _, status, _, _ in results(ws.recv(timeout=30)))
+        after = model_calls(client)
+    assert after["simple"] - before.get("simple", 0) == 1
+    assert after["lstm"] - before.get("lstm", 0) == 1
+
+
+def test_the_stream_needs_the_api_key(make_server: Callable[..., ServerThread]) -> None:
+    keyed = make_server(api_key="k")
+    with pytest.raises(InvalidStatus):  # refused before the handshake completes
+        connect(f"{keyed.ws_url}/v1/streams")
+    with connect(f"{keyed.ws_url}/v1/streams", additional_headers={"Authorization": "Bearer k"}) as ws:
+        assert open_on(ws, "simple")[0]["index"] == 0
