@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from service import penalties
+from service import mc_dropout, penalties
 from service.batching.base import StepExecutor
 from service.errors import (
     InvalidArgument,
@@ -43,6 +43,7 @@ from service.errors import (
     StoreUnavailable,
 )
 from service.limits import Budget, LargeCalls
+from service.mc_dropout import DropoutRequest
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
 from service.runtime.signature import ModelSignature, Runner, RunResult
@@ -59,6 +60,9 @@ from service.validation import (
     check_states,
     zero_states,
 )
+
+if TYPE_CHECKING:
+    from service.layers.model import ReferenceModel
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,7 @@ class PredictRequest(NamedTuple):
     return_state: bool = False
     return_losses: bool = False  # Keras' model.losses after this call (weight and activity penalties)
     binary_reply: bool = False  # the reply goes out as raw bytes (its size budget counts 4 bytes a float, not 16)
+    dropout: DropoutRequest | None = None  # Monte-Carlo dropout samples (service.mc_dropout)
 
 
 class StepRequest(NamedTuple):
@@ -93,6 +98,7 @@ class StepRequest(NamedTuple):
     return_state: bool = False
     digest: bytes | None = None
     binary_reply: bool = False  # as `PredictRequest.binary_reply`
+    dropout: DropoutRequest | None = None  # a what-if: samples from the session's state, which stays as it was
 
 
 class InferenceResult(NamedTuple):
@@ -101,6 +107,7 @@ class InferenceResult(NamedTuple):
     outputs: dict[str, np.ndarray]
     states: list[np.ndarray] | None
     losses: dict[str, Any] | None = None  # with return_losses (`service.penalties.call_losses`)
+    dropout: dict[str, Any] | None = None  # with dropout: how the samples were drawn (and their std)
 
 
 class StepResult(NamedTuple):
@@ -110,6 +117,7 @@ class StepResult(NamedTuple):
     states: list[np.ndarray] | None
     session_id: str
     step: int
+    dropout: dict[str, Any] | None = None  # as `InferenceResult.dropout`
 
 
 @dataclass(frozen=True)
@@ -207,6 +215,8 @@ class InferenceService:
                     f"{[i.name for i in sig.state_inputs]}; send one of them"
                 )
             states = check_states(sig, request.initial_state, batch=checked.batch)
+        if request.dropout is not None:
+            return await self._mc_predict(model, sig, checked, states, mask, request)
         result = await self._run(model.name, runner, checked, states, mask)
         if self.metrics is not None:
             self.metrics.predictions.labels(model.name).inc()
@@ -275,6 +285,8 @@ class InferenceService:
         another replica may have moved on since. Such a copy is trusted only as far as the commit's compare-and-set
         on its version succeeds. Any other outcome (a replay, a seq conflict, an invalid input, a failed commit) is
         decided again from a fresh read, so every answer is the one a store read on every step would give."""
+        if request.dropout is not None:
+            return await self._what_if(session_id, request, request.dropout, encode)
         store = self.store
         metrics = self.metrics
         async with store.lock(session_id):
@@ -355,6 +367,48 @@ class InferenceService:
             await self.store.delete(session_id)
         if self.metrics is not None:
             self.metrics.sessions_deleted.inc()
+
+    # ---- Monte-Carlo dropout (service.mc_dropout) --------------------------------------------------------------------
+
+    async def _mc_predict(
+        self,
+        model: LoadedModel,
+        sig: ModelSignature,
+        checked: CheckedInputs,
+        states: Sequence[np.ndarray] | None,
+        mask: np.ndarray | None,
+        request: PredictRequest,
+    ) -> InferenceResult:
+        assert request.dropout is not None
+        outputs, states_out, info = await asyncio.to_thread(
+            _mc_answer, model, sig, checked, states, mask, request.dropout, request.time_major, request.return_state
+        )
+        if self.metrics is not None:
+            self.metrics.predictions.labels(model.name).inc()
+        return InferenceResult(outputs, states_out, dropout=info)
+
+    async def _what_if(
+        self, session_id: str, request: StepRequest, dropout: DropoutRequest, encode: StepEncoder
+    ) -> bytes:
+        """A step with dropout: the samples continue from the session's state, which, like its step, stays as it
+        was (nothing is committed; `seq`, when given, must be the session's step)."""
+        async with self.store.lock(session_id):
+            record = await self.store.get(session_id)
+            if request.seq is not None and request.seq != record.step:
+                raise SeqConflict(
+                    f"seq {request.seq} does not match session {session_id!r}, which is at step {record.step}",
+                    step=record.step,
+                )
+            model = self.repository.get(record.model)
+            _, sig = _ready(model)
+            checked = check_inputs(
+                sig, request.inputs, time_major=request.time_major, limits=self.limits, batch=record.batch_size
+            )
+            mask = self._mask(sig, request.mask, request.time_major, checked)
+            outputs, states_out, info = await asyncio.to_thread(
+                _mc_answer, model, sig, checked, record.states, mask, dropout, request.time_major, request.return_state
+            )
+        return encode(StepResult(outputs, states_out, session_id=session_id, step=record.step, dropout=info))
 
     # ---- helpers -----------------------------------------------------------------------------------------------------
 
@@ -468,12 +522,7 @@ def call_losses(
     report = weight_report(model)
     if spec is None or report is None:
         raise InvalidInput(f"model {model.name!r} cannot report losses: its runner keeps no model description")
-    reference = model.extra.get("reference")
-    if reference is None:
-        from service.layers.model import ReferenceModel
-
-        reference = model.extra["reference"] = ReferenceModel(spec)
-    assert isinstance(reference, _HasLayers)
+    reference = _reference(model, spec)
     try:
         regularizers = penalties.activity_regularizers(spec)
     except InvalidArgument as exc:
@@ -482,16 +531,39 @@ def call_losses(
     return penalties.call_losses(spec, outputs, report["penalties"])
 
 
+def _reference(model: LoadedModel, spec: ModelSpec) -> ReferenceModel:
+    """The model's numpy reference, built once per loaded model (losses and MC dropout run on it)."""
+    from service.layers.model import ReferenceModel
+
+    reference = model.extra.get("reference")
+    if reference is None:
+        reference = model.extra["reference"] = ReferenceModel(spec)
+    assert isinstance(reference, ReferenceModel)
+    return reference
+
+
+def _mc_answer(
+    model: LoadedModel,
+    sig: ModelSignature,
+    checked: CheckedInputs,
+    states: Sequence[np.ndarray] | None,
+    mask: np.ndarray | None,
+    dropout: DropoutRequest,
+    time_major: bool | None,
+    return_state: bool,
+) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
+    """`dropout.samples` training-time calls on the numpy reference, answered as the request asks."""
+    spec = model_spec(model)
+    if spec is None:
+        raise InvalidInput(f"model {model.name!r} cannot run dropout: its runner keeps no model description")
+    samples = mc_dropout.run_samples(_reference(model, spec), checked.feeds, states, mask, dropout)
+    swap = time_major is not None and time_major != sig.time_major
+    return mc_dropout.answer(samples, dropout, swap, return_state)
+
+
 def _ready(model: LoadedModel) -> tuple[Runner, ModelSignature]:
     assert model.runner is not None and model.signature is not None, f"model {model.name!r} is not ready"
     return model.runner, model.signature
-
-
-@runtime_checkable
-class _HasLayers(Protocol):
-    def run_layers(
-        self, inputs: Mapping[str, np.ndarray], states: Sequence[np.ndarray] | None, mask: np.ndarray | None
-    ) -> tuple[RunResult, dict[str, list[np.ndarray]]]: ...
 
 
 class _Unconfirmed(RnnServeError):

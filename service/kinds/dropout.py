@@ -18,6 +18,7 @@ class Dropout(LayerKind):
 
     class_name = "Dropout"
     per_step = True
+    drops_in_training = True  # Monte-Carlo dropout applies its `rate` (service.mc_dropout)
     defaults = {"rate": REQUIRED, "noise_shape": None, "seed": None}
 
     def step_reference(

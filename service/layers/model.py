@@ -157,17 +157,28 @@ class ReferenceModel:
         """Run a whole sequence (or one chunk of a stream) from the given states; see `Runner`."""
         return self.run_layers(inputs, states, mask)[0]
 
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """One reference node per layer of the spec, in its order."""
+        return tuple(self._nodes)
+
     def run_layers(
-        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
+        self,
+        inputs: Feeds,
+        states: Sequence[np.ndarray] | None = None,
+        mask: np.ndarray | None = None,
+        *,
+        nodes: Sequence[Node] | None = None,
     ) -> tuple[RunResult, dict[str, list[np.ndarray]]]:
-        """`run`, and every layer's output tensors by layer name (float64; with return_state, the states too)."""
+        """`run`, and every layer's output tensors by layer name (float64; with return_state, the states too);
+        `nodes` replaces the layers' own nodes (the same count: e.g. cells with dropout masks)."""
         layer_outputs: dict[str, list[np.ndarray]] = {}
         if states is not None and len(states) != len(self._signature.states):
             names = [s.name for s in self._signature.states]
             raise InvalidInput(f"expected {len(names)} state arrays ({names}), got {len(states)}")
         ctx, values = self._feed(inputs, mask)
         final: States = []
-        for layer, node, offset in zip(self._spec.layers, self._nodes, self._state_offsets, strict=True):
+        for layer, node, offset in zip(self._spec.layers, nodes or self._nodes, self._state_offsets, strict=True):
             initial = self._initial_states(layer, node.state_count, offset, states, values)
             outputs, layer_final = node(values[layer.inputs[0]], initial, ctx)
             for index, tensor in enumerate(outputs):

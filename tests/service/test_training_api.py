@@ -23,12 +23,13 @@ from training_fixtures import TRAINING, arrays, cases_of, model_name, reset_valu
 
 RESET_CASES = cases_of("reset")
 PENALTY_CASES = cases_of("penalties")
+DROPOUT_CASES = cases_of("dropout")
 
 
 @pytest.fixture(scope="module")
 def training_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     models = tmp_path_factory.mktemp("training_models")
-    for case in RESET_CASES + PENALTY_CASES:
+    for case in RESET_CASES + PENALTY_CASES + DROPOUT_CASES:
         suffix = ".h5" if case["file"].endswith(".h5") else ".keras"
         shutil.copy(TRAINING / case["file"], models / (model_name(case) + suffix))
     server = ServerThread(settings_for(models)).start()
@@ -102,3 +103,69 @@ def test_predict_returns_the_losses_of_the_call(http: httpx.Client, case: dict[s
     assert "losses" not in plain and np.allclose(np.asarray(first), np.asarray(
         plain["outputs"] if not isinstance(plain["outputs"], dict) else next(iter(plain["outputs"].values()))
     ))  # fmt: skip
+
+
+def _predict(http: httpx.Client, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = http.post(f"/v1/models/{name}/predict", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_predict_with_dropout_gives_seeded_samples_or_their_mean_and_std(http: httpx.Client) -> None:
+    case = next(c for c in DROPOUT_CASES if c["id"] == "k3_mc_dropout_stack")
+    x = as_list(arrays(case)["in_x"])  # (2, 5, 3) -> (2, 2)
+    dropout = {"samples": 64, "seed": 5}
+    samples = _predict(http, case["id"], {"inputs": x, "dropout": dropout, "return_state": True})
+    assert samples["dropout"] == {"samples": 64, "seed": 5, "reduce": "none"}
+    values = np.asarray(samples["outputs"])
+    assert values.shape == (64, 2, 2) and np.asarray(samples["states"][0]).shape == (64, 2, 4)
+    assert not np.allclose(values[0], values[1])
+    assert _predict(http, case["id"], {"inputs": x, "dropout": dropout, "return_state": True}) == samples
+    reduced = _predict(http, case["id"], {"inputs": x, "dropout": {**dropout, "reduce": "mean_std"}})
+    assert close(reduced["outputs"], values.mean(axis=0))
+    assert close(reduced["dropout"]["outputs_std"], values.std(axis=0))
+    unseeded = _predict(http, case["id"], {"inputs": x, "dropout": {"samples": 2}})
+    assert isinstance(unseeded["dropout"]["seed"], int)  # drawn, and returned so the call can be repeated
+
+
+def test_a_model_without_dropout_gives_identical_samples_over_http(http: httpx.Client) -> None:
+    case = RESET_CASES[0]
+    x = as_list(arrays(case)["b0_in_x"])
+    plain = _predict(http, case["id"], {"inputs": x})
+    samples = np.asarray(_predict(http, case["id"], {"inputs": x, "dropout": {"samples": 4, "seed": 1}})["outputs"])
+    assert all(close(samples[n], plain["outputs"]) for n in range(4))
+
+
+def test_a_session_step_with_dropout_is_a_what_if(http: httpx.Client) -> None:
+    case = next(c for c in DROPOUT_CASES if c["id"] == "k3_mc_dropout_gates")
+    x = arrays(case)["in_x"]  # (2, 6, 2)
+    sid = open_session(http, case["id"], batch_size=2)["session_id"]
+    first = http.post(f"/v1/sessions/{sid}/step", json={"inputs": as_list(x[:, :3]), "return_state": True}).json()
+    what_if = http.post(
+        f"/v1/sessions/{sid}/step",
+        json={"inputs": as_list(x[:, 3:]), "seq": 3, "dropout": {"samples": 8, "seed": 2}, "return_state": True},
+    )
+    assert what_if.status_code == 200, what_if.text
+    body = what_if.json()
+    assert body["step"] == 3 and np.asarray(body["outputs"]).shape == (8, 2, 2)
+    info = http.get(f"/v1/sessions/{sid}").json()
+    assert info["step"] == 3 and close(info["states"][0], first["states"][0])  # nothing committed
+    rest = http.post(f"/v1/sessions/{sid}/step", json={"inputs": as_list(x[:, 3:]), "seq": 3}).json()
+    whole = _predict(http, case["id"], {"inputs": as_list(x)})
+    assert rest["step"] == 6 and close(rest["outputs"], whole["outputs"])
+    stale = http.post(
+        f"/v1/sessions/{sid}/step", json={"inputs": as_list(x[:, 3:]), "seq": 3, "dropout": {"samples": 2}}
+    )
+    assert stale.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "dropout",
+    [{"samples": 0}, {"samples": 1001}, {"samples": 2, "seed": -1}, {"samples": 2, "reduce": "mean"}, {"n": 2}, 3],
+)
+def test_a_bad_dropout_option_is_refused(http: httpx.Client, dropout: Any) -> None:
+    case = DROPOUT_CASES[0]
+    response = http.post(
+        f"/v1/models/{case['id']}/predict", json={"inputs": as_list(arrays(case)["in_x"]), "dropout": dropout}
+    )
+    assert response.status_code == 400 and "dropout" in response.json()["detail"], response.text

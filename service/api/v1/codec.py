@@ -16,6 +16,7 @@ import orjson
 from service.api.edge import dumps as dumps  # re-exported: the /v1 adapters render JSON with it
 from service.errors import InvalidInput, SessionNotFound
 from service.inference import InferenceResult, PredictRequest, SessionInfo, StepRequest, StepResult
+from service.mc_dropout import DropoutRequest
 from service.validation import Tensors, decode_array
 
 # ---- requests -----------------------------------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def parse_object(body: bytes | str, what: str = "the request body") -> dict[str,
 
 
 def parse_predict(obj: dict[str, Any]) -> PredictRequest:
-    """`{"inputs", "mask"?, "initial_state"?, "time_major"?, "return_state"?, "return_losses"?}`"""
+    """`{"inputs", "mask"?, "initial_state"?, "time_major"?, "return_state"?, "return_losses"?, "dropout"?}`"""
     return PredictRequest(
         inputs=_inputs(obj),
         mask=_optional_array(obj, "mask"),
@@ -43,13 +44,14 @@ def parse_predict(obj: dict[str, Any]) -> PredictRequest:
         time_major=_optional_bool(obj, "time_major"),
         return_state=bool(_optional_bool(obj, "return_state")),
         return_losses=bool(_optional_bool(obj, "return_losses")),
+        dropout=None if obj.get("dropout") is None else DropoutRequest.parse(obj["dropout"]),
     )
 
 
 def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -> StepRequest:
-    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?}`; `raw` (the body as sent) gives the digest of
-    a request with `seq` (the only kind a retry can match), and `variant` names the reply format when it is not
-    JSON (so that a retry only replays its own format)."""
+    """`{"inputs", "mask"?, "seq"?, "time_major"?, "return_state"?, "dropout"?}`; `raw` (the body as sent) gives
+    the digest of a request with `seq` (the only kind a retry can match), and `variant` names the reply format when
+    it is not JSON (so that a retry only replays its own format)."""
     get = obj.get  # absent optional fields (the common case) cost one lookup each
     seq = None if get("seq") is None else optional_int(obj, "seq", minimum=0)
     return StepRequest(
@@ -59,6 +61,7 @@ def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -
         None if get("time_major") is None else _optional_bool(obj, "time_major"),
         get("return_state") is not None and bool(_optional_bool(obj, "return_state")),
         None if seq is None else body_digest(raw, variant),
+        dropout=None if get("dropout") is None else DropoutRequest.parse(get("dropout")),
     )
 
 
@@ -159,6 +162,8 @@ def encode_result(result: InferenceResult) -> bytes:
         body["states"] = result.states
     if result.losses is not None:
         body["losses"] = result.losses
+    if result.dropout is not None:
+        body["dropout"] = _dropout_json(result.dropout)
     return dumps(body)
 
 
@@ -166,7 +171,16 @@ def encode_step(result: StepResult) -> bytes:
     body: dict[str, Any] = {"outputs": outputs_json(result.outputs), "step": result.step}
     if result.states is not None:
         body["states"] = result.states
+    if result.dropout is not None:
+        body["dropout"] = _dropout_json(result.dropout)
     return dumps(body)
+
+
+def _dropout_json(info: dict[str, Any]) -> dict[str, Any]:
+    """`{"samples", "seed", "reduce", "outputs_std"?, "states_std"?}` (the std as the outputs are written)."""
+    if "outputs_std" not in info:
+        return info
+    return {**info, "outputs_std": outputs_json(info["outputs_std"])}
 
 
 def session_json(info: SessionInfo, *, with_states: bool) -> dict[str, Any]:
