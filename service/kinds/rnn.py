@@ -125,6 +125,11 @@ class RNN(LayerKind):
         cell = layer.config["cells"][0]
         return LayerSpec(cell["layer"], layer.name, cell["config"], layer.weights, layer.inputs, layer.initial_state)
 
+    def own_config(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A single cell's arguments are its layer's (regularizers, constraints, dropout rates: what penalties and
+        Monte-Carlo dropout read); stacked cells keep theirs per cell, under `cells`."""
+        return config if config["stacked"] else config["cells"][0]["config"]
+
     def _widths(self, config: Mapping[str, Any]) -> list[int]:
         """The width of every state, in state order."""
         return [int(c["config"]["units"]) for c in config["cells"] for _ in _cell_kind(c).cell_states]
