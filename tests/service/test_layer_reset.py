@@ -11,7 +11,7 @@ from app_harness import ServerThread
 from service_client import PROBLEM_JSON, as_list, close, open_session, session, step
 from websockets.sync.client import connect
 
-from service.client import Client
+from service.client import AsyncClient, Client
 
 
 def test_each_state_names_its_layer(client: httpx.Client) -> None:
@@ -96,3 +96,27 @@ def test_the_client_resets_one_layer(server: ServerThread, rng: np.random.Genera
         assert sess.seq == 0
         assert close(after[0], np.ones((1, 4))) and close(after[1], np.full((1, 4), 2.0))
         assert close(after[2], before[2])
+
+
+async def test_the_async_client_resets_one_layer(server: ServerThread) -> None:
+    async with AsyncClient(server.url) as api:
+        sess = await api.create_session("stacked")
+        await sess.step(np.full((1, 2, 3), 0.5, np.float32))
+        before = (await sess.info()).states
+        await sess.reset(layers=["gru"])
+        after = (await sess.info()).states
+        assert sess.seq == 0 and before is not None and after is not None
+        assert close(after[0], before[0]) and close(after[1], before[1]) and not np.any(after[2])
+        await sess.delete()
+
+
+def test_a_stream_message_with_dropout_is_a_what_if(client: httpx.Client, server: ServerThread) -> None:
+    sid = open_session(client, "stacked")["session_id"]
+    with connect(f"{server.ws_url}/v1/sessions/{sid}/stream") as ws:
+        ws.send(json.dumps({"inputs": [[[0.1, 0.2, 0.3]]]}))
+        ws.send(json.dumps({"inputs": [[[0.3, 0.2, 0.1]]], "dropout": {"samples": 3, "seed": 1}}))
+        first, what_if = (json.loads(ws.recv(timeout=30)) for _ in range(2))
+    assert first["step"] == 1 and what_if["step"] == 1
+    samples = np.asarray(what_if["outputs"])
+    assert samples.shape == (3, 1, 1, 2) and np.allclose(samples[0], samples[2])  # no dropout rate: identical
+    assert session(client, sid)["step"] == 1
