@@ -140,17 +140,19 @@ class Tab:
 
 class Prefixed:
     """What the app sees behind a proxy that serves it under PREFIX (`uvicorn --root-path`): the prefix in
-    `root_path` and in the path. Anything outside the prefix is not forwarded (404)."""
+    `root_path` and in the path. Anything outside the prefix is not forwarded (404), nor is any WebSocket when
+    `websockets` is False (a proxy that does not pass them: the handshake is refused)."""
 
-    def __init__(self, app: Any, prefix: str) -> None:
-        self.app, self.prefix = app, prefix
+    def __init__(self, app: Any, prefix: str, websockets: bool = True) -> None:
+        self.app, self.prefix, self.websockets = app, prefix, websockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path != self.prefix and not path.startswith(self.prefix + "/"):
+        outside = path != self.prefix and not path.startswith(self.prefix + "/")
+        if outside or (scope["type"] == "websocket" and not self.websockets):
             if scope["type"] == "http":
                 await send({"type": "http.response.start", "status": 404, "headers": []})
                 await send({"type": "http.response.body", "body": b"outside the prefix"})
@@ -160,13 +162,13 @@ class Prefixed:
         await self.app({**scope, "root_path": self.prefix}, receive, send)
 
 
-def start_prefixed(settings: Settings) -> ServerThread:
+def start_prefixed(settings: Settings, *, websockets: bool = True) -> ServerThread:
     """A server whose app sits behind `Prefixed`, with the CLI's uvicorn options; ready when it returns."""
     from service.cli import uvicorn_options
 
     running = ServerThread(settings)
     options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
-    running.server = uvicorn.Server(uvicorn.Config(Prefixed(running.app, PREFIX), lifespan="on", **options))
+    running.server = uvicorn.Server(uvicorn.Config(Prefixed(running.app, PREFIX, websockets), lifespan="on", **options))
     running.thread = threading.Thread(target=running.server.run, name="test-uvicorn-prefixed", daemon=True)
     running.start(wait_ready=False)
     deadline = time.monotonic() + 60

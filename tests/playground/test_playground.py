@@ -359,11 +359,6 @@ def test_under_a_root_path_behind_a_proxy(
     local(tab, prefixed_server, PREFIX)
 
 
-@pytest.mark.xfail(
-    reason="service/api/edge.py ws_serve reads scope['route'], which only the hot dispatch sets: a stream that "
-    "FastAPI routes (under a root path) fails with KeyError and closes 1011; the page goes on over binary HTTP",
-    strict=False,
-)
 def test_the_stream_is_a_websocket_under_a_root_path(
     open_tab: Callable[..., Tab], prefixed_server: ServerThread
 ) -> None:
@@ -371,6 +366,29 @@ def test_the_stream_is_a_websocket_under_a_root_path(
     tab.wait("s.step >= 3")
     assert any(u.startswith(f"{prefixed_server.ws_url}{PREFIX}/v1/sessions/") for u in tab.websockets)
     assert tab.page.inner_text("#transport") == "WebSocket binary"
+
+
+@pytest.fixture(scope="module")
+def no_websocket_server() -> Iterator[ServerThread]:
+    running = start_prefixed(bundled_settings(), websockets=False)
+    yield running
+    running.stop()
+
+
+def test_without_websockets_the_page_steps_over_http(
+    open_tab: Callable[..., Tab], no_websocket_server: ServerThread, screenshots: Screenshots
+) -> None:
+    """Behind a proxy that does not pass WebSockets, the page goes on with binary HTTP steps: same numbers."""
+    server = no_websocket_server
+    tab = open_tab(f"{server.url}{PREFIX}/#forecaster")
+    stream(tab, 20)
+    assert tab.page.inner_text("#transport").startswith("HTTP binary (the WebSocket could not be opened")
+    assert tab.state(".error") is None and tab.state(".step") == 20
+    with httpx.Client(base_url=server.url + PREFIX) as api:
+        expected = predict(api, "forecaster", [tab.state(".inputs")])["outputs"][0]
+    np.testing.assert_allclose(np.asarray(tab.state(".outputs")), np.asarray(expected), rtol=1e-5, atol=1e-5)
+    screenshots.save(tab, "no-websocket")
+    local(tab, server, PREFIX)
 
 
 def test_no_request_leaves_the_machine(open_tab: Callable[..., Tab], server: ServerThread) -> None:
