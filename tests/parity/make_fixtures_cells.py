@@ -360,6 +360,7 @@ class CudnnCase:
     notes: str
     state_outputs: dict[str, int]
     stream: bool = False
+    resets: tuple[str, ...] = ()  # stateful: the twin is fed batch after batch, as `make_fixtures.py` does
 
 
 def gru2(cudnn: bool, units: int, **options: Any) -> Any:
@@ -418,6 +419,17 @@ CUDNN_CASES = [
         {"lstm/h": 1, "lstm/c": 2},
     ),
     CudnnCase(
+        "k2_cudnn_lstm_stateful",
+        lambda cudnn: base.seq2(
+            tf_keras.Input(batch_shape=(2, 4, 3), name="x"),
+            lstm2(cudnn, 3, stateful=True, return_sequences=True, name="lstm"),
+        ),
+        floats(2, 4, 3),
+        "Keras 2 stateful CuDNNLSTM fed 4 batches; model.reset_states() before batch 2",
+        {},
+        resets=("none", "none", "zeros", "none"),
+    ),
+    CudnnCase(
         "k2_cudnn_bidi_lstm",
         lambda cudnn: base.seq2(
             tf_keras.Input((6, 3), name="x"),
@@ -446,8 +458,10 @@ def build_cudnn(c: CudnnCase) -> list[dict[str, Any]]:
         np.array_equal(a, b) for a, b in zip(model.get_weights(), twin.get_weights(), strict=True)
     ):
         raise RuntimeError(f"{c.id}: the plain twin got the cuDNN weights unconverted")
-    plain = Case(c.id, lambda: twin, c.feeds, formats=("k2h5",), notes=c.notes, state_outputs=c.state_outputs)
-    details = base.write_single(plain, twin, rng)
+    plain = Case(
+        c.id, lambda: twin, c.feeds, formats=("k2h5",), notes=c.notes, state_outputs=c.state_outputs, resets=c.resets
+    )
+    details = base.write_stateful(plain, twin, rng) if c.resets else base.write_single(plain, twin, rng)
     common = {
         "data": f"{c.id}.npz",
         "keras_version": tf_keras.__version__,
