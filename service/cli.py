@@ -157,6 +157,12 @@ def serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"rnnserve serve: {problem}", file=sys.stderr)
         return 2
+    if getattr(args, "api_key", None) is not None:
+        print(
+            "rnnserve serve: warning: --api-key on the command line shows in `ps` to every user of this machine; "
+            "use RNNSERVE_API_KEY or --api-keys-file FILE",
+            file=sys.stderr,
+        )
     configure_logging(settings)
     run_server(settings)
     return 0
@@ -187,6 +193,12 @@ def check_serve_settings(settings: Settings) -> str | None:
         return f"model repository {str(settings.models)!r} is not a folder (use --models DIR)"
     if settings.workers > 1 and settings.store_url.startswith("memory://"):
         return "--workers > 1 needs a shared session store: add --store-url redis://host:port/db"
+    from service.tenants import TenantsFileError, tenants_for
+
+    try:
+        tenants_for(settings)
+    except TenantsFileError as exc:
+        return str(exc)
     return None
 
 

@@ -39,10 +39,11 @@ from service.errors import (
     InvalidInput,
     RnnServeError,
     SeqConflict,
+    SessionNotFound,
     SessionsNotSupported,
     StoreUnavailable,
 )
-from service.limits import Budget, LargeCalls
+from service.limits import Budget, LargeCalls, state_bytes
 from service.mc_dropout import DropoutRequest
 from service.metrics import Metrics
 from service.runtime.repository import LoadedModel, ModelRepository
@@ -50,6 +51,7 @@ from service.runtime.signature import ModelSignature, Runner, RunResult
 from service.sessions.base import SessionPage, SessionRecord, SessionStore, SessionSummary
 from service.settings import Settings
 from service.spec import ModelSpec
+from service.tenants import QuotaExceeded, current_tenant, tenants_for
 from service.validation import (
     CheckedInputs,
     Limits,
@@ -158,6 +160,7 @@ class InferenceService:
         self.executor = executor
         self.limits = Limits(max_timesteps=settings.max_timesteps, max_batch=settings.max_request_batch)
         self.budget = Budget(settings.max_work, settings.max_reply_bytes)
+        self.tenants = tenants_for(settings)
         self.large_calls = LargeCalls(settings.large_work, settings.large_work_threads)
         self.default_ttl_s = settings.default_ttl_s
         self.max_ttl_s = settings.max_ttl_s
@@ -246,6 +249,9 @@ class InferenceService:
         check_batch_size(sig, batch, self.limits)
         ttl = self._ttl(ttl_s)
         states = zero_states(sig, batch) if initial_state is None else check_states(sig, initial_state, batch=batch)
+        owner = current_tenant()
+        if owner is not None and self.tenants is not None:
+            await self._check_quota(owner, batch, states)
         now = self.clock()
         record = SessionRecord(
             session_id=session_id if session_id is not None else secrets.token_urlsafe(SESSION_ID_BYTES),
@@ -255,6 +261,7 @@ class InferenceService:
             ttl_s=ttl,
             expires_at=now + ttl,
             created_at=now,
+            owner=owner,
         )
         await self.store.create(record)
         if self.metrics is not None:
@@ -262,13 +269,16 @@ class InferenceService:
         return _info(record)
 
     async def get_session(self, session_id: str) -> SessionInfo:
-        return _info(await self.store.get(session_id))
+        return _info(await self._get(session_id))
 
     async def list_sessions(
         self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
     ) -> SessionPage:
         """A page of live /v1 sessions in id order (see `SessionStore.scan`); /v2 sequences, which share the store
         under ids with a ':', are left out, so every id listed answers on /v1."""
+        tenant = current_tenant()
+        if tenant is not None:  # a tenant sees its own sessions only
+            owner = tenant
         shown: list[SessionSummary] = []
         cursor = after
         while True:
@@ -292,6 +302,8 @@ class InferenceService:
         async with store.lock(session_id):
             started = time.perf_counter()
             record, fresh = await store.load(session_id)
+            if record.owner != current_tenant():
+                raise _not_found(session_id)
             if metrics is not None:
                 metrics.stage(record.model, "store_read", time.perf_counter() - started)
             if not fresh:
@@ -303,7 +315,7 @@ class InferenceService:
                     pass  # decided again below, from the store's own record
                 if metrics is not None:
                     metrics.session_rereads.inc()
-                record = await store.get(session_id)
+                record = await self._get(session_id)
             return await self._step(record, request, encode, copy=False)
 
     async def _step(self, record: SessionRecord, request: StepRequest, encode: StepEncoder, *, copy: bool) -> bytes:
@@ -354,7 +366,7 @@ class InferenceService:
         as Keras' `model.layers[i].reset_states()` resets one layer; `states` then holds only theirs, in signature
         order. An unknown layer name raises `InvalidInput` naming the known ones, before anything changes."""
         async with self.store.lock(session_id):
-            record = await self.store.get(session_id)
+            record = await self._get(session_id)
             sig = self._session_signature(record)
             new_states = reset_states(sig, record.states, record.batch_size, states, layers)
             reset = record.reset(new_states, self.clock())
@@ -363,7 +375,7 @@ class InferenceService:
 
     async def close_session(self, session_id: str) -> None:
         async with self.store.lock(session_id):
-            await self.store.get(session_id)  # SessionNotFound for an unknown or expired id
+            await self._get(session_id)  # SessionNotFound for an unknown or expired id
             await self.store.delete(session_id)
         if self.metrics is not None:
             self.metrics.sessions_deleted.inc()
@@ -393,7 +405,7 @@ class InferenceService:
         """A step with dropout: the samples continue from the session's state, which, like its step, stays as it
         was (nothing is committed; `seq`, when given, must be the session's step)."""
         async with self.store.lock(session_id):
-            record = await self.store.get(session_id)
+            record = await self._get(session_id)
             if request.seq is not None and request.seq != record.step:
                 raise SeqConflict(
                     f"seq {request.seq} does not match session {session_id!r}, which is at step {record.step}",
@@ -411,6 +423,60 @@ class InferenceService:
         return encode(StepResult(outputs, states_out, session_id=session_id, step=record.step, dropout=info))
 
     # ---- helpers -----------------------------------------------------------------------------------------------------
+
+    async def _get(self, session_id: str) -> SessionRecord:
+        """The session's record, if it is the current tenant's (`service.tenants`); else, as for an unknown id,
+        `SessionNotFound`: another tenant's session answers 404 on every route."""
+        record = await self.store.get(session_id)
+        if record.owner != current_tenant():
+            raise _not_found(session_id)
+        return record
+
+    async def _check_quota(self, owner: str, batch: int, states: Sequence[np.ndarray]) -> None:
+        """`QuotaExceeded` when one more session of `batch` rows would pass the tenant's quota (its live sessions and
+        their states' bytes, counted from the store's listing)."""
+        assert self.tenants is not None
+        quota = self.tenants.quota(owner)
+        sessions, held = await self.tenant_usage(owner)
+        if quota.sessions is not None and sessions + 1 > quota.sessions:
+            raise QuotaExceeded(
+                f"tenant {owner!r} holds {sessions} sessions, its quota (sessions); delete finished sessions or "
+                "wait for idle ones to expire",
+                limit=quota.sessions,
+                needed=sessions + 1,
+            )
+        wanted = held + state_bytes(states)
+        if quota.state_bytes is not None and wanted > quota.state_bytes:
+            raise QuotaExceeded(
+                f"this session's states would bring tenant {owner!r} to {wanted} bytes of state; its quota "
+                f"(state_bytes) is {quota.state_bytes}: delete sessions or open one with a smaller batch_size",
+                limit=quota.state_bytes,
+                needed=wanted,
+            )
+
+    async def tenant_usage(self, owner: str) -> tuple[int, int]:
+        """(live sessions, bytes of their states) of a tenant, /v2 sequences included."""
+        sessions = held = 0
+        cursor: str | None = None
+        row_bytes: dict[str, int] = {}
+        while True:
+            page = await self.store.scan(after=cursor, limit=1000, owner=owner)
+            for summary in page.sessions:
+                per_row = row_bytes.get(summary.model)
+                if per_row is None:
+                    per_row = row_bytes[summary.model] = self._state_row_bytes(summary.model)
+                sessions += 1
+                held += per_row * summary.batch_size
+            cursor = page.next_cursor
+            if cursor is None:
+                return sessions, held
+
+    def _state_row_bytes(self, model: str) -> int:
+        try:
+            sig = _ready(self.repository.get(model))[1]
+        except RnnServeError:
+            return 0
+        return state_bytes([np.empty((1, *(d or 1 for d in s.shape[1:])), np.float32) for s in sig.states])
 
     def _session_signature(self, record: SessionRecord) -> ModelSignature:
         return _ready(self.repository.get(record.model))[1]
@@ -626,3 +692,7 @@ def _info(record: SessionRecord) -> SessionInfo:
         expires_at=record.expires_at,
         states=record.states,
     )
+
+
+def _not_found(session_id: str) -> SessionNotFound:
+    return SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")

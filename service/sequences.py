@@ -24,6 +24,7 @@ from urllib.parse import quote
 from service.errors import InvalidInput, RnnServeError, SeqConflict, SessionNotFound, SessionsNotSupported
 from service.inference import InferenceService, StepEncoder, StepRequest
 from service.runtime.signature import ModelSignature
+from service.tenants import current_tenant
 from service.validation import check_inputs, check_mask
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,9 @@ def session_id_for(model: str, sequence_id: int | str) -> str:
         kind, text = "u", str(sequence_id)
     else:
         kind, text = "s", quote(sequence_id, safe="")
-    return f"{SESSION_PREFIX}:{quote(model, safe='')}:{kind}:{text}"
+    tenant = current_tenant()  # each tenant's sequence ids are its own: two tenants may both use sequence_id 1
+    space = "" if tenant is None else f"{quote(tenant, safe='')}@"
+    return f"{SESSION_PREFIX}:{space}{quote(model, safe='')}:{kind}:{text}"
 
 
 async def step_sequence(

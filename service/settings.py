@@ -149,7 +149,16 @@ class Settings(BaseSettings):
 
     # ---- security ------------------------------------------------------------------------------------------------
     api_key: SecretStr | None = None
-    """When set, every /v1 and /v2 call needs `Authorization: Bearer <api_key>` (health and metrics stay open)."""
+    """When set, every /v1 and /v2 call needs `Authorization: Bearer <api_key>` (health and metrics stay open): one
+    tenant, `default`. Prefer RNNSERVE_API_KEY or api_keys_file: a flag shows in `ps`."""
+    api_keys_file: Path | None = None
+    """Tenants: a file of `TENANT:KEY` (or `TENANT:sha256:HEX`) lines and optional `quota` lines (service/tenants.py,
+    docs/API.md). Each session and /v2 sequence belongs to the tenant that created it; other tenants get 404."""
+    tenant_max_sessions: int = Field(default=1000, ge=1)
+    """Most live sessions (and /v2 sequences) of one tenant, unless the keys file sets its quota; more answers 429."""
+    tenant_max_state_bytes: int = Field(default=256 * MiB, ge=1024)
+    """Most bytes of recurrent state held by one tenant's sessions, unless the keys file sets its quota; more
+    answers 429."""
 
     @field_validator("store_url")
     @classmethod
@@ -170,6 +179,11 @@ class Settings(BaseSettings):
         if self.default_ttl_s > self.max_ttl_s:
             raise ValueError(f"default_ttl_s ({self.default_ttl_s}) exceeds max_ttl_s ({self.max_ttl_s})")
         return self
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests need an API key (api_key or api_keys_file)."""
+        return self.api_key is not None or self.api_keys_file is not None
 
     @property
     def max_delay_s(self) -> float:

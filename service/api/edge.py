@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import secrets
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,12 +38,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from service.errors import InvalidInput, PayloadTooLarge, RnnServeError, SessionNotFound, Unauthorized
 from service.inference import InferenceService
 from service.metrics import Metrics
 from service.settings import Settings
+from service.tenants import authenticate
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,10 @@ def serving(conn: HTTPConnection) -> Serving:
 # ---- auth ---------------------------------------------------------------------------------------------------------
 
 
-def authorize(settings: Settings, authorization: str | None) -> None:
-    """`Unauthorized` unless `Authorization: Bearer <api_key>` matches (when the server has a key)."""
-    key = settings.api_key
-    if key is None:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    valid = secrets.compare_digest(token.strip().encode(), key.get_secret_value().encode())
-    if scheme.lower() != "bearer" or not valid:
-        raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
+def authorize(settings: Settings, authorization: str | None) -> str | None:
+    """The tenant whose key `Authorization: Bearer <key>` carries, set for the rest of the request
+    (`service.tenants`); `Unauthorized` for a missing or unknown key. None on a server without keys."""
+    return authenticate(settings, authorization)
 
 
 # ---- headers and content types ------------------------------------------------------------------------------------
@@ -150,7 +146,7 @@ async def read_body(receive: Receive, head: Head, settings: Settings, *, authori
     """What every HTTP route does first: the API key (unless `authorized` already), then the whole body, refused
     with 413 once it exceeds `max_body_bytes` (declared or actual); `ClientDisconnect` when the client leaves
     first."""
-    if not authorized and settings.api_key is not None:
+    if not authorized and settings.auth_required:
         authorize(settings, head.authorization)
     limit = settings.max_body_bytes
     content_length = head.content_length
@@ -280,8 +276,19 @@ def encode_error(body: Problem, form: Form) -> tuple[str, bytes]:
     return PROBLEM_JSON, orjson.dumps(body)
 
 
+RETRY_AFTER_S = {HTTPStatus.TOO_MANY_REQUESTS: "5", HTTPStatus.SERVICE_UNAVAILABLE: "1"}
+"""`Retry-After` of a 429 (a quota or the session cap: sessions expire or are deleted) and a 503 (a model loading, the
+store down: usually brief), in seconds."""
+
+
 def _challenge(exc: BaseException) -> dict[str, str] | None:
-    return {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    """The headers an error answers with besides its body: `WWW-Authenticate` on a 401, `Retry-After` on 429 and
+    503."""
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RnnServeError) and exc.status in RETRY_AFTER_S:
+        return {"Retry-After": RETRY_AFTER_S[exc.status]}
+    return None
 
 
 def error_response(body: Problem, form: Form, headers: dict[str, str] | None = None) -> Response:
@@ -318,9 +325,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == HTTPStatus.NOT_FOUND:
         detail = f"no route {request.method} {request.url.path}"
-    elif exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(problem(exc.status_code, detail), form_of(request.url.path), dict(exc.headers or {}))
+        # Starlette's Allow names the methods of the first route that matched the path; a path served by several
+        # routes (GET and DELETE /v1/sessions/{id}) allows them all
+        headers["Allow"] = ", ".join(sorted(allowed_methods(request.app.router.routes, request.url.path)))
+    return error_response(problem(exc.status_code, detail), form_of(request.url.path), headers)
+
+
+def allowed_methods(routes: Sequence[Any], path: str) -> set[str]:
+    """Every method of the HTTP routes whose template matches `path` (through included routers)."""
+    found: set[str] = set()
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            found |= allowed_methods(included.routes, path)
+        elif isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            found |= route.methods
+    return found
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

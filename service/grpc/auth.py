@@ -21,5 +21,5 @@ def authorization_of(metadata: Iterable[tuple[str, str | bytes]] | None) -> str 
 
 def check_key(settings: Settings, metadata: Iterable[tuple[str, str | bytes]] | None) -> None:
     """`Unauthorized` unless the call carries the server's API key (when it has one)."""
-    if settings.api_key is not None:
+    if settings.auth_required:  # the tenant of the key is set for the call, as on HTTP
         authorize(settings, authorization_of(metadata))

@@ -31,6 +31,7 @@ class SessionRecord(NamedTuple):
     prev_step: int | None = None
     last_digest: bytes | None = None
     last_response: bytes | None = None
+    owner: str | None = None  # the tenant that created the session (None on a server without keys)
 
     def advanced(
         self,
@@ -54,6 +55,7 @@ class SessionRecord(NamedTuple):
             self.step,
             digest,
             response,
+            self.owner,
         )
 
     def reset(self, states: tuple[np.ndarray, ...], now: float | None = None) -> SessionRecord:
@@ -77,6 +79,7 @@ class SessionSummary(NamedTuple):
     expires_at: float  # unix time
     created_at: float  # unix time
     batch_size: int
+    owner: str | None = None  # the tenant that created the session
 
 
 class SessionPage(NamedTuple):
@@ -94,7 +97,13 @@ def owned_by(record: object, owner: str | None) -> bool:
 
 def summary(record: SessionRecord) -> SessionSummary:
     return SessionSummary(
-        record.session_id, record.model, record.step, record.expires_at, record.created_at, record.batch_size
+        record.session_id,
+        record.model,
+        record.step,
+        record.expires_at,
+        record.created_at,
+        record.batch_size,
+        record.owner,
     )
 
 

@@ -92,7 +92,11 @@ def _read_u32(view: memoryview, offset: int) -> int:
 #     offset 40  f64 created_at    (unix time)
 #     offset 48  u32 batch_size
 #     offset 52  u16 model name length, u16 digest length, u32 response length
-#     offset 60  model name (UTF-8), digest, response, then the states as `encode_states` writes them
+#     offset 60  name field, digest, response, then the states as `encode_states` writes them
+#
+# The name field is the model name (UTF-8); a tenant's session adds NUL and the tenant's name (`owner`), so that a
+# listing reads the owner with the model name and the Lua scripts need no other offset. A model or tenant name holds
+# no NUL, and a name field with an empty owner after its NUL is refused.
 
 HEAD_BYTES = 16
 _RECORD = struct.Struct("<Q8sQQqdIHHI")
@@ -113,6 +117,7 @@ class RecordFields(NamedTuple):
     digest: bytes | None
     response: bytes | None
     states: tuple[np.ndarray, ...]
+    owner: str | None = None  # the tenant that created the session
 
 
 def version_head(version: int) -> bytes:
@@ -133,8 +138,9 @@ def encode_record(
     digest: bytes | None,
     response: bytes | None,
     states: Sequence[np.ndarray],
+    owner: str | None = None,
 ) -> bytes:
-    name = model.encode()
+    name = name_field(model, owner)
     digest = digest or b""
     response = response or b""
     head = _RECORD.pack(
@@ -152,12 +158,28 @@ def encode_record(
     return b"".join((head, name, digest, response, encode_states(states)))
 
 
-def decode_listing(data: bytes) -> tuple[int, float, int, str]:
-    """(step, created_at, batch_size, model) from a record's header and model name (what a listing reads)."""
+def name_field(model: str, owner: str | None) -> bytes:
+    """The model name, and the owner's after a NUL (see the layout above)."""
+    if "\0" in model or (owner is not None and ("\0" in owner or not owner)):
+        raise StateCodecError(f"model {model!r} or owner {owner!r} is empty or holds a NUL")
+    return model.encode() if owner is None else b"%s\0%s" % (model.encode(), owner.encode())
+
+
+def split_name_field(field: bytes) -> tuple[str, str | None]:
+    """(model, owner) of a name field; `StateCodecError` for an empty owner after a NUL, or a second NUL."""
+    model, nul, owner = field.partition(b"\0")
+    if nul and (not owner or b"\0" in owner):
+        raise StateCodecError("record name field has an empty owner or a second NUL")
+    return model.decode(), owner.decode() if nul else None
+
+
+def decode_listing(data: bytes) -> tuple[int, float, int, str, str | None]:
+    """(step, created_at, batch_size, model, owner) from a record's header and name field (what a listing reads)."""
     if len(data) < _RECORD.size:
         raise StateCodecError(f"record of {len(data)} bytes is shorter than its {_RECORD.size}-byte header")
     _, _, _, step, _, created_at, batch_size, n_name, _, _ = _RECORD.unpack_from(data)
-    return step, created_at, batch_size, data[_RECORD.size : _RECORD.size + n_name].decode()
+    model, owner = split_name_field(data[_RECORD.size : _RECORD.size + n_name])
+    return step, created_at, batch_size, model, owner
 
 
 def decode_record(data: bytes) -> RecordFields:
@@ -171,7 +193,7 @@ def decode_record(data: bytes) -> RecordFields:
     end = offset + n_name + n_digest + n_response
     if end > len(data):
         raise StateCodecError(f"record header claims {end} bytes, the value has {len(data)}")
-    name = data[offset : offset + n_name].decode()
+    name, owner = split_name_field(data[offset : offset + n_name])
     offset += n_name
     digest = data[offset : offset + n_digest] if n_digest else None
     offset += n_digest
@@ -188,6 +210,7 @@ def decode_record(data: bytes) -> RecordFields:
         digest,
         response,
         decode_states(memoryview(data)[end:]),
+        owner,
     )
 
 

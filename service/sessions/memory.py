@@ -38,12 +38,13 @@ class _Slot:
     """One session, compactly (see the module docstring). `shapes` is shared by sessions of one state layout."""
 
     __slots__ = ("model", "batch_size", "shapes", "blob", "ttl_s", "expires_at", "created_at", "step", "version",
-                 "prev_step", "last_digest", "last_response")  # fmt: skip
+                 "prev_step", "last_digest", "last_response", "owner")  # fmt: skip
 
     def __init__(self, record: SessionRecord, shapes: Shapes) -> None:
         self.model = record.model
         self.batch_size = record.batch_size
         self.created_at = record.created_at
+        self.owner = record.owner
         self.install(record, shapes)
 
     def install(self, record: SessionRecord, shapes: Shapes) -> None:
@@ -72,6 +73,7 @@ class _Slot:
             self.prev_step,
             self.last_digest,
             self.last_response,
+            self.owner,
         )
 
 
@@ -178,7 +180,9 @@ class MemorySessionStore:
 
     def _summary(self, session_id: str) -> SessionSummary:
         slot = self._slots[session_id]
-        return SessionSummary(session_id, slot.model, slot.step, slot.expires_at, slot.created_at, slot.batch_size)
+        return SessionSummary(
+            session_id, slot.model, slot.step, slot.expires_at, slot.created_at, slot.batch_size, slot.owner
+        )
 
     async def ping(self) -> None:
         return None

@@ -361,6 +361,7 @@ class RedisSessionStore:
             fields.prev_step,
             fields.digest,
             fields.response,
+            fields.owner,
         )
         self._remember(record, fields.head)
         return record
@@ -427,9 +428,9 @@ class RedisSessionStore:
         for reply in replies:
             for i in range(1, len(reply), 3):
                 session_id = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
-                step, created_at, batch_size, name = decode_listing(reply[i + 2])
+                step, created_at, batch_size, name, owner_of = decode_listing(reply[i + 2])
                 expires_at = float(reply[i + 1]) / 1000
-                found.append(SessionSummary(session_id, name, step, expires_at, created_at, batch_size))
+                found.append(SessionSummary(session_id, name, step, expires_at, created_at, batch_size, owner_of))
         found = sorted((s for s in found if owned_by(s, owner)), key=lambda s: s.session_id)
         shown = found[:limit]
         return SessionPage(shown, shown[-1].session_id if len(found) > limit else None)
@@ -556,6 +557,7 @@ class RedisSessionStore:
             created_at=record.created_at,
             batch_size=record.batch_size,
             model=record.model,
+            owner=record.owner,
             digest=record.last_digest,
             response=record.last_response,
             states=record.states,

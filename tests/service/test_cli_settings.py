@@ -80,6 +80,9 @@ SAMPLES: dict[str, Any] = {
     "large_work": 2048,
     "large_work_threads": 3,
     "api_key": "s3cret",
+    "api_keys_file": "/etc/rnnserve/keys",
+    "tenant_max_sessions": 20,
+    "tenant_max_state_bytes": 65536,
 }
 
 
