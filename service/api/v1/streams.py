@@ -45,6 +45,7 @@ import asyncio
 import math
 import struct
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -54,8 +55,9 @@ from service.api import edge
 from service.api.edge import Head, Serving
 from service.api.v1 import binary, codec
 from service.errors import InvalidInput, SessionNotFound
-from service.inference import InferenceService, SessionInfo, StepRequest
-from service.validation import WIRE_DTYPES, RawTensors
+from service.inference import InferenceService, SessionInfo
+from service.multistep import RawStep, step_many
+from service.validation import WIRE_DTYPES
 
 VERSION = 1
 STEPS = 1
@@ -130,23 +132,34 @@ class Streams:
     # ---- binary frames -----------------------------------------------------------------------------------------
 
     async def _frame(self, records: list[tuple[int, int, int, memoryview]]) -> bytes:
-        """Every record's step submitted at once (one batched model call per model), their results in order."""
-        service = self.service
+        """Every record's step at once (`service.multistep`: one model call per model), results in order."""
         table = self.table
         size = len(table)
-        steps = []
-        for index, flags, seq, data in records:
-            bound = table[index] if index < size else None
-            steps.append(_binary_step(service, bound, index, flags, seq, data))
-        results = await asyncio.gather(*steps, return_exceptions=True)
+        outcomes: list[bytes | BaseException | None] = []
+        steps: list[RawStep] = []
+        at: list[int] = []
+        for number, (index, flags, seq, data) in enumerate(records):
+            try:
+                steps.append(_raw_step(table[index] if index < size else None, index, flags, seq, data))
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+            at.append(number)
+        if steps:
+            for number, outcome in zip(
+                at, await step_many(self.service, steps, binary.encode_stream_step), strict=True
+            ):
+                outcomes[number] = outcome
         parts = [FRAME.pack(VERSION, RESULTS, 0, len(records))]
-        for (index, _, _, _), result in zip(records, results, strict=True):
+        for (index, _, _, _), result in zip(records, outcomes, strict=True):
             if isinstance(result, bytes):
                 parts.append(RESULT.pack(index, 200, 0, len(result)))
                 parts.append(result)
             else:
-                body, status = edge.ws_error(result, f"a step of record {index} of a multiplexed stream")  # type: ignore[arg-type]
-                parts.append(RESULT.pack(index, status, 0, len(body)))
+                problem = edge.describe(result or RuntimeError("no outcome"), "a record of a multiplexed stream")
+                body = edge.dumps(problem)
+                parts.append(RESULT.pack(index, int(problem["status"]), 0, len(body)))
                 parts.append(body)
         return b"".join(parts)
 
@@ -298,10 +311,8 @@ def read_frame(data: bytes) -> list[tuple[int, int, int, memoryview]]:
     return records
 
 
-async def _binary_step(
-    service: InferenceService, bound: Bound | None, index: int, flags: int, seq: int, data: memoryview
-) -> bytes:
-    """One binary record's step: the reply body (step, outputs' bytes), or an exception for its problem."""
+def _raw_step(bound: Bound | None, index: int, flags: int, seq: int, data: memoryview) -> RawStep:
+    """One binary record as a step of its session; raises for a record that cannot be one (its problem)."""
     if bound is None:
         raise _unknown_index(index)
     if bound.binary is not None:
@@ -312,19 +323,13 @@ async def _binary_step(
             f"a record of {length} bytes is not a whole number of timesteps of {bound.step_bytes} bytes for "
             f"session index {index} (model {bound.model!r})"
         )
-    raw = data.tobytes()
     shape = list(bound.shape)
     shape[bound.time_axis] = length // bound.step_bytes
     return_state = bool(flags & RETURN_STATE)
-    has_seq = bool(flags & HAS_SEQ)
-    request = StepRequest(
-        inputs=RawTensors(raw, {None: tuple(shape)}),
-        seq=seq if has_seq else None,
-        return_state=return_state,
-        digest=binary.request_digest(raw, _DIGEST_KIND, return_state) if has_seq else None,
-        binary_reply=True,
-    )
-    return await service.step(bound.session_id, request, binary.encode_stream_step)
+    digest = None
+    if flags & HAS_SEQ:
+        digest = partial(binary.request_digest, data.tobytes(), _DIGEST_KIND, return_state)
+    return RawStep(bound.session_id, data, tuple(shape), seq if flags & HAS_SEQ else None, return_state, digest)
 
 
 def _unknown_index(index: object) -> SessionNotFound:
