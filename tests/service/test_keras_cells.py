@@ -123,3 +123,16 @@ def test_a_state_input_of_the_wrong_shape_is_named(client: httpx.Client) -> None
     inputs = {"x": as_list(arrays["in_x"]), "h0": as_list(arrays["in_h0"][:, :2])}
     response = client.post("/v1/models/stack_h0/predict", json={"inputs": inputs})
     assert_problem(response, 400, contains="'h0'")
+
+
+def test_the_open_inference_protocol_takes_initial_state_inputs_by_name(client: httpx.Client) -> None:
+    arrays = data("stack_h0")
+    tensors = [
+        {"name": name, "datatype": "FP32", "shape": list(arrays[f"in_{name}"].shape),
+         "data": arrays[f"in_{name}"].ravel().tolist()}
+        for name in ("x", "h0", "h1", "c1")
+    ]  # fmt: skip
+    response = client.post("/v2/models/stack_h0/infer", json={"inputs": tensors})
+    assert response.status_code == 200, response.text
+    (out,) = response.json()["outputs"]
+    assert close(np.reshape(out["data"], out["shape"]), arrays["out_0"])

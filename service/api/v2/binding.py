@@ -168,19 +168,20 @@ def bind(signature: ModelSignature, request: InferRequest) -> Binding:
     """Check a request's input names and datatypes and its requested outputs against the signature. Shapes,
     values and sizes are the data plane's checks (`service.validation`)."""
     inputs = {t.name: t for t in signature.inputs}
+    optional = {t.name: t for t in signature.state_inputs}  # Keras Inputs that feed initial_state, sent by name
     mask_inputs = _mask_input(signature)
     arrays: dict[str, np.ndarray] = {}
     mask = None
     for name, array in request.inputs.items():
         datatype = request.datatypes[name]
-        if name in inputs:
-            _check_datatype(signature, name, datatype, datatype_of(inputs[name].dtype))
+        if name in inputs or name in optional:
+            _check_datatype(signature, name, datatype, datatype_of((inputs.get(name) or optional[name]).dtype))
             arrays[name] = array
         elif mask_inputs and name == MASK_INPUT:
             _check_datatype(signature, name, datatype, MASK_DATATYPE)
             mask = array
         else:
-            known = [*inputs, *(t.name for t in mask_inputs)]
+            known = [*inputs, *optional, *(t.name for t in mask_inputs)]
             raise InvalidInput(f"model {signature.name!r} has no input {name!r}; its inputs are {known}")
     missing = [name for name in inputs if name not in arrays]
     if missing:
