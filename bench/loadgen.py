@@ -7,8 +7,9 @@ themselves. Each client owns one connection and, for session scenarios, one sess
     python bench/loadgen.py --url http://127.0.0.1:8000 --scenario step-json --sessions 64 --seconds 5
 
 Scenarios (bench/scenarios.py): step-json, step-binary, step-at-history, stream and stream-binary (WebSocket),
-predict and predict-binary, history (stateless: resend the whole history each request), ceiling (POST /echo of the
-minimal FastAPI app in bench/minimal_app.py), v2-json, v2-binary. bench/run_all.py runs them in alternating rounds.
+multiplexed (WS /v1/streams: `--sessions` connections of `--per-connection` sessions each), predict and
+predict-binary, history (stateless: resend the whole history each request), ceiling (POST /echo of the minimal
+FastAPI app in bench/minimal_app.py), v2-json, v2-binary. bench/run_all.py runs them in alternating rounds.
 """
 
 from __future__ import annotations
@@ -261,13 +262,16 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--history", type=int, default=10)
+    parser.add_argument("--per-connection", type=int, default=1, help="sessions per connection (multiplexed)")
     parser.add_argument("--cpu", type=int, default=None, help="pin the load generator to this core")
     args = parser.parse_args()
     pin_to_cpu(args.cpu)
     use_uvloop()
 
     async def run() -> Result:
-        clients, close = await build_clients(args.scenario, args.url, args.model, args.sessions, args.history)
+        clients, close = await build_clients(
+            args.scenario, args.url, args.model, args.sessions, args.history, args.per_connection
+        )
         try:
             return await drive(args.scenario, clients, args.seconds)
         finally:

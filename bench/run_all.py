@@ -10,7 +10,11 @@ in an order that rotates from round to round, so that a noisy, shared machine sl
 taken inside each round (between neighbouring measurements) and the median over rounds is reported.
 
 Cases:
-  a      HTTP JSON step, 1 timestep, 64 sessions
+  a      HTTP JSON step, 1 timestep, 64 sessions, the server's default settings (INFO logs, access log summary)
+  a-off  the same with --log-level warning --access-log off; a-prod with JSON logs (production); a-full with a
+         log line per request (--access-log full)
+  m64, m1024  WS /v1/streams: 64 or 1024 sessions on one connection, one binary frame of one-timestep records
+         for every session in flight (p50/p99 are a frame's); m64x4, m1024x4 the same sessions on 4 connections
   a-redis  the same on the Redis store (a redis-server started here, AOF fsync every second, on the load core)
   b      the same over the WebSocket stream (JSON text messages); b-bin with binary frames
   c      HTTP binary tensors (application/octet-stream), 64 sessions
@@ -49,6 +53,9 @@ from bench.scenarios import build_clients
 from bench.servers import REPO, RedisProcess, Server, minimal_app, pinned, rnnserve
 
 SERVER_CPU = 0
+PRODUCTION = ("--log-format", "json")
+"""The settings a production deployment changes from the defaults that a benchmark sees: JSON log lines (the
+access log stays the default per-minute summary)."""
 LOADGEN_CPU = 1
 HISTORIES = (10, 100, 1000)
 
@@ -59,13 +66,21 @@ class Case:
     label: str
     server: str  # "dynamic" | "direct" | "minimal"
     scenario: str
-    clients: int
+    clients: int  # connections (each with one session, or `per_connection` on the multiplexed stream)
     history: int = 10
+    per_connection: int = 1
 
 
 CASES: tuple[Case, ...] = (
     Case("a", "HTTP JSON step, 64 sessions", "dynamic", "step-json", 64),
     Case("f", "minimal FastAPI + orjson (ceiling)", "minimal", "ceiling", 64),
+    Case("a-off", "(a), access log off (--log-level warning)", "quiet", "step-json", 64),
+    Case("a-prod", "(a), production settings (JSON logs)", "prod", "step-json", 64),
+    Case("a-full", "(a), a log line per request (--access-log full)", "full", "step-json", 64),
+    Case("m64", "WS /v1/streams, 64 sessions on 1 connection", "dynamic", "multiplexed", 1, per_connection=64),
+    Case("m1024", "WS /v1/streams, 1024 sessions on 1 connection", "dynamic", "multiplexed", 1, per_connection=1024),
+    Case("m64x4", "WS /v1/streams, 64 sessions on 4 connections", "dynamic", "multiplexed", 4, per_connection=16),
+    Case("m1024x4", "WS /v1/streams, 1024 sessions on 4 connections", "dynamic", "multiplexed", 4, per_connection=256),
     Case("a-redis", "HTTP JSON step, 64 sessions, Redis store", "redis", "step-json", 64),
     Case("d-redis", "HTTP JSON step, 256 sessions, Redis store", "redis", "step-json", 256),
     Case("b", "WebSocket stream (JSON), 64 sessions", "dynamic", "stream", 64),
@@ -94,6 +109,10 @@ class Sample:
     def cpu_us_per_request(self) -> float:
         return 1e6 * self.server_cpu_s / self.result.requests if self.result.requests else float("nan")
 
+    @property
+    def cpu_us_per_step(self) -> float:
+        return 1e6 * self.server_cpu_s / self.result.steps if self.result.steps else float("nan")
+
 
 @dataclass
 class Figures:
@@ -110,6 +129,9 @@ class Figures:
 
     def cpu_us(self, key: str) -> float:
         return statistics.median(s.cpu_us_per_request for s in self.samples[key])
+
+    def cpu_us_step(self, key: str) -> float:
+        return statistics.median(s.cpu_us_per_step for s in self.samples[key])
 
     def latencies(self, key: str) -> Result:
         runs = [s.result for s in self.samples[key]]
@@ -165,7 +187,9 @@ async def model_counters(server: Server) -> tuple[float, float, float]:
 
 
 async def run_case(case: Case, server: Server, seconds: float, warmup: float) -> Sample:
-    clients, close = await build_clients(case.scenario, server.url, MODEL_NAME, case.clients, case.history)
+    clients, close = await build_clients(
+        case.scenario, server.url, MODEL_NAME, case.clients, case.history, case.per_connection
+    )
     counted = case.server != "minimal"
     before = await model_counters(server) if counted else (0.0, 0.0, 0.0)
     cpu: dict[str, float] = {}
@@ -246,6 +270,29 @@ def checks(fig: Figures) -> list[Check]:
         ratio, per_cpu = fig.ratio("a", "f"), fig.ratio("a", "f", cpu=True)
         found.append(Check("(a) / (f) throughput", ratio, ">= 1.2", ratio >= 1.2, _spread(fig, "a", "f")))
         found.append(Check("(a) / (f) per server CPU second", per_cpu, "(>= 1.2)", per_cpu >= 1.2))
+    if {"a", "a-off"} <= have:
+        ratio = fig.ratio("a", "a-off")
+        found.append(Check("(a) defaults / (a-off) access log off", ratio, ">= 0.9", ratio >= 0.9,
+                           _spread(fig, "a", "a-off")))  # fmt: skip
+    if {"a-prod", "a-off"} <= have:
+        ratio = fig.ratio("a-prod", "a-off")
+        found.append(Check("(a-prod) JSON logs / (a-off)", ratio, "(>= 0.9)", ratio >= 0.9,
+                           _spread(fig, "a-prod", "a-off")))  # fmt: skip
+    if {"a-full", "a-off"} <= have:
+        ratio = fig.ratio("a-full", "a-off")
+        found.append(Check("(a-full) line per request / (a-off)", ratio, "(for the record)", True,
+                           _spread(fig, "a-full", "a-off")))  # fmt: skip
+    for key in ("m64", "m1024", "m64x4", "m1024x4"):
+        if {key, "f"} <= have:
+            ratio = fig.ratio(key, "f")
+            target = ">= 5" if key == "m1024" else "(>= 5)"
+            found.append(Check(f"({key}) / (f) throughput", ratio, target, ratio >= 5, _spread(fig, key, "f")))
+        if {key, "a"} <= have:
+            ratio = fig.ratio(key, "a")
+            found.append(Check(f"({key}) / (a) throughput", ratio, "(for the record)", True, _spread(fig, key, "a")))
+    if "m1024" in have:
+        calls = fig.calls_per_step("m1024")
+        found.append(Check("(m1024) model calls per step", calls, "<= 1/64", calls <= 1 / 64))
     if {"a", "b"} <= have:
         ratio = fig.ratio("b", "a")
         found.append(Check("(b) / (a) throughput", ratio, ">= 3", ratio >= 3, _spread(fig, "b", "a")))
@@ -278,8 +325,8 @@ def checks(fig: Figures) -> list[Check]:
 
 def table(fig: Figures, cases: Sequence[Case]) -> str:
     lines = [
-        "| case | what | steps/s | p50 ms | p99 ms | server CPU us/req |",
-        "|---|---|---:|---:|---:|---:|",
+        "| case | what | steps/s | p50 ms | p99 ms | server CPU us/req | server CPU us/step |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         if case.key not in fig.samples:
@@ -287,7 +334,7 @@ def table(fig: Figures, cases: Sequence[Case]) -> str:
         lat = fig.latencies(case.key)
         lines.append(
             f"| {case.key} | {case.label} | {fig.throughput(case.key):,.0f} | {lat.percentile(0.5) * 1e3:.2f} | "
-            f"{lat.percentile(0.99) * 1e3:.2f} | {fig.cpu_us(case.key):.1f} |"
+            f"{lat.percentile(0.99) * 1e3:.2f} | {fig.cpu_us(case.key):.1f} | {fig.cpu_us_step(case.key):.1f} |"
         )
     for batch in ("1", "64"):
         values = [c[batch] for c in fig.compute if batch in c]
@@ -339,6 +386,12 @@ def start_servers(models: Path, env: dict[str, str], needed: set[str], redis_url
         "redis": lambda: rnnserve("rnnserve (Redis store)", models, SERVER_CPU, executor="dynamic", extra_env=env,
                                   store=redis_url),
         "direct": lambda: rnnserve("rnnserve (direct)", models, SERVER_CPU, executor="direct", extra_env=env),
+        "quiet": lambda: rnnserve("rnnserve (log level warning)", models, SERVER_CPU, executor="dynamic",
+                                  extra_env=env, args=["--log-level", "warning", "--access-log", "off"]),
+        "prod": lambda: rnnserve("rnnserve (production logging)", models, SERVER_CPU, executor="dynamic",
+                                 extra_env=env, args=PRODUCTION),
+        "full": lambda: rnnserve("rnnserve (access log full)", models, SERVER_CPU, executor="dynamic",
+                                 extra_env=env, args=["--access-log", "full"]),
         "minimal": lambda: minimal_app(SERVER_CPU),
     }  # fmt: skip
     servers: dict[str, Server] = {}

@@ -8,6 +8,7 @@ serialisation.
 from __future__ import annotations
 
 import itertools
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class Target:
     port: int
     model: str = "bench_rnn"
     history: int = 10
+    per_connection: int = 1  # sessions on one connection (the multiplexed stream)
 
 
 Builder = Callable[[Target, np.random.Generator, list[Connection]], Awaitable[Step]]
@@ -69,9 +71,13 @@ def _repeat(conn: HttpConnection, request: bytes, steps: int, what: str) -> Step
     return step
 
 
-async def build_clients(scenario: str, url: str, model: str, sessions: int, history: int) -> tuple[list[Step], Close]:
+async def build_clients(
+    scenario: str, url: str, model: str, sessions: int, history: int, per_connection: int = 1
+) -> tuple[list[Step], Close]:
+    """`sessions` clients (each its own connection; for the multiplexed stream, each carrying `per_connection`
+    sessions)."""
     host, port = split_url(url)
-    target = Target(host, port, model, history)
+    target = Target(host, port, model, history, per_connection)
     rng = np.random.default_rng(0)
     connections: list[Connection] = []
     builder = SCENARIOS[scenario]
@@ -154,6 +160,52 @@ async def stream_binary(target: Target, rng: np.random.Generator, conns: list[Co
     return step
 
 
+async def multiplexed(target: Target, rng: np.random.Generator, conns: list[Connection]) -> Step:
+    """WS /v1/streams: one connection carrying `per_connection` sessions opened on it; each frame holds one
+    one-timestep record per session (binary), and its reply one result per record. Counts one step per record."""
+    ws = WsConnection(target.host, target.port)
+    await ws.open("/v1/streams")
+    conns.append(ws)
+    n = target.per_connection
+    await ws.send(json_body({"open": [{"model": target.model, "batch_size": 1} for _ in range(n)]}))
+    opened = orjson.loads(await ws.receive())["opened"]
+    indices = [entry["index"] for entry in opened]  # KeyError on a problem entry: the scenario cannot start
+    x = _features(rng, n, FEATURES)
+    records = [MUX_STEP.pack(index, 0, 0, FEATURES * 4) + x[i].tobytes() for i, index in enumerate(indices)]
+    frame = ws.frame(MUX_FRAME.pack(1, 1, 0, n) + b"".join(records), binary=True)
+    expected: list[int] = []
+
+    async def step() -> int:
+        ws.send_frame(frame)
+        reply = await ws.receive()
+        if not ws.last_binary or len(reply) != (expected[0] if expected else _check_results(reply, n)):
+            raise RuntimeError(f"multiplexed stream error: {reply[:300]!r}")
+        if not expected:
+            expected.append(len(reply))
+        return n
+
+    return step
+
+
+MUX_FRAME = struct.Struct("<BBHI")
+MUX_STEP = struct.Struct("<IIQI")
+MUX_RESULT = struct.Struct("<IHHI")
+
+
+def _check_results(reply: bytes, n: int) -> int:
+    """A results frame's length when it holds `n` records, all 200; else raises."""
+    version, kind, _, count = MUX_FRAME.unpack_from(reply)
+    if (version, kind, count) != (1, 2, n):
+        raise RuntimeError(f"results frame: version {version}, kind {kind}, {count} records")
+    offset = MUX_FRAME.size
+    for _ in range(count):
+        _, status, _, length = MUX_RESULT.unpack_from(reply, offset)
+        if status != 200:
+            raise RuntimeError(f"record failed with {status}: {reply[offset + 12 : offset + 12 + length][:300]!r}")
+        offset += MUX_RESULT.size + length
+    return len(reply)
+
+
 # ---- stateless ------------------------------------------------------------------------------------------------------
 
 
@@ -227,6 +279,7 @@ SCENARIOS: dict[str, Builder] = {
     "step-at-history": step_at_history,
     "stream": stream,
     "stream-binary": stream_binary,
+    "multiplexed": multiplexed,
     "predict": predict,
     "predict-binary": predict_binary,
     "history": stateless_history,

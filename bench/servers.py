@@ -84,16 +84,18 @@ class Server:
 
 
 def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_env: dict[str, str] | None = None,
-             store: str | None = None) -> Server:  # fmt: skip
-    """`rnnserve serve` on the bench models, quiet (no access log), with room for every benchmark session; on the
-    memory store unless `store` names another."""
+             store: str | None = None, args: Sequence[str] = ()) -> Server:  # fmt: skip
+    """`rnnserve serve` on the bench models with the server's default settings (its logging included: INFO, the
+    access log's summary), room for every benchmark session and `args` (other flags); on the memory store unless
+    `store` names another."""
     port = free_port()
     command = [
-        sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port), "--log-level",
-        "warning", "--executor", executor, "--max-sessions", "1000000", "--default-ttl-s", "3600",
+        sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port), "--executor",
+        executor, "--max-sessions", "1000000", "--default-ttl-s", "3600",
     ]  # fmt: skip
     if store is not None:
         command += ["--store-url", store]
+    command += list(args)
     env = {**os.environ, **(extra_env or {})}
     return Server(name, pinned(command, cpu), port, "/readyz", env)
 
