@@ -208,6 +208,8 @@ def tls_redis(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 async def test_tls_and_an_acl_user_in_the_url(tls_redis: str) -> None:
