@@ -285,3 +285,42 @@ def test_the_stream_needs_the_api_key(make_server: Callable[..., ServerThread]) 
         connect(f"{keyed.ws_url}/v1/streams")
     with connect(f"{keyed.ws_url}/v1/streams", additional_headers={"Authorization": "Bearer k"}) as ws:
         assert open_on(ws, "simple")[0]["index"] == 0
+
+
+def test_a_bad_value_fails_only_its_own_record_of_a_batched_group(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((4, 1, 1, FEATURES)).astype(np.float32)
+    bad = x[2].copy()
+    bad[0, 0, 1] = np.nan
+    twins = [open_session(client, "gru")["session_id"] for _ in range(4)]
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        opened = open_on(ws, "gru", "gru", "gru", "gru")
+        ws.send(frame((0, x[0]), (1, x[1]), (2, bad), (3, x[3]), (0, x[2])))  # index 0 twice: in order, after
+        got = results(ws.recv(timeout=30))
+    assert [(index, status) for index, status, _, _ in got] == [(0, 200), (1, 200), (2, 400), (3, 200), (0, 200)]
+    assert "nan" in got[2][2]["detail"].lower() or "finite" in got[2][2]["detail"].lower()
+    assert session(client, opened[2]["session_id"])["step"] == 0
+    assert got[0][2] == 1 and got[4][2] == 2
+    for i in (1, 3):
+        assert close(floats(got[i][3], 1, 1, 5), step(client, twins[i], x[i])["outputs"])
+    step(client, twins[0], x[0])
+    assert close(floats(got[4][3], 1, 1, 5), step(client, twins[0], x[2])["outputs"])
+
+
+def test_the_stream_serves_sessions_of_either_store(
+    any_client: httpx.Client, any_server: ServerThread, rng: np.random.Generator
+) -> None:
+    xs = rng.standard_normal((3, 8, 1, 1, FEATURES)).astype(np.float32)
+    twins = [open_session(any_client, "lstm")["session_id"] for _ in range(8)]
+    with connect(f"{any_server.ws_url}/v1/streams") as ws:
+        opened = open_on(ws, *(["lstm"] * 8))
+        for t in range(3):
+            ws.send(frame(*((i, xs[t, i], t) for i in range(8))))
+            got = results(ws.recv(timeout=30))
+            for i in range(8):
+                assert got[i][1:3] == (200, t + 1)
+                assert close(floats(got[i][3], 1, 1, 4), step(any_client, twins[i], xs[t, i])["outputs"])
+        ws.send(frame((0, xs[2, 0], 2)))  # a retry of index 0's last step: its cached reply
+        assert results(ws.recv(timeout=30)) == [got[0]]
+    assert all(session(any_client, entry["session_id"])["step"] == 3 for entry in opened)
