@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service import __version__
+from service.api.docs import mount_docs
 from service.api.edge import EdgeApp, Serving
 from service.api.playground import mount_playground
 from service.api.routes import HOT_ROUTES, ROUTERS
@@ -60,10 +61,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.aclose()
             metrics.close()
 
-    app = EdgeApp(HOT_ROUTES, title="rnnserve", version=__version__, lifespan=lifespan)
+    # the schema and its viewers are served offline by `mount_docs`, not by FastAPI's (CDN) pages
+    app = EdgeApp(
+        HOT_ROUTES,
+        title="rnnserve",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.serving = serving
     for router in ROUTERS:
         app.include_router(router)
+    mount_docs(app)
     mount_playground(app)
     return app
 
