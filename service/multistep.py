@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.inference import InferenceService, StepEncoder, StepRequest, StepResult, _ready
+from service.inference import InferenceService, StepEncoder, StepRequest, StepResult, _not_found, _ready
 from service.sessions.base import SessionRecord
+from service.tenants import current_tenant
 from service.validation import RawTensors, check_inputs
 
 
@@ -90,6 +91,7 @@ async def _batched(
     store = service.store
     left: list[int] = []
     dtypes: dict[str, np.dtype[np.generic]] = {}
+    tenant = current_tenant()
     held = []
     try:
         groups: dict[tuple[str, tuple[int, ...]], list[_Ready]] = {}
@@ -102,6 +104,9 @@ async def _batched(
                 record, fresh = await store.load(item.session_id)
             except Exception as exc:
                 outcomes[i] = exc
+                continue
+            if record.owner != tenant:
+                outcomes[i] = _not_found(item.session_id)  # another tenant's session: as unknown, on every route
                 continue
             shape = item.shape
             if (item.seq is not None and item.seq != record.step) or shape[0] != record.batch_size:

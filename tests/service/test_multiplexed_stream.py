@@ -10,6 +10,7 @@ import json
 import re
 import struct
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -324,3 +325,28 @@ def test_the_stream_serves_sessions_of_either_store(
         ws.send(frame((0, xs[2, 0], 2)))  # a retry of index 0's last step: its cached reply
         assert results(ws.recv(timeout=30)) == [got[0]]
     assert all(session(any_client, entry["session_id"])["step"] == 3 for entry in opened)
+
+
+def test_another_tenants_session_is_unknown_on_the_stream(
+    make_server: Callable[..., ServerThread], tmp_path: Path, rng: np.random.Generator
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("alice:alice-key\nbob:bob-key\n")
+    server = make_server(api_keys_file=keys)
+    alice, bob = {"Authorization": "Bearer alice-key"}, {"Authorization": "Bearer bob-key"}
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        theirs = client.post("/v1/sessions", json={"model": "gru"}, headers=alice).json()["session_id"]
+        with connect(f"{server.ws_url}/v1/streams", additional_headers=bob) as ws:
+            assert ask(ws, {"attach": [theirs]})["attached"][0]["problem"]["status"] == 404
+            (own,) = open_on(ws, "gru")
+            reply = ask(
+                ws, {"steps": [{"session": theirs, "inputs": as_list(x)}, {"session": 0, "inputs": as_list(x)}]}
+            )
+            assert reply["results"][0]["problem"]["status"] == 404 and reply["results"][1]["step"] == 1
+        with connect(f"{server.ws_url}/v1/streams", additional_headers=alice) as ws:
+            (mine,) = ask(ws, {"attach": [theirs]})["attached"]
+            ws.send(frame((0, x)))
+            assert results(ws.recv(timeout=30))[0][1:3] == (200, 1)
+            assert ask(ws, {"attach": [own["session_id"]]})["attached"][0]["problem"]["status"] == 404
+        assert client.get(f"/v1/sessions/{own['session_id']}", headers=bob).json()["step"] == 1
