@@ -54,15 +54,16 @@ def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -
     it is not JSON (so that a retry only replays its own format)."""
     get = obj.get  # absent optional fields (the common case) cost one lookup each
     seq = None if get("seq") is None else optional_int(obj, "seq", minimum=0)
-    return StepRequest(
+    request = StepRequest(
         _inputs(obj),
         None if get("mask") is None else _optional_array(obj, "mask"),
         seq,
         None if get("time_major") is None else _optional_bool(obj, "time_major"),
         get("return_state") is not None and bool(_optional_bool(obj, "return_state")),
         None if seq is None else body_digest(raw, variant),
-        dropout=None if get("dropout") is None else DropoutRequest.parse(get("dropout")),
     )
+    dropout = get("dropout")  # positional fields above: a NamedTuple built with a keyword costs ~0.5 us more
+    return request if dropout is None else request._replace(dropout=DropoutRequest.parse(dropout))
 
 
 def body_digest(raw: bytes | str, variant: bytes = b"") -> bytes:
