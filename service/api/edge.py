@@ -106,12 +106,19 @@ class Head:
     __slots__ = ("_found", "binary_body", "binary_reply")
 
     def __init__(self, scope: Scope, wanted: frozenset[bytes] = _WANTED) -> None:
-        found = {name: value for name, value in scope["headers"] if name in wanted}
+        found: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:  # a loop: a comprehension would build a closure over `wanted`
+            if name in wanted:
+                found[name] = value  # noqa: PERF403
         self._found = found
         content_type = found.get(b"content-type")
-        self.binary_body = content_type is not None and content_type.partition(b";")[0].strip().lower() == OCTET_STREAM
+        self.binary_body = (
+            content_type is not None and content_type.partition(b";")[0].strip().lower() == b"application/octet-stream"
+        )
         accept = found.get(b"accept", b"")
-        self.binary_reply = OCTET_STREAM in accept or (self.binary_body and JSON not in accept)
+        self.binary_reply = b"application/octet-stream" in accept or (
+            self.binary_body and b"application/json" not in accept
+        )
 
     def get(self, name: bytes) -> str | None:
         value = self._found.get(name)
