@@ -211,7 +211,7 @@ def configure_logging(settings: Settings | str) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How the service runs under uvicorn (the tests' servers use the same options)."""
-    from service.api.protocol import CoalescingHttpToolsProtocol
+    from service.api.protocol import protocol_for
     from service.logging_setup import access_log_on, uvicorn_log_config
 
     return {
@@ -220,7 +220,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_level": settings.log_level,
         "ws_max_size": settings.max_body_bytes,
         "loop": "auto",  # uvloop when installed
-        "http": CoalescingHttpToolsProtocol,  # httptools, one write per response
+        "http": protocol_for(settings),  # httptools, one write per response, request deadline, header limits
         "proxy_headers": False,
         "server_header": False,
         # a line per request only with access_log = full (the default is a summary a minute: logging_setup)

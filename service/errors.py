@@ -101,6 +101,14 @@ class SeqConflict(RnnServeError):
     title = "Step sequence conflict"
 
 
+class ReplyNotKept(SeqConflict):
+    """An exact retry of a session's last step whose reply was too large to keep (`max_retry_reply_bytes`): the step
+    was applied, its reply cannot be sent again."""
+
+    type = _problem("reply-not-kept")
+    title = "Reply too large to keep"
+
+
 class TooManySessions(RnnServeError):
     status = HTTPStatus.TOO_MANY_REQUESTS
     type = _problem("too-many-sessions")

@@ -37,6 +37,7 @@ from service.batching.base import StepExecutor
 from service.errors import (
     InvalidArgument,
     InvalidInput,
+    ReplyNotKept,
     RnnServeError,
     SeqConflict,
     SessionNotFound,
@@ -160,6 +161,7 @@ class InferenceService:
         self.executor = executor
         self.limits = Limits(max_timesteps=settings.max_timesteps, max_batch=settings.max_request_batch)
         self.budget = Budget(settings.max_work, settings.max_reply_bytes)
+        self.max_retry_reply_bytes = settings.max_retry_reply_bytes
         self.tenants = tenants_for(settings)
         self.large_calls = LargeCalls(settings.large_work, settings.large_work_threads)
         self.default_ttl_s = settings.default_ttl_s
@@ -347,7 +349,11 @@ class InferenceService:
         states = tuple([np.ascontiguousarray(s, dtype=np.float32) for s in result.states])
         # Only a request that names its `seq` can be retried (`_check_seq`): keep the reply for those alone, so that
         # streams without seq do not store a copy of every reply with their session.
+        # A reply past max_retry_reply_bytes is not kept: its digest is, so that a retry is told why it cannot be
+        # replayed (409 reply-not-kept) instead of being taken for a conflict.
         digest, reply = (request.digest, body) if request.seq is not None else (None, None)
+        if reply is not None and len(reply) > self.max_retry_reply_bytes:
+            reply = None
         await self.store.commit(
             record.advanced(states, checked.timesteps, digest, reply, self.clock()), expected_version=record.version
         )
@@ -657,13 +663,15 @@ def _check_seq(record: SessionRecord, request: StepRequest) -> bytes | None:
     """The cached response for an exact retry, None to go ahead; `SeqConflict` for any other mismatch."""
     if request.seq is None or request.seq == record.step:
         return None
-    is_retry = (
-        request.seq == record.prev_step
-        and request.digest is not None
-        and request.digest == record.last_digest
-        and record.last_response is not None
-    )
+    is_retry = request.seq == record.prev_step and request.digest is not None and request.digest == record.last_digest
     if is_retry:
+        if record.last_response is None:
+            raise ReplyNotKept(
+                f"this is a retry of session {record.session_id!r}'s last step, which was applied (the session is at "
+                f"step {record.step}), but its reply was too large to keep (max_retry_reply_bytes): it cannot be "
+                "sent again; read the session's state with GET, or reset it",
+                step=record.step,
+            )
         return record.last_response
     raise SeqConflict(
         f"seq {request.seq} does not match session {record.session_id!r}, which is at step {record.step}",

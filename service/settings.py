@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     """Idle time after which a session expires, unless the session asks for its own ttl_s."""
     max_ttl_s: float = Field(default=86_400.0, gt=0)
     """Largest ttl_s a session may ask for."""
+    max_retry_reply_bytes: int = Field(default=1 * MiB, ge=0)
+    """Largest step reply kept with its session to answer a retry (a step with `seq`) again; a larger reply is not
+    kept (its digest is), and a retry of that step answers 409 reply-not-kept."""
 
     # ---- limits --------------------------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * MiB, ge=1024)
@@ -135,6 +138,13 @@ class Settings(BaseSettings):
     """Most timesteps in one request; more answers 413."""
     max_request_batch: int = Field(default=1024, ge=1)
     """Largest batch (rows) in one request or session."""
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """A request's headers and body must arrive within this many seconds of its first byte (a new connection must
+    start a request within it too), else 408 and the connection is closed (slow or stalled clients)."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Largest request line and headers, in bytes; larger answers 431 and closes the connection."""
+    max_headers: int = Field(default=100, ge=8)
+    """Most headers in one request; more answers 431 and closes the connection."""
     max_work: int = Field(default=100_000, ge=1)
     """Most rows x timesteps in one call (a predict, a step, a /v2 infer); more answers 413 naming the figure. On
     the bundled models a call at this limit peaks under 300 MiB of server memory."""

@@ -18,6 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools: a dependency (uvicorn[standard])
 
+from service.settings import Settings
+
 _HTTP11 = b"HTTP/1.1 "
 _END_OF_HEAD = b"\r\n\r\n"
 
@@ -63,14 +65,102 @@ class CoalescingTransport:
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: uvicorn's httptools protocol over a
-    `CoalescingTransport`."""
+    `CoalescingTransport`, with bounds on what a client may make the server wait for and hold (`protocol_for`
+    sets them from the settings):
+
+    * `request_timeout_s`: a request's headers and body must arrive within this time of its first byte (and a new
+      connection must start one within it), else 408 and the connection is closed: a slowloris client, or a body
+      shorter than its Content-Length, holds a connection for this long at most;
+    * `max_header_bytes` (the request line and headers together) and `max_headers`: past either, 431 and close.
+    """
+
+    request_timeout_s: float | None = None
+    max_header_bytes: int | None = None
+    max_headers: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.coalescing = CoalescingTransport(transport)  # type: ignore[arg-type]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._refused = False
         super().connection_made(self.coalescing)  # type: ignore[arg-type]
+        self._arm()
+
+    # ---- deadlines and header limits ----------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self.request_timeout_s is not None and self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self._refuse(408, b"the request did not arrive in time")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: bytes) -> None:
+        """Answer `status` with a plain-text message and close (the request is not passed to the app)."""
+        self._refused = True
+        phrase = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.coalescing.flush()
+        self.coalescing.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, phrase, len(message), message)
+        )
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a refused request's parse error (raised from on_header) is answered already
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        self._arm()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url), headers=0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4, headers=1)
+        super().on_header(name, value)
+
+    def _count(self, size: int, headers: int) -> None:
+        self._header_bytes += size
+        too_many = self.max_headers is not None and headers and len(self.headers) + 1 > self.max_headers
+        too_big = self.max_header_bytes is not None and self._header_bytes > self.max_header_bytes
+        if (too_many or too_big) and not self._refused:
+            limit = f"{self.max_headers} headers" if too_many else f"{self.max_header_bytes} bytes of headers"
+            self._refuse(431, f"the request has more than {limit}".encode())
+        if self._refused:
+            raise _Refused  # stops the parser (uvicorn answers its parse error with 400, which is skipped)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def handle_websocket_upgrade(self) -> None:
         # the WebSocket protocol takes the connection over and writes whole frames: give it the socket's transport
+        self._disarm()
         self.coalescing.flush()
         self.transport = self.coalescing.transport
         super().handle_websocket_upgrade()
@@ -79,3 +169,20 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # a response without a body write (HEAD) goes out now, not with the next response
         self.coalescing.flush()
         super().on_response_complete()
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that was refused (431)."""
+
+
+def protocol_for(settings: Settings) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol class with the settings' bounds (request_timeout_s, max_header_bytes, max_headers)."""
+    return type(
+        "BoundedHttpToolsProtocol",
+        (CoalescingHttpToolsProtocol,),
+        {
+            "request_timeout_s": settings.request_timeout_s,
+            "max_header_bytes": settings.max_header_bytes,
+            "max_headers": settings.max_headers,
+        },
+    )

@@ -13,7 +13,7 @@ import pytest
 from app_harness import ServerThread
 from websockets.sync.client import connect
 
-from service.api.protocol import CoalescingTransport
+from service.api.protocol import CoalescingHttpToolsProtocol, CoalescingTransport
 from service.cli import uvicorn_options
 from service.settings import Settings
 
@@ -80,7 +80,9 @@ def test_everything_else_is_the_transports_own() -> None:
 
 
 def test_the_service_runs_on_the_coalescing_protocol() -> None:
-    assert uvicorn_options(Settings())["http"].__name__ == "CoalescingHttpToolsProtocol"
+    protocol = uvicorn_options(Settings(request_timeout_s=7))["http"]
+    assert issubclass(protocol, CoalescingHttpToolsProtocol)
+    assert protocol.request_timeout_s == 7  # with the settings' request deadline and header limits
 
 
 # ---- through the real server --------------------------------------------------------------------------------------

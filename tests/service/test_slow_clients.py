@@ -1,0 +1,114 @@
+"""Issue 12, item 4: slow and oversized clients. A request's headers and body must arrive within request_timeout_s
+(slowloris, a body shorter than its Content-Length, a connection that sends nothing: 408 and closed), and headers
+are bounded in size and count (431 and closed). The deadlines are short through the settings: seconds in all."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from app_harness import ServerThread
+
+TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+def bounded(make_server: Callable[..., ServerThread]) -> ServerThread:
+    return make_server(request_timeout_s=TIMEOUT_S, max_header_bytes=4096, max_headers=20)
+
+
+def _connect(server: ServerThread) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slowloris_headers_get_408_and_a_closed_connection(bounded: ServerThread) -> None:
+    with _connect(bounded) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/models/gru/predict HTTP/1.1\r\nHost: x\r\n")
+        reply = b""
+        for i in range(20):  # one header every 0.1 s, never the end of the headers
+            try:
+                sock.sendall(b"X-Slow-%d: y\r\n" % i)
+            except OSError:
+                break
+            time.sleep(0.1)
+        reply = _read_all(sock)
+        elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408 "), reply[:100]
+    assert TIMEOUT_S * 0.8 < elapsed < TIMEOUT_S + 2.5, elapsed
+
+
+def test_a_body_shorter_than_its_content_length_is_cut_off(bounded: ServerThread) -> None:
+    with _connect(bounded) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            b"POST /v1/models/gru/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"inputs": '
+        )
+        reply = _read_all(sock)
+        elapsed = time.monotonic() - started
+    # the app has started (it waits for the body): the connection is closed, the app sees a disconnect
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 408 "), reply[:100]
+    assert elapsed < TIMEOUT_S + 2.0, elapsed
+
+
+def test_a_connection_that_sends_nothing_is_closed(bounded: ServerThread) -> None:
+    with _connect(bounded) as sock:
+        started = time.monotonic()
+        reply = _read_all(sock)
+        elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert elapsed < TIMEOUT_S + 2.0, elapsed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-big": "a" * 5000},  # past max_header_bytes
+        {f"x-h{i}": "1" for i in range(25)},  # past max_headers
+    ],
+)
+def test_oversized_headers_get_431(bounded: ServerThread, headers: dict[str, str]) -> None:
+    with httpx.Client(base_url=bounded.url, timeout=10) as client:
+        reply = client.post("/v1/sessions", json={"model": "gru"}, headers=headers)
+        assert reply.status_code == 431, reply.text
+        assert client.get("/v1/sessions").json()["sessions"] == []  # nothing was created
+        # a normal request on a new connection is served
+        assert client.get("/v1/models").status_code == 200
+
+
+def test_a_prompt_client_is_not_affected(bounded: ServerThread) -> None:
+    with httpx.Client(base_url=bounded.url, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/v1/models").status_code == 200
+            time.sleep(TIMEOUT_S * 0.6)  # keep-alive gaps below and past the deadline together
+        sid = client.post("/v1/sessions", json={"model": "gru"}).json()["session_id"]
+        time.sleep(TIMEOUT_S * 1.5)  # an idle keep-alive connection past the deadline: closed, httpx reconnects
+        assert client.post(f"/v1/sessions/{sid}/step", json={"inputs": [[[0.1, 0.2, 0.3]]]}).status_code == 200
+
+
+def test_a_websocket_outlives_the_request_deadline(bounded: ServerThread) -> None:
+    from websockets.sync.client import connect
+
+    with httpx.Client(base_url=bounded.url, timeout=10) as client:
+        sid = client.post("/v1/sessions", json={"model": "gru"}).json()["session_id"]
+    with connect(f"{bounded.ws_url}/v1/sessions/{sid}/stream") as ws:
+        time.sleep(TIMEOUT_S * 2.5)
+        ws.send('{"inputs": [[[0.1, 0.2, 0.3]]]}')
+        assert '"step":1' in str(ws.recv(timeout=10)).replace(" ", "")
