@@ -12,7 +12,9 @@ What Keras does in `model(x, training=True)` (keras 3.15 `layers/rnn/*.py`, `dro
   and for the state: `x_g = (x * m_g) K_g`, `h_g = (h * r_g) R_g`; GRU's candidate uses `h_h` (reset_before:
   `(r * h_h) R_h`) and the update `z * h + (1 - z) * hh` the undropped `h`; LSTM's carry uses the undropped `c`.
   Otherwise (`implementation = 2`, the default) `get_dropout_mask` returns ONE input mask that every gate shares
-  (`inputs = inputs * dp_mask` before the fused kernel), and there is no recurrent mask;
+  (`inputs = inputs * dp_mask` before the fused kernel), and there is no recurrent mask. (A Keras 2 file that saved
+  `implementation: 1` with `recurrent_dropout = 0` would draw per-gate input masks; the importers drop
+  `implementation`, so rnnserve draws the shared one there);
 * a `Dropout` layer draws an element-wise mask of its input's shape (`noise_shape` broadcasts it): a sequence
   input gets a different mask at every timestep.
 
