@@ -137,16 +137,18 @@ class Figures:
         runs = [s.result for s in self.samples[key]]
         return Result(key, 0, 0, 0.0, [x for r in runs for x in r.latencies])
 
-    def round_ratios(self, top: str, bottom: str, *, cpu: bool = False) -> list[float]:
-        """Per round, top/bottom throughput (or bottom/top server CPU per request)."""
+    def round_ratios(self, top: str, bottom: str, *, cpu: bool = False, per_step: bool = False) -> list[float]:
+        """Per round, top/bottom throughput (or bottom/top server CPU per request, or per step)."""
         pairs = zip(self.samples[top], self.samples[bottom], strict=False)
+        if per_step:
+            return [b.cpu_us_per_step / t.cpu_us_per_step for t, b in pairs]
         if cpu:
             return [b.cpu_us_per_request / t.cpu_us_per_request for t, b in pairs]
         return [t.result.steps_per_s / b.result.steps_per_s for t, b in pairs]
 
-    def ratio(self, top: str, bottom: str, *, cpu: bool = False) -> float:
+    def ratio(self, top: str, bottom: str, *, cpu: bool = False, per_step: bool = False) -> float:
         """Median over rounds of `round_ratios`."""
-        return statistics.median(self.round_ratios(top, bottom, cpu=cpu))
+        return statistics.median(self.round_ratios(top, bottom, cpu=cpu, per_step=per_step))
 
     def best_ratio(self, top: str, bottom: str) -> float:
         """top/bottom throughput of each case's least disturbed round (its fastest). On a shared machine noise only
@@ -274,6 +276,8 @@ def checks(fig: Figures) -> list[Check]:
         ratio = fig.ratio("a", "a-off")
         found.append(Check("(a) defaults / (a-off) access log off", ratio, ">= 0.9", ratio >= 0.9,
                            _spread(fig, "a", "a-off")))  # fmt: skip
+        per_cpu = fig.ratio("a", "a-off", cpu=True)
+        found.append(Check("(a) / (a-off) per server CPU second", per_cpu, "(>= 0.9)", per_cpu >= 0.9))
     if {"a-prod", "a-off"} <= have:
         ratio = fig.ratio("a-prod", "a-off")
         found.append(Check("(a-prod) JSON logs / (a-off)", ratio, "(>= 0.9)", ratio >= 0.9,
@@ -282,11 +286,15 @@ def checks(fig: Figures) -> list[Check]:
         ratio = fig.ratio("a-full", "a-off")
         found.append(Check("(a-full) line per request / (a-off)", ratio, "(for the record)", True,
                            _spread(fig, "a-full", "a-off")))  # fmt: skip
+        per_cpu = fig.ratio("a-full", "a-off", cpu=True)
+        found.append(Check("(a-full) / (a-off) per server CPU second", per_cpu, "(for the record)", True))
     for key in ("m64", "m1024", "m64x4", "m1024x4"):
         if {key, "f"} <= have:
             ratio = fig.ratio(key, "f")
             target = ">= 5" if key == "m1024" else "(>= 5)"
             found.append(Check(f"({key}) / (f) throughput", ratio, target, ratio >= 5, _spread(fig, key, "f")))
+            per_cpu = fig.ratio(key, "f", per_step=True)
+            found.append(Check(f"({key}) / (f) per server CPU second", per_cpu, "(>= 5)", per_cpu >= 5))
         if {key, "a"} <= have:
             ratio = fig.ratio(key, "a")
             found.append(Check(f"({key}) / (a) throughput", ratio, "(for the record)", True, _spread(fig, key, "a")))
