@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -350,3 +351,19 @@ def test_another_tenants_session_is_unknown_on_the_stream(
             assert results(ws.recv(timeout=30))[0][1:3] == (200, 1)
             assert ask(ws, {"attach": [own["session_id"]]})["attached"][0]["problem"]["status"] == 404
         assert client.get(f"/v1/sessions/{own['session_id']}", headers=bob).json()["step"] == 1
+
+
+def test_an_expired_session_fails_its_record_and_each_step_renews_the_ttl(
+    server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        ask(ws, {"open": [{"model": "simple", "ttl_s": 1.0}, {"model": "simple", "ttl_s": 1.0}]})
+        for _ in range(3):  # index 0 is stepped every 0.4 s: it lives on; index 1 is left idle
+            time.sleep(0.4)
+            ws.send(frame((0, x)))
+            assert results(ws.recv(timeout=30))[0][1] == 200
+        ws.send(frame((0, x), (1, x)))
+        got = results(ws.recv(timeout=30))
+    assert [status for _, status, _, _ in got] == [200, 404]
+    assert got[1][2]["type"].endswith("session-not-found")
