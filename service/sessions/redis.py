@@ -178,9 +178,10 @@ return {redis.call('ZCARD', KEYS[1]), expired}
 """
 )
 
-# KEYS: live.  ARGV: the session key prefix, after ('' for none), want, model ('' for any).
-# -> {candidates, id_1, expiry_ms_1, header+model_1, ...}: the live sessions with ids > after, in id order, of the
-# model, at most `want` (read with GETRANGE: no TTL renewed, no states), and how many ids were > after at all.
+# KEYS: live.  ARGV: the session key prefix, after ('' for none), want, model ('' for any), owner ('' for any).
+# -> {candidates, id_1, expiry_ms_1, header+name field_1, ...}: the live sessions with ids > after, in id order, of
+# the model and owner, at most `want` (read with GETRANGE: no TTL renewed, no states), and how many ids were > after
+# at all. The name field is the model name, then the owner's after a NUL when the session has one (codec.name_field).
 # The session keys share the live set's slot (one hash tag), so a cluster runs it on one node.
 _LIST = (
     _PROLOGUE
@@ -199,11 +200,14 @@ for i = 1, #picked do
   local h = redis.call('GETRANGE', key, 0, 59)
   if #h == 60 then
     local n = string.byte(h, 53) + string.byte(h, 54) * 256
-    local model = redis.call('GETRANGE', key, 60, 59 + n)
-    if ARGV[4] == '' or model == ARGV[4] then
+    local name = redis.call('GETRANGE', key, 60, 59 + n)
+    local model, owner = name, ''
+    local nul = string.find(name, '\0', 1, true)
+    if nul then model, owner = string.sub(name, 1, nul - 1), string.sub(name, nul + 1) end
+    if (ARGV[4] == '' or model == ARGV[4]) and (ARGV[5] == '' or owner == ARGV[5]) then
       out[#out + 1] = picked[i][1]
       out[#out + 1] = picked[i][2]
-      out[#out + 1] = h .. model
+      out[#out + 1] = h .. name
     end
   end
 end
@@ -420,7 +424,7 @@ class RedisSessionStore:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         groups = [
-            ([live], [prefix, after or "", limit + 1, model or ""])
+            ([live], [prefix, after or "", limit + 1, model or "", owner or ""])
             for live, prefix in zip(self._live_keys, self._session_prefixes, strict=True)
         ]
         replies = await self._run_groups(_LIST, groups, "list")

@@ -86,3 +86,23 @@ async def test_listing_renews_no_ttl(make_store) -> None:
 async def test_a_limit_below_one_is_refused(make_store) -> None:
     with pytest.raises(ValueError, match="limit"):
         await make_store().scan(limit=0)
+
+
+async def test_an_owner_sees_its_own_sessions_past_other_tenants(make_store) -> None:
+    store = make_store()
+    for i in range(7):  # another tenant's sessions sort first
+        await store.create(make_record(f"a{i}", model="gru")._replace(owner="tenant-b"))
+    await store.create(make_record("b1", model="gru")._replace(owner="tenant-a"))
+    await store.create(make_record("b2", model="lstm")._replace(owner="tenant-a"))
+    await store.create(make_record("b3", model="gru"))  # no owner (a server without keys made it)
+
+    assert await _all_pages(store, limit=2, owner="tenant-a") == [["b1", "b2"]]
+    assert await _all_pages(store, limit=1, owner="tenant-a", model="gru") == [["b1"]]
+    assert await _all_pages(store, limit=5, model="gru", owner="tenant-b") == [
+        [f"a{i}" for i in range(5)],
+        ["a5", "a6"],
+    ]
+    everyone = await _all_pages(store, limit=100, model="gru")
+    assert everyone == [[*(f"a{i}" for i in range(7)), "b1", "b3"]]
+    [b1] = [s for s in (await store.scan(owner="tenant-a")).sessions if s.session_id == "b1"]
+    assert b1.model == "gru" and b1.owner == "tenant-a"
