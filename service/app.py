@@ -37,7 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository = ModelRepository(settings.models, runtime_options(settings), on_loaded=metrics.model_loaded)
+        repository = ModelRepository(
+            settings.models,
+            runtime_options(settings),
+            on_loaded=metrics.model_loaded,
+            follow_links_out=settings.follow_model_links_out,
+        )
         store = open_store(settings, events=metrics)
         executor = open_executor(settings, observer=metrics.model_call)
         serving.service = InferenceService(repository, store, executor, settings, metrics)

@@ -22,8 +22,12 @@ class RnnServeError(Exception):
         return f"{type(self).__name__}({self.detail!r})"
 
 
-def _problem(slug: str) -> str:
+def problem_type(slug: str) -> str:
+    """The `type` URI of a problem."""
     return f"https://rnnserve.dev/problems/{slug}"
+
+
+_problem = problem_type
 
 
 # ---- model files and conversion -------------------------------------------------------------------------------
@@ -65,6 +69,14 @@ class PayloadTooLarge(RnnServeError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     type = _problem("payload-too-large")
     title = "Payload too large"
+
+
+class UnsupportedMediaType(RnnServeError):
+    """A request body whose Content-Type is neither JSON nor raw tensor bytes."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    type = _problem("unsupported-media-type")
+    title = "Unsupported media type"
 
 
 class ModelNotFound(RnnServeError):

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # ---- models --------------------------------------------------------------------------------------------------
     models: Path = Field(default_factory=bundled_models_dir, json_schema_extra={"shown_default": "the bundled models/"})
     """Model repository: a folder of NAME.keras, NAME.h5 and exported NAME/ packages."""
+    follow_model_links_out: bool = False
+    """Serve entries of the model folder that are symbolic links leading out of it (refused by default, as a
+    failed model)."""
+    serve_partial: bool = False
+    """Report ready (/readyz 200) although some models failed to load (the others are served either way)."""
     provider: Literal["cpu", "cuda", "auto"] = "cpu"
     """onnxruntime execution provider (auto = CUDA when available, else CPU)."""
     intra_op_threads: int = Field(default=1, ge=0)
@@ -123,6 +128,9 @@ class Settings(BaseSettings):
     read). 0 reads Redis on every step."""
     max_sessions: int = Field(default=10_000, ge=1)
     """Most live sessions; creating one more answers 429."""
+    max_state_bytes: int = Field(default=512 * MiB, ge=1024)
+    """Most bytes of recurrent state held by all sessions together (a session's: batch x state units x 4); creating
+    one more past it answers 429. With Redis, counted from the store's listing at each create."""
     default_ttl_s: float = Field(default=600.0, gt=0)
     """Idle time after which a session expires, unless the session asks for its own ttl_s."""
     max_ttl_s: float = Field(default=86_400.0, gt=0)

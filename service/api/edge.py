@@ -41,7 +41,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from service.errors import InvalidInput, PayloadTooLarge, RnnServeError, SessionNotFound, Unauthorized
+from service.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    RnnServeError,
+    SessionNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from service.inference import InferenceService
 from service.metrics import Metrics
 from service.settings import Settings
@@ -103,7 +110,7 @@ class Head:
     `application/octet-stream`, else JSON; the reply is raw bytes when `Accept` asks for them, or for a binary
     request that does not ask for JSON."""
 
-    __slots__ = ("_found", "binary_body", "binary_reply")
+    __slots__ = ("_found", "binary_body", "binary_reply", "type_refused")
 
     def __init__(self, scope: Scope, wanted: frozenset[bytes] = _WANTED) -> None:
         found: dict[bytes, bytes] = {}
@@ -112,8 +119,12 @@ class Head:
                 found[name] = value  # noqa: PERF403
         self._found = found
         content_type = found.get(b"content-type")
-        self.binary_body = (
-            content_type is not None and content_type.partition(b";")[0].strip().lower() == b"application/octet-stream"
+        main = None if content_type is None else content_type.partition(b";")[0].strip().lower()
+        self.binary_body = main == OCTET_STREAM
+        # A JSON body must say so (a text/plain or form body is what a web page may send cross-site without asking):
+        # no Content-Type is taken on /v2 only, whose Triton clients send none.
+        self.type_refused = not self.binary_body and (
+            main != JSON and not main.endswith(b"+json") if main is not None else not _on_v2(scope)
         )
         accept = found.get(b"accept", b"")
         self.binary_reply = b"application/octet-stream" in accept or (
@@ -166,6 +177,8 @@ async def read_body(receive: Receive, head: Head, settings: Settings, *, authori
     if not message.get("more_body", False):
         if len(body) > limit:
             raise too_large("the body", limit)
+        if body and head.type_refused:
+            raise _unsupported(head)
         return body
     chunks = [body]
     size = len(body)
@@ -179,7 +192,23 @@ async def read_body(receive: Receive, head: Head, settings: Settings, *, authori
             raise too_large("the body", limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
+            if head.type_refused:
+                raise _unsupported(head)
             return b"".join(chunks)
+
+
+def _unsupported(head: Head) -> UnsupportedMediaType:
+    given = head.get(b"content-type")
+    return UnsupportedMediaType(
+        f"a JSON body needs Content-Type: application/json (raw tensor bytes: application/octet-stream), "
+        f"got {'none' if given is None else repr(given[:60])}"
+    )
+
+
+def _on_v2(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :].startswith(V2_PREFIX) if root and path.startswith(root) else path.startswith(V2_PREFIX)
 
 
 _COMPRESSIONS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate = zlib format, as clients send

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api.deps import MetricsDep, ServiceDep
+from service.api.deps import MetricsDep, ServiceDep, SettingsDep
 from service.api.edge import dumps
+from service.errors import Unauthorized
 from service.metrics import CONTENT_TYPE
+from service.settings import Settings
+from service.tenants import tenants_for
 
 log = logging.getLogger(__name__)
 
@@ -22,20 +26,35 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz")
-async def readyz(service: ServiceDep) -> Response:
-    """200 once every model has loaded (or failed, reported here) and the session store answers; else 503."""
+async def readyz(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
+    """200 once every model has loaded and the session store answers; else 503 (also while a model failed,
+    unless `serve_partial`). Why a model failed (its error, which may name files) is shown only to a request with a
+    valid API key, on a server with keys; the log has it always."""
     models = {m.name: m.status for m in service.models()}
     store_ok = await service.store_ready()
-    ready = service.models_ready and store_ok
+    failed = {m.name: m.error for m in service.models() if m.status == "failed"}
+    ready = service.models_ready and store_ok and (not failed or settings.serve_partial)
     body: dict[str, object] = {
         "status": "ready" if ready else "not ready",
         "models": models,
         "store": "ok" if store_ok else "down",
     }
-    failed = {m.name: m.error for m in service.models() if m.status == "failed"}
-    if failed:
+    if failed and _has_key(settings, request.headers.get("authorization")):
         body["failed"] = failed
-    return Response(dumps(body), status_code=200 if ready else 503, media_type="application/json")
+    headers = None if ready else {"Retry-After": "1"}
+    return Response(dumps(body), status_code=200 if ready else 503, media_type="application/json", headers=headers)
+
+
+def _has_key(settings: Settings, authorization: str | None) -> bool:
+    """Whether a request carries a valid API key (never, on a server without keys)."""
+    tenants = tenants_for(settings)
+    if tenants is None:
+        return False
+    try:
+        tenants.tenant_of(authorization)
+    except Unauthorized:
+        return False
+    return True
 
 
 @router.get("/metrics")

@@ -14,6 +14,7 @@ comes much later (a streamed one) sends its head with its first body chunk.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools: a dependency (uvicorn[standard])
@@ -175,8 +176,30 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request that was refused (431)."""
 
 
+class OneLineClientErrors(logging.Filter):
+    """A client's protocol error that uvicorn logs with a traceback (a WebSocket text frame that is not UTF-8) as one
+    WARNING line: it is the client's fault, and a traceback per bad frame would let a client flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UnicodeDecodeError):
+            record.msg = f"{record.getMessage()} ({exc.reason} at byte {exc.start}); the connection was closed"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ONE_LINE = OneLineClientErrors()
+
+
 def protocol_for(settings: Settings) -> type[CoalescingHttpToolsProtocol]:
-    """The protocol class with the settings' bounds (request_timeout_s, max_header_bytes, max_headers)."""
+    """The protocol class with the settings' bounds (request_timeout_s, max_header_bytes, max_headers); also makes
+    uvicorn log a client's protocol errors on one line (`OneLineClientErrors`)."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if _ONE_LINE not in uvicorn_errors.filters:
+        uvicorn_errors.addFilter(_ONE_LINE)
     return type(
         "BoundedHttpToolsProtocol",
         (CoalescingHttpToolsProtocol,),

@@ -88,6 +88,11 @@ class SeqConflict(Conflict):
         return value if isinstance(value, int) else None
 
 
+class ReplyNotKept(SeqConflict):
+    """409: a retry of the session's last step, which was applied, but whose reply was too large for the server to
+    keep (`max_retry_reply_bytes`): read the session (`Session.refresh()`) instead of retrying."""
+
+
 class SessionsNotSupported(Conflict):
     """409: the model cannot serve sessions (no recurrent state, or a Bidirectional layer)."""
 
@@ -102,6 +107,10 @@ class UnsupportedLayer(BadModelFile):
 
 class PayloadTooLarge(ApiError):
     """413: the body, the batch or the timesteps exceed a server limit (the detail names it)."""
+
+
+class UnsupportedMediaType(ApiError):
+    """415: the body's Content-Type is neither application/json nor application/octet-stream."""
 
 
 class TooManySessions(ApiError):
@@ -131,11 +140,16 @@ BY_TYPE: dict[str, type[ApiError]] = {
     server.ModelNotFound.type: ModelNotFound,
     server.SessionNotFound.type: SessionNotFound,
     server.SeqConflict.type: SeqConflict,
+    server.ReplyNotKept.type: ReplyNotKept,
     server.SessionsNotSupported.type: SessionsNotSupported,
     server.ModelFileError.type: BadModelFile,
     server.UnsupportedLayer.type: UnsupportedLayer,
     server.PayloadTooLarge.type: PayloadTooLarge,
     server.TooManySessions.type: TooManySessions,
+    server.UnsupportedMediaType.type: UnsupportedMediaType,
+    server.problem_type("quota-exceeded"): TooManySessions,  # service.tenants.QuotaExceeded
+    server.problem_type("work-too-large"): PayloadTooLarge,  # service.limits.WorkTooLarge
+    server.problem_type("reply-too-large"): PayloadTooLarge,  # service.limits.ReplyTooLarge
     server.ModelNotReady.type: ModelNotReady,
     server.StoreUnavailable.type: StoreUnavailable,
 }
@@ -148,6 +162,7 @@ BY_STATUS: dict[int, type[ApiError]] = {
     405: MethodNotAllowed,
     409: Conflict,
     413: PayloadTooLarge,
+    415: UnsupportedMediaType,
     422: BadModelFile,
     429: TooManySessions,
     500: ServerError,

@@ -42,21 +42,47 @@ class LoadedModel:
 
 
 def scan_entries(root: Path) -> dict[str, Path]:
-    """Model name -> path for every model entry directly in `root`."""
+    """Model name -> path for every model entry directly in `root` that may be served (see `scan_repository`)."""
+    return scan_repository(root)[0]
+
+
+def scan_repository(root: Path, *, follow_links_out: bool = False) -> tuple[dict[str, Path], dict[str, str]]:
+    """(model name -> path of every entry directly in `root` to load, name -> why an entry is refused).
+
+    Refused, and reported as failed models while the rest are served: entries that share a name (`m.keras` and
+    `m.h5`: both, since neither is the obvious one), and, unless `follow_links_out`, a symbolic link (or a path
+    through one) that leads out of `root`."""
     if not root.is_dir():
         raise ModelFileError(f"model repository {str(root)!r} is not a folder")
-    entries: dict[str, Path] = {}
+    real_root = root.resolve()
+    found: dict[str, list[Path]] = {}
+    refused: dict[str, str] = {}
     for path in sorted(root.iterdir()):
         if path.name.startswith(("_", ".")):
             continue
+        name = path.name if path.is_dir() else path.stem
         if path.is_dir():
-            if (path / PACKAGE_MANIFEST).is_file() or (path / "saved_model.pb").is_file():
-                entries[path.name] = path
-        elif path.suffix.lower() in MODEL_SUFFIXES:
-            if path.stem in entries:
-                raise ModelFileError(f"two entries are named {path.stem!r} in {str(root)!r}")
-            entries[path.stem] = path
-    return entries
+            if not ((path / PACKAGE_MANIFEST).is_file() or (path / "saved_model.pb").is_file()):
+                continue
+        elif path.suffix.lower() not in MODEL_SUFFIXES:
+            continue
+        if not follow_links_out and not path.resolve().is_relative_to(real_root):
+            refused[name] = (
+                f"entry {path.name!r} is a link that leads out of the model folder (not followed unless "
+                "--follow-model-links-out)"
+            )
+            continue
+        found.setdefault(name, []).append(path)
+    entries: dict[str, Path] = {}
+    for name, paths in found.items():
+        if len(paths) > 1:
+            refused[name] = (
+                f"{len(paths)} entries are named {name!r} ({', '.join(p.name for p in paths)}): rename or remove all "
+                "but one"
+            )
+        elif name not in refused:
+            entries[name] = paths[0]
+    return entries, refused
 
 
 def load_runner(path: Path, name: str, options: RuntimeOptions) -> OrtModel:
@@ -75,8 +101,11 @@ class ModelRepository:
         root: Path,
         options: RuntimeOptions | None = None,
         on_loaded: Callable[[LoadedModel], None] | None = None,
+        *,
+        follow_links_out: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.follow_links_out = follow_links_out
         self.options = options or RuntimeOptions()
         self._on_loaded = on_loaded
         self._models: dict[str, LoadedModel] = {}
@@ -84,8 +113,10 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         """Load every entry, one at a time in a worker thread (loading is CPU-bound and rare)."""
-        entries = scan_entries(self.root)
+        entries, refused = scan_repository(self.root, follow_links_out=self.follow_links_out)
         self._models = {name: LoadedModel(name=name, source=str(path)) for name, path in entries.items()}
+        for name, reason in refused.items():
+            self._models[name] = LoadedModel(name=name, source=name, status="failed", error=reason)  # logged by app
         self._scanned = True
         for name, path in entries.items():
             await asyncio.to_thread(self._load_one, self._models[name], path)

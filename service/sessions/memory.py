@@ -114,6 +114,7 @@ class MemorySessionStore:
         self._sweep_interval_s = sweep_interval_s
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
+        self.state_bytes = 0  # the bytes of every live session's states (the data plane's state budget reads it)
         self._shapes: dict[Shapes, Shapes] = {}  # one shared tuple per state layout
         self._locks = SessionLocks()
         self._sweeper: asyncio.Task[None] | None = None
@@ -131,7 +132,8 @@ class MemorySessionStore:
             )
         if record.session_id in self._slots:
             raise ValueError(f"session id {record.session_id!r} already exists")
-        self._slots[record.session_id] = _Slot(record, self._layout(record.states))
+        slot = self._slots[record.session_id] = _Slot(record, self._layout(record.states))
+        self.state_bytes += len(slot.blob)
 
     async def get(self, session_id: str) -> SessionRecord:
         slot = self._live(session_id)
@@ -148,10 +150,16 @@ class MemorySessionStore:
                 f"session {record.session_id!r} changed while this request ran (now at step {current.step})",
                 step=current.step,
             )
+        held = len(current.blob)
         current.install(record, self._layout(record.states))
+        self.state_bytes += len(current.blob) - held
 
     async def delete(self, session_id: str) -> bool:
-        return self._slots.pop(session_id, None) is not None
+        slot = self._slots.pop(session_id, None)
+        if slot is None:
+            return False
+        self.state_bytes -= len(slot.blob)
+        return True
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)
@@ -194,6 +202,7 @@ class MemorySessionStore:
                 await self._sweeper
             self._sweeper = None
         self._slots.clear()
+        self.state_bytes = 0
 
     # ---- expiry ----------------------------------------------------------------------------------------------------
 
@@ -202,7 +211,7 @@ class MemorySessionStore:
         now = self._clock()
         expired = [sid for sid, slot in self._slots.items() if slot.expires_at <= now]
         for sid in expired:
-            del self._slots[sid]
+            self.state_bytes -= len(self._slots.pop(sid).blob)
         if expired and self._events is not None:
             self._events.expired(len(expired))
         return len(expired)
@@ -212,7 +221,7 @@ class MemorySessionStore:
         if slot is None:
             raise SessionNotFound(f"no session {session_id!r} (never created, deleted or expired)")
         if slot.expires_at <= self._clock():
-            del self._slots[session_id]
+            self.state_bytes -= len(self._slots.pop(session_id).blob)
             if self._events is not None:
                 self._events.expired(1)
             raise SessionNotFound(f"session {session_id!r} expired after {slot.ttl_s:g} s without use")

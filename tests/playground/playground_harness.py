@@ -112,7 +112,7 @@ def palette_png(rgb: np.ndarray, colours: int = 128, bits: int = 5) -> bytes:
 
 def bundled_settings(**overrides: Any) -> Settings:
     """The bundled models (forecaster, chargru, orbit), as `rnnserve serve` serves them."""
-    return Settings(executor_threads=2, **overrides)
+    return Settings(executor_threads=2, serve_partial=True, **overrides)
 
 
 @dataclass

@@ -60,6 +60,8 @@ SAMPLES: dict[str, Any] = {
     "access_log": "full",
     "access_log_interval_s": 5.0,
     "models": "/srv/models",
+    "follow_model_links_out": True,
+    "serve_partial": True,
     "provider": "auto",
     "intra_op_threads": 2,
     "inter_op_threads": 3,
@@ -70,6 +72,7 @@ SAMPLES: dict[str, Any] = {
     "store_url": "redis://127.0.0.1:6390/1",
     "store_cache_mb": 8.0,
     "max_sessions": 50,
+    "max_state_bytes": 2048,
     "default_ttl_s": 30.0,
     "max_ttl_s": 3600.0,
     "max_retry_reply_bytes": 4096,
@@ -131,7 +134,9 @@ def test_every_setting_has_a_sample() -> None:
 
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_every_setting_is_a_flag(name: str, no_warnings: None) -> None:
-    settings = settings_from(serve_args(f"--{name.replace('_', '-')}", str(SAMPLES[name])))
+    value = SAMPLES[name]
+    given = [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])  # a boolean is a bare flag
+    settings = settings_from(serve_args(*given))
     assert value_of(settings, name) == SAMPLES[name]
 
 
@@ -391,7 +396,7 @@ def test_rnnserve_serve_runs_a_server_from_flags_environment_and_config_file(tmp
     models = write_models(tmp_path / "models", ["gru"])
     port = free_port()
     config = tmp_path / "rnnserve.toml"
-    config.write_text(toml({"models": str(models), "max_sessions": 5, "port": 1}))
+    config.write_text(toml({"models": str(models), "max_sessions": 5, "port": 1, "serve_partial": True}))
     env = {**os.environ, "RNNSERVE_MAX_SESSIONS": "1"}
     command = [sys.executable, "-m", "service", "serve", "--config", str(config), "--port", str(port)]
     command += ["--session-ttl", "30"]  # an old name: works, with a warning

@@ -207,7 +207,8 @@ async def test_under_a_root_path_fastapi_serves_the_hot_routes_and_they_are_coun
         sid = (await client.post("/v1/sessions", json={"model": "gru"})).json()["session_id"]
     prefix, body = "/behind/a/proxy", b'{"inputs": [[[0.1, 0.2, 0.3]]]}'
     common = {"asgi": {"version": "3.0"}, "root_path": prefix, "query_string": b"", "server": ("hot", 80)}
-    path, headers = f"{prefix}/v1/sessions/{sid}/step", [(b"content-length", b"%d" % len(body))]
+    path = f"{prefix}/v1/sessions/{sid}/step"
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
     http = {**common, "type": "http", "http_version": "1.1", "method": "POST", "scheme": "http", "path": path,
             "headers": headers}  # fmt: skip
     sent = await _asgi(in_process, http, [{"type": "http.request", "body": body}])

@@ -162,3 +162,27 @@ def test_memory_stays_bounded_under_the_issues_requests(served: tuple[str, int])
     print(f"RSS before the steps {before // 1024} MiB, after {after // 1024} MiB, peak {peak // 1024} MiB")
     assert peak < 1024 * 1024, peak
     assert after - before < 150 * 1024, (before, after)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_the_state_budget_of_all_sessions_answers_429(
+    make_server: Callable[..., ServerThread], tmp_path: Path, store: str
+) -> None:
+    redis = RedisServer(tmp_path).start() if store == "redis" else None  # a private Redis: its sessions alone
+    try:
+        extra = {"store_url": redis.url} if redis is not None else {}
+        server = make_server(max_state_bytes=1024, **extra)  # gru: 5 state units, 20 bytes a row
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            first = [client.post("/v1/sessions", json={"model": "gru", "batch_size": 20}) for _ in range(2)]
+            assert [r.status_code for r in first] == [201, 201]  # 800 bytes
+            refused = client.post("/v1/sessions", json={"model": "gru", "batch_size": 20})
+            body = assert_problem(refused, 429, contains="max_state_bytes")
+            assert body["type"].endswith("too-many-sessions")
+            assert (body["limit"], body["needed"]) == (1024, 1200)
+            assert refused.headers["retry-after"] == "5"
+            assert client.post("/v1/sessions", json={"model": "gru", "batch_size": 5}).status_code == 201  # 900
+            assert client.delete(f"/v1/sessions/{first[0].json()['session_id']}").status_code == 204
+            assert client.post("/v1/sessions", json={"model": "gru", "batch_size": 20}).status_code == 201
+    finally:
+        if redis is not None:
+            redis.stop()

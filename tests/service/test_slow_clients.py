@@ -112,3 +112,37 @@ def test_a_websocket_outlives_the_request_deadline(bounded: ServerThread) -> Non
         time.sleep(TIMEOUT_S * 2.5)
         ws.send('{"inputs": [[[0.1, 0.2, 0.3]]]}')
         assert '"step":1' in str(ws.recv(timeout=10)).replace(" ", "")
+
+
+def test_a_websocket_frame_that_is_not_utf8_is_logged_on_one_line(bounded: ServerThread) -> None:
+    import base64
+    import logging
+    import os
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        with httpx.Client(base_url=bounded.url, timeout=10) as client:
+            sid = client.post("/v1/sessions", json={"model": "gru"}).json()["session_id"]
+            with _connect(bounded) as sock:
+                key = base64.b64encode(os.urandom(16)).decode()
+                sock.sendall(
+                    f"GET /v1/sessions/{sid}/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                    f"\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+                )
+                assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+                payload, mask = b"\xff\xfe{", os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+                closing = _read_all(sock)
+            assert closing[:1] == b"\x88" and closing[2:4] == (1007).to_bytes(2, "big")  # invalid frame payload
+            assert client.get(f"/v1/sessions/{sid}").json()["step"] == 0
+    finally:
+        logger.removeHandler(handler)
+    utf8 = [r for r in records if "UTF-8" in r.getMessage()]
+    assert len(utf8) == 1
+    assert utf8[0].levelno == logging.WARNING and utf8[0].exc_info is None
+    assert "\n" not in utf8[0].getMessage()

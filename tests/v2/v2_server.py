@@ -9,6 +9,11 @@ from service.settings import Settings
 
 
 def settings_for(models_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"models": models_dir, "max_body_bytes": 256 * 1024, "executor_threads": 2}
+    values: dict[str, Any] = {
+        "models": models_dir,
+        "max_body_bytes": 256 * 1024,
+        "executor_threads": 2,
+        "serve_partial": True,
+    }
     values.update(overrides)
     return Settings(**values)
