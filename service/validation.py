@@ -13,6 +13,7 @@ Two stages, so every protocol shares the second:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,18 @@ def decode_array(value: Any, what: str) -> np.ndarray:
         if kind in "US":
             raise InvalidInput(f"{what} holds strings; tensors are nested lists of numbers")
         raise InvalidInput(f"{what} holds nulls, objects or integers beyond 64 bits; tensors are lists of numbers")
+    if kind != "b" and _holds_booleans(value, array.ndim):
+        raise InvalidInput(f"{what} mixes booleans with numbers; a tensor holds numbers (a mask: booleans, or 0/1)")
     return array
+
+
+def _holds_booleans(value: list[Any], ndim: int) -> bool:
+    """Whether a rectangular nested list (numpy read it as numbers) has a boolean among its leaves: numpy takes
+    `true` as 1, which must not pass for a number. One C-level pass: `map(type)` over the flattened leaves."""
+    leaves: Any = value
+    for _ in range(ndim - 1):
+        leaves = itertools.chain.from_iterable(leaves)
+    return bool in set(map(type, leaves))
 
 
 def _json_type(value: Any) -> str:

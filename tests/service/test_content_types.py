@@ -38,3 +38,16 @@ def test_v2_takes_no_content_type_but_refuses_text(server: ServerThread) -> None
         refused = client.post("/v2/models/gru/infer", content=body, headers={"content-type": "text/plain"})
         assert refused.status_code == 415
         assert "application/json" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("inputs", [[[[True, 0.2, 0.3]]], [[[1, True, 0]]], [[[True, True, False]]]])
+def test_booleans_are_refused_where_numbers_are_expected(any_server: ServerThread, inputs: list[object]) -> None:
+    with httpx.Client(base_url=any_server.url, timeout=30) as client:
+        sid = client.post("/v1/sessions", json={"model": "gru"}).json()["session_id"]
+        before = client.get(f"/v1/sessions/{sid}").json()
+        for path in (f"/v1/sessions/{sid}/step", "/v1/models/gru/predict"):
+            body = assert_problem(client.post(path, json={"inputs": inputs}), 400, contains="bool")
+            assert body["type"].endswith("invalid-input")
+        after = client.get(f"/v1/sessions/{sid}").json()
+        assert (after["step"], after["states"]) == (before["step"], before["states"])
+        client.delete(f"/v1/sessions/{sid}")
