@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     """Largest request line and headers, in bytes; larger answers 431 and closes the connection."""
     max_headers: int = Field(default=100, ge=8)
     """Most headers in one request; more answers 431 and closes the connection."""
+    ws_idle_timeout_s: float = Field(default=300.0, gt=0)
+    """A WebSocket stream that receives no message for this many seconds is closed (1001, going away)."""
     max_work: int = Field(default=100_000, ge=1)
     """Most rows x timesteps in one call (a predict, a step, a /v2 infer); more answers 413 naming the figure. On
     the bundled models a call at this limit peaks under 300 MiB of server memory."""

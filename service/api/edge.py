@@ -21,6 +21,7 @@ and describes them in the OpenAPI schema. Hot endpoints answer through the same 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -402,6 +403,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # ---- WebSocket streams --------------------------------------------------------------------------------------------
 
+CLOSE_GOING_AWAY = 1001  # the stream was idle for ws_idle_timeout_s
 CLOSE_UNSUPPORTED = 1003  # a frame the stream cannot take, or a stream that cannot start as asked
 CLOSE_POLICY = 1008  # no (or a wrong) API key
 CLOSE_INTERNAL = 1011  # an internal failure
@@ -453,27 +455,73 @@ def ws_error(exc: Exception, what: str) -> tuple[bytes, int]:
 async def ws_serve(scope: Scope, receive: Receive, send: Send, handler: MessageHandler, what: str) -> None:
     """Answer messages with `handler` until either side closes, counting each under the route's template. A
     message answered 404 (its session is gone) closes the stream with 4404; a failure of the loop itself, 1011."""
-    metrics: Metrics = scope["app"].serving.metrics
+    serving_: Serving = scope["app"].serving
+    metrics = serving_.metrics
     route: str = scope["route"].path
+    idle = IdleWatch(serving_.settings.ws_idle_timeout_s)
     try:
         while True:
+            idle.waiting = True
             message = await receive()
+            idle.waiting = False
             if message["type"] != "websocket.receive":
                 return  # websocket.disconnect
             started = time.perf_counter()
             status = await handler(message)
+            idle.last = idle.loop.time()
             if status is None:
                 return
             metrics.observe(route, "WS", status, time.perf_counter() - started)
             if status == SessionNotFound.status:
                 await close(send, CLOSE_SESSION_GONE, "session not found")
                 return
+    except asyncio.CancelledError:
+        if not idle.fired:
+            raise
+        idle.uncancel()
+        with contextlib.suppress(Exception):
+            await close(send, CLOSE_GOING_AWAY, f"idle for {idle.idle_s:g} s")
     except OSError:  # the client went away while a reply was being sent (uvicorn's ClientDisconnected)
         pass
     except Exception:
         log.exception("%s failed", what)
         with contextlib.suppress(Exception):  # the connection is already gone
             await close(send, CLOSE_INTERNAL, "internal error")
+    finally:
+        idle.stop()
+
+
+class IdleWatch:
+    """Cancels the task that serves a WebSocket once it has waited `idle_s` for a message (`ws_idle_timeout_s`).
+    A message costs two attribute writes; one timer per stream re-arms itself for the latest deadline."""
+
+    __slots__ = ("loop", "idle_s", "last", "waiting", "fired", "_task", "_handle")
+
+    def __init__(self, idle_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.idle_s = idle_s
+        self.last = self.loop.time()
+        self.waiting = False
+        self.fired = False
+        self._task = asyncio.current_task()
+        self._handle = self.loop.call_later(idle_s, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self.idle_s
+        now = self.loop.time()
+        if self.waiting and now >= due and self._task is not None:
+            self.fired = True
+            self._task.cancel()
+            return
+        self._handle = self.loop.call_later(max(due - now, 0.01) if self.waiting else self.idle_s, self._check)
+
+    def uncancel(self) -> None:
+        uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+: the task may await again normally
+        if uncancel is not None:
+            uncancel()
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 # ---- the hot routes and the app -----------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ SAMPLES: dict[str, Any] = {
     "request_timeout_s": 12.5,
     "max_header_bytes": 8192,
     "max_headers": 50,
+    "ws_idle_timeout_s": 90.0,
     "max_work": 5000,
     "max_reply_bytes": 65536,
     "large_work": 2048,

@@ -146,3 +146,23 @@ def test_a_websocket_frame_that_is_not_utf8_is_logged_on_one_line(bounded: Serve
     assert len(utf8) == 1
     assert utf8[0].levelno == logging.WARNING and utf8[0].exc_info is None
     assert "\n" not in utf8[0].getMessage()
+
+
+def test_an_idle_websocket_is_closed_and_an_active_one_is_not(make_server: Callable[..., ServerThread]) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    server = make_server(ws_idle_timeout_s=0.6)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        sid = client.post("/v1/sessions", json={"model": "gru"}).json()["session_id"]
+        with connect(f"{server.ws_url}/v1/sessions/{sid}/stream") as ws:
+            for _ in range(4):  # a message every 0.3 s keeps it open past the timeout
+                ws.send('{"inputs": [[[0.1, 0.2, 0.3]]]}')
+                ws.recv(timeout=10)
+                time.sleep(0.3)
+            started = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10)
+            assert time.monotonic() - started < 2.0
+            assert ws.close_code == 1001
+        assert client.get(f"/v1/sessions/{sid}").json()["step"] == 4  # the session stays

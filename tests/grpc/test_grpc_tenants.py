@@ -1,0 +1,35 @@
+"""Tenants over gRPC (issue 12): the keys file's tenants, as on HTTP; a tenant's sequence ids are its own, so two
+tenants may both use sequence_id 1, and one cannot continue or end the other's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import tritonclient.grpc as triton
+from grpc_client import infer, raises_status
+from v2.v2_models import FEATURES
+
+
+def test_two_tenants_reuse_one_sequence_id_over_grpc(make_server: Callable[..., Any], tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("alice:a-key\nbob:b-key\n")
+    server = make_server(api_keys_file=keys)
+    alice, bob = {"authorization": "Bearer a-key"}, {"authorization": "Bearer b-key"}
+    x = {"x": np.full((1, 2, FEATURES), 0.5, dtype=np.float32)}
+    y = {"x": np.full((1, 2, FEATURES), -0.5, dtype=np.float32)}
+    with triton.InferenceServerClient(server.address) as client:
+        first = infer(client, "gru", x, headers=alice, sequence_id=1, sequence_start=True).as_numpy("dense")
+        # bob's sequence 1 is not alice's: not started for bob
+        raises_status(lambda: infer(client, "gru", x, headers=bob, sequence_id=1), grpc.StatusCode.INVALID_ARGUMENT)
+        infer(client, "gru", y, headers=bob, sequence_id=1, sequence_start=True)
+        infer(client, "gru", y, headers=bob, sequence_id=1, sequence_end=True)
+        # alice's goes on from her own state: her second chunk equals a lone sequence's second chunk
+        second = infer(client, "gru", x, headers=alice, sequence_id=1, sequence_end=True).as_numpy("dense")
+        lone = infer(client, "gru", x, headers=bob, sequence_id=7, sequence_start=True).as_numpy("dense")
+        again = infer(client, "gru", x, headers=bob, sequence_id=7, sequence_end=True).as_numpy("dense")
+        np.testing.assert_allclose(first, lone)
+        np.testing.assert_allclose(second, again)
