@@ -547,25 +547,6 @@ class HotRoute:
     accepts: tuple[str, ...] = ("application/json",)
     answers: tuple[str, ...] = ("application/json",)
 
-    def openapi(self) -> dict[str, Any]:
-        """The route's OpenAPI operation."""
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _PARAM.findall(self.path)
-        ]
-        error_type = PROBLEM_JSON if self.errors == PROBLEM else "application/json"
-        return {
-            "tags": list(self.tags),
-            "summary": self.summary,
-            "operationId": re.sub(r"\W+", "_", f"{self.method}{self.path}").strip("_").lower(),
-            "parameters": parameters,
-            "requestBody": {"required": True, "content": {t: {"schema": {}} for t in self.accepts}},
-            "responses": {
-                "200": {"description": "Successful Response", "content": {t: {"schema": {}} for t in self.answers}},
-                "default": {"description": "An error", "content": {error_type: {"schema": {"type": "object"}}}},
-            },
-        }
-
 
 class _Pattern:
     """A compiled `HotRoute.path`: the fixed text before its first parameter's segment and after its last one, and
@@ -729,13 +710,3 @@ class EdgeApp(FastAPI):
         scope["app"] = self
         scope["route"] = route
         await route.endpoint(scope, receive, send)
-
-    def openapi(self) -> dict[str, Any]:
-        """FastAPI's schema, with the hot HTTP routes described from their table."""
-        if self.openapi_schema is None:
-            schema = super().openapi()
-            paths = schema.setdefault("paths", {})
-            for route in self.hot.routes:
-                if route.method != "WS":
-                    paths.setdefault(route.path, {})[route.method.lower()] = route.openapi()
-        return cast(dict[str, Any], self.openapi_schema)
