@@ -14,7 +14,9 @@ comes much later (a streamed one) sends its head with its first body chunk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools: a dependency (uvicorn[standard])
@@ -78,6 +80,21 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     request_timeout_s: float | None = None
     max_header_bytes: int | None = None
     max_headers: int | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        request_timeout_s: float | None = None,
+        max_header_bytes: int | None = None,
+        max_headers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_timeout_s, self.max_header_bytes, self.max_headers = (
+            request_timeout_s,
+            max_header_bytes,
+            max_headers,
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.coalescing = CoalescingTransport(transport)  # type: ignore[arg-type]
@@ -194,18 +211,16 @@ class OneLineClientErrors(logging.Filter):
 _ONE_LINE = OneLineClientErrors()
 
 
-def protocol_for(settings: Settings) -> type[CoalescingHttpToolsProtocol]:
-    """The protocol class with the settings' bounds (request_timeout_s, max_header_bytes, max_headers); also makes
-    uvicorn log a client's protocol errors on one line (`OneLineClientErrors`)."""
+def protocol_for(settings: Settings) -> Callable[..., CoalescingHttpToolsProtocol]:
+    """The protocol with the settings' bounds (request_timeout_s, max_header_bytes, max_headers); also makes
+    uvicorn log a client's protocol errors on one line (`OneLineClientErrors`). A partial of the module's class, not
+    a class made here: uvicorn pickles it into each worker process with `--workers N`."""
     uvicorn_errors = logging.getLogger("uvicorn.error")
     if _ONE_LINE not in uvicorn_errors.filters:
         uvicorn_errors.addFilter(_ONE_LINE)
-    return type(
-        "BoundedHttpToolsProtocol",
-        (CoalescingHttpToolsProtocol,),
-        {
-            "request_timeout_s": settings.request_timeout_s,
-            "max_header_bytes": settings.max_header_bytes,
-            "max_headers": settings.max_headers,
-        },
+    return functools.partial(
+        CoalescingHttpToolsProtocol,
+        request_timeout_s=settings.request_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
     )

@@ -6,6 +6,7 @@ Continue, a WebSocket upgrade)."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 from typing import Any
 
@@ -81,8 +82,9 @@ def test_everything_else_is_the_transports_own() -> None:
 
 def test_the_service_runs_on_the_coalescing_protocol() -> None:
     protocol = uvicorn_options(Settings(request_timeout_s=7))["http"]
-    assert issubclass(protocol, CoalescingHttpToolsProtocol)
-    assert protocol.request_timeout_s == 7  # with the settings' request deadline and header limits
+    assert protocol.func is CoalescingHttpToolsProtocol  # with the settings' request deadline and header limits
+    assert protocol.keywords["request_timeout_s"] == 7
+    assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords  # --workers N pickles it
 
 
 # ---- through the real server --------------------------------------------------------------------------------------
