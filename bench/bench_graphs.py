@@ -31,11 +31,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.export.builder import IR_VERSION, OPSET  # noqa: E402
-from service.export.convert import to_onnx  # noqa: E402
-from service.runtime.ort_model import RuntimeOptions, new_session, resolve_providers  # noqa: E402
-from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX  # noqa: E402
-from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names  # noqa: E402
+from rnnserve.export.builder import IR_VERSION, OPSET  # noqa: E402
+from rnnserve.export.convert import to_onnx  # noqa: E402
+from rnnserve.runtime.ort_model import RuntimeOptions, new_session, resolve_providers  # noqa: E402
+from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX  # noqa: E402
+from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names  # noqa: E402
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 NATIVE_OPS = {"SimpleRNN": "RNN", "GRU": "GRU", "LSTM": "LSTM"}

@@ -23,12 +23,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.api.v1.codec import encode_step
-from service.inference import SESSION_ID_BYTES, StepResult
-from service.runtime.signature import ModelSignature, TensorInfo
-from service.sessions.base import SessionRecord
-from service.sessions.memory import MemorySessionStore
-from service.validation import zero_states
+from rnnserve.api.v1.codec import encode_step
+from rnnserve.inference import SESSION_ID_BYTES, StepResult
+from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.sessions.base import SessionRecord
+from rnnserve.sessions.memory import MemorySessionStore
+from rnnserve.validation import zero_states
 
 TTL_S = 600.0
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from service.export.package import write_package
-from service.modeling import clear_session, keras_model_sequential, layer_input, layer_simple_rnn, set_random_seed
-from service.spec import ModelSpec
+from rnnserve.export.package import write_package
+from rnnserve.modeling import clear_session, keras_model_sequential, layer_input, layer_simple_rnn, set_random_seed
+from rnnserve.spec import ModelSpec
 
 MODEL_NAME = "bench_rnn"
 FEATURES = 32

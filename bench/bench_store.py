@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import redis
 
-from service.sessions.base import SessionRecord, SessionStore
-from service.sessions.memory import MemorySessionStore
-from service.sessions.redis import CACHE_BYTES, RedisSessionStore
+from rnnserve.sessions.base import SessionRecord, SessionStore
+from rnnserve.sessions.memory import MemorySessionStore
+from rnnserve.sessions.redis import CACHE_BYTES, RedisSessionStore
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 RESPONSE_BYTES = 600  # a cached step response of a small model, kept for safe retries

@@ -22,10 +22,10 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.bench_model import MODEL_NAME
-from service.export.convert import to_onnx
-from service.export.package import read_package
-from service.runtime.ort_model import RuntimeOptions, new_session, resolve_providers
-from service.runtime.signature import MASK_INPUT, ModelSignature
+from rnnserve.export.convert import to_onnx
+from rnnserve.export.package import read_package
+from rnnserve.runtime.ort_model import RuntimeOptions, new_session, resolve_providers
+from rnnserve.runtime.signature import MASK_INPUT, ModelSignature
 
 
 def step_session(

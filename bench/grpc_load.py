@@ -33,7 +33,7 @@ from bench.loadgen import Result, Step, drive, pin_to_cpu, use_uvloop
 from bench.run_all import model_counters
 from bench.scenarios import build_clients
 from bench.servers import Server, free_port, rnnserve
-from service.grpc.protos import grpc_service_pb2 as pb
+from rnnserve.grpc.protos import grpc_service_pb2 as pb
 
 SERVER_CPU = 0
 LOADGEN_CPU = 1

@@ -90,7 +90,7 @@ def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_e
     `store` names another."""
     port = free_port()
     command = [
-        sys.executable, "-m", "service", "serve", "--models", str(models), "--port", str(port), "--executor",
+        sys.executable, "-m", "rnnserve", "serve", "--models", str(models), "--port", str(port), "--executor",
         executor, "--max-sessions", "1000000", "--default-ttl-s", "3600",
     ]  # fmt: skip
     if store is not None:

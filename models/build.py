@@ -8,7 +8,7 @@ environments:
   forecaster's source `forecaster.keras`, Keras' own outputs on a few example inputs (`<model>_examples.npz`)
   and the training report (`metrics.json`);
 * `export` (rnnserve only, no Keras) writes the exported package `models/forecaster/` from
-  `models/_build/forecaster.keras` with `service.export.package.write_package`.
+  `models/_build/forecaster.keras` with `rnnserve.export.package.write_package`.
 
 `all` (the default) runs `train` here and then `export` in `--export-python` (default: this interpreter):
 
@@ -279,8 +279,8 @@ def train_all() -> dict[str, Any]:
 
 def export_all() -> None:
     """Write the forecaster's exported package from its `.keras` source (no Keras needed)."""
-    from service.export.package import write_package
-    from service.importers import load_spec
+    from rnnserve.export.package import write_package
+    from rnnserve.importers import load_spec
 
     if FORECASTER_PACKAGE.exists():
         shutil.rmtree(FORECASTER_PACKAGE)

@@ -21,10 +21,10 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from service.api.edge import EdgeApp
-from service.app import create_app
-from service.cli import uvicorn_options
-from service.settings import Settings
+from rnnserve.api.edge import EdgeApp
+from rnnserve.app import create_app
+from rnnserve.cli import uvicorn_options
+from rnnserve.settings import Settings
 
 
 def free_port() -> int:

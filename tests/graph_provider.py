@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from service.runtime.ort_model import RuntimeOptions, resolve_providers, with_options
+from rnnserve.runtime.ort_model import RuntimeOptions, resolve_providers, with_options
 
 PROVIDER = os.environ.get("RNNSERVE_TEST_PROVIDER", "cpu")
 

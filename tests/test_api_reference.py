@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from service.api.routes import HOT_ROUTES
-from service.app import create_app
-from service.settings import Settings
+from rnnserve.api.routes import HOT_ROUTES
+from rnnserve.app import create_app
+from rnnserve.settings import Settings
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "API.md"
 HEADING = re.compile(r"^### (.+)$", re.MULTILINE)
@@ -76,7 +76,7 @@ def test_every_route_the_reference_documents_exists(reference: str) -> None:
 
 
 def test_every_problem_type_is_in_the_reference(reference: str) -> None:
-    from service import errors
+    from rnnserve import errors
 
     types = {
         cls.type for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.RnnServeError)

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.export.package import read_package
-from service.importers import load_spec
-from service.layers.model import ReferenceModel
-from service.runtime.ort_model import OrtModel
-from service.runtime.repository import scan_entries
-from service.runtime.signature import Runner
-from service.spec import ModelSpec
+from rnnserve.export.package import read_package
+from rnnserve.importers import load_spec
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.ort_model import OrtModel
+from rnnserve.runtime.repository import scan_entries
+from rnnserve.runtime.signature import Runner
+from rnnserve.spec import ModelSpec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 BUILD = MODELS / "_build"

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from app_harness import ServerThread, free_port
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ("README.md", "docs/API.md")

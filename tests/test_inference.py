@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.batching.direct import DirectExecutor
-from service.errors import InvalidInput, SeqConflict, SessionNotFound, TooManySessions
-from service.inference import InferenceService, PredictRequest, StepRequest, StepResult
-from service.layers.model import ReferenceModel
-from service.modeling import clear_session, keras_model_sequential, layer_dense, layer_gru, set_random_seed
-from service.runtime.repository import ModelRepository
-from service.sessions.memory import MemorySessionStore
-from service.settings import Settings
+from rnnserve.batching.direct import DirectExecutor
+from rnnserve.errors import InvalidInput, SeqConflict, SessionNotFound, TooManySessions
+from rnnserve.inference import InferenceService, PredictRequest, StepRequest, StepResult
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.modeling import clear_session, keras_model_sequential, layer_dense, layer_gru, set_random_seed
+from rnnserve.runtime.repository import ModelRepository
+from rnnserve.sessions.memory import MemorySessionStore
+from rnnserve.settings import Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from app_harness import ServerThread
 
-from service.cli import describe
-from service.runtime.repository import scan_entries
-from service.settings import Settings
+from rnnserve.cli import describe
+from rnnserve.runtime.repository import scan_entries
+from rnnserve.settings import Settings
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SIGNATURE_KEYS = ("inputs", "outputs", "states", "stateful", "batch_size", "time_major", "bidirectional")

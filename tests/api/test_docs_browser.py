@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from app_harness import ServerThread
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from app_harness import ServerThread
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from test_api_reference import app_routes  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from app_harness import ServerThread
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 pytest.importorskip("schemathesis")
 

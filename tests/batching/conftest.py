@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from service.layers.model import ReferenceModel
-from service.modeling import (
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.modeling import (
     clear_session,
     keras_model_sequential,
     layer_gru,

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import numpy as np
 import pytest
 
-from service.batching.base import StepExecutor
-from service.batching.direct import DirectExecutor
-from service.batching.dynamic import DynamicBatcher
-from service.layers.model import ReferenceModel
-from service.runtime.signature import Feeds, ModelSignature, RunResult
+from rnnserve.batching.base import StepExecutor
+from rnnserve.batching.direct import DirectExecutor
+from rnnserve.batching.dynamic import DynamicBatcher
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.signature import Feeds, ModelSignature, RunResult
 
 
 class Recording:

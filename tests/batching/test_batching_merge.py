@@ -8,9 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service.batching.merge import CallItem, Queued, merge, select, split
-from service.layers.model import ReferenceModel
-from service.runtime.signature import RunResult
+from rnnserve.batching.merge import CallItem, Queued, merge, select, split
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.signature import RunResult
 
 
 def queued(*calls: tuple[int, int, str | None]) -> list[Queued]:

@@ -1,4 +1,4 @@
-"""Client tests run `service.client` against a real server (`app_harness.ServerThread`: uvicorn on a free port in
+"""Client tests run `rnnserve.client` against a real server (`app_harness.ServerThread`: uvicorn on a free port in
 a thread) serving the bundled models plus two built here: `lstm_state` (three outputs) and `bi` (Bidirectional,
 which cannot serve sessions). `proxy` puts a TCP proxy between client and server that can cut a connection after
 the server answered, or answer 503 itself."""
@@ -13,14 +13,14 @@ import pytest
 from app_harness import ServerThread
 from client_proxy import Proxy
 
-from service.settings import Settings, bundled_models_dir
+from rnnserve.settings import Settings, bundled_models_dir
 
 API_KEY = "client-test-key"
 
 
 def write_models(root: Path) -> Path:
-    from service.export.package import write_package
-    from service.modeling import bidirectional, keras_model, layer_gru, layer_input, layer_lstm, set_random_seed
+    from rnnserve.export.package import write_package
+    from rnnserve.modeling import bidirectional, keras_model, layer_gru, layer_input, layer_lstm, set_random_seed
 
     bundled = bundled_models_dir()
     shutil.copytree(bundled / "forecaster", root / "forecaster")

@@ -1,4 +1,4 @@
-"""`service.client.AsyncClient`: the same calls with `await`, the same safe retry of a step whose reply was lost,
+"""`rnnserve.client.AsyncClient`: the same calls with `await`, the same safe retry of a step whose reply was lost,
 and the stream as an async iterator."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from app_harness import ServerThread
 from client_proxy import Proxy
 from conftest import API_KEY
 
-from service.client import AsyncClient, Client, Retry, SeqConflict, SessionNotFound, Unauthorized
+from rnnserve.client import AsyncClient, Client, Retry, SeqConflict, SessionNotFound, Unauthorized
 
 X = np.cos(np.arange(8, dtype=np.float32)).reshape(1, 8, 1)
 

@@ -1,4 +1,4 @@
-"""`service.client.Client` against a real server: predict and sessions with numpy in and out, binary and JSON,
+"""`rnnserve.client.Client` against a real server: predict and sessions with numpy in and out, binary and JSON,
 seq kept across steps, the typed exceptions, and the API key."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from app_harness import ServerThread
 from conftest import API_KEY
 
-from service import errors as server_errors
-from service.client import (
+from rnnserve import errors as server_errors
+from rnnserve.client import (
     Client,
     InvalidInput,
     ModelNotFound,
@@ -21,8 +21,8 @@ from service.client import (
     SessionsNotSupported,
     Unauthorized,
 )
-from service.client import errors as client_errors
-from service.client.wire import Call
+from rnnserve.client import errors as client_errors
+from rnnserve.client.wire import Call
 
 SIGNAL = np.sin(np.arange(12, dtype=np.float32) / 2).reshape(1, 12, 1)
 

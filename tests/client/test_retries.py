@@ -12,8 +12,8 @@ import pytest
 from app_harness import ServerThread
 from client_proxy import Proxy
 
-from service.client import Client, ConnectionFailed, Retry, ServiceUnavailable
-from service.client.wire import retry_after
+from rnnserve.client import Client, ConnectionFailed, Retry, ServiceUnavailable
+from rnnserve.client.wire import retry_after
 
 QUICK = Retry(retries=3, backoff_s=0.01, max_backoff_s=0.05)
 X = np.linspace(-1, 1, 5, dtype=np.float32).reshape(1, 5, 1)

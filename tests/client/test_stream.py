@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from app_harness import ServerThread
 
-from service.client import Client, InvalidInput, Result, SessionNotFound
+from rnnserve.client import Client, InvalidInput, Result, SessionNotFound
 
 RNG = np.random.default_rng(3)
 

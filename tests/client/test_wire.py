@@ -1,4 +1,4 @@
-"""`service.client.wire` without a server: what goes as binary and what falls back to JSON, reply decoding, the
+"""`rnnserve.client.wire` without a server: what goes as binary and what falls back to JSON, reply decoding, the
 stream codec, and error mapping."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
-from service.client import errors
-from service.client.wire import ModelInfo, StreamCodec, closed_error, http_result, parse_tensors, tensor_request
+from rnnserve.client import errors
+from rnnserve.client.wire import ModelInfo, StreamCodec, closed_error, http_result, parse_tensors, tensor_request
 
 FLOATS = ModelInfo.from_json({
     "name": "f", "inputs": [{"name": "x", "shape": [None, None, 2], "dtype": "float32"}],

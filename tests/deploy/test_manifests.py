@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.settings import Settings, flag
+from rnnserve.settings import Settings, flag
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

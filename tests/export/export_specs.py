@@ -10,11 +10,11 @@ import onnx
 import onnxruntime as ort
 from graph_provider import session_providers
 
-from service.export.convert import to_onnx
-from service.importers.keras_layers import normalise_layer
-from service.layers.model import ReferenceModel
-from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
-from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names
+from rnnserve.export.convert import to_onnx
+from rnnserve.importers.keras_layers import normalise_layer
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
+from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 LOOP_OPS = frozenset({"Scan", "Loop"})
@@ -134,7 +134,7 @@ def run_graph(
     states: Sequence[np.ndarray] | None = None,
     mask: np.ndarray | None = None,
 ) -> RunResult:
-    """Run an exported graph with onnxruntime, feeding names as `service.runtime.signature` defines them."""
+    """Run an exported graph with onnxruntime, feeding names as `rnnserve.runtime.signature` defines them."""
     first = np.asarray(inputs[signature.inputs[0].name])
     batch, steps = (first.shape[1], first.shape[0]) if signature.time_major else first.shape[:2]
     feeds: dict[str, np.ndarray] = {name: np.asarray(v) for name, v in inputs.items()}

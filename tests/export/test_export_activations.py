@@ -1,4 +1,4 @@
-"""Every canonical activation as ONNX nodes against `service.layers.activations.apply`."""
+"""Every canonical activation as ONNX nodes against `rnnserve.layers.activations.apply`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from export_specs import assert_close, session
 from onnx import TensorProto
 
-from service.errors import InvalidArgument
-from service.export.activations import EMITTERS, emit_activation
-from service.export.builder import GraphBuilder
-from service.layers.activations import ACTIVATION_NAMES, apply
+from rnnserve.errors import InvalidArgument
+from rnnserve.export.activations import EMITTERS, emit_activation
+from rnnserve.export.builder import GraphBuilder
+from rnnserve.layers.activations import ACTIVATION_NAMES, apply
 
 # Values around every kink and threshold Keras uses, plus a spread; +-30 checks the overflow-safe forms.
 SAMPLES = (

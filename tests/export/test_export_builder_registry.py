@@ -7,11 +7,11 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-import service.export.converters  # noqa: F401  (fills the registry)
-from service.errors import UnsupportedLayer
-from service.export.builder import IR_VERSION, OPSET, GraphBuilder
-from service.export.registry import get_converter, register_converter, registered_classes
-from service.spec import SUPPORTED_LAYERS
+import rnnserve.export.converters  # noqa: F401  (fills the registry)
+from rnnserve.errors import UnsupportedLayer
+from rnnserve.export.builder import IR_VERSION, OPSET, GraphBuilder
+from rnnserve.export.registry import get_converter, register_converter, registered_classes
+from rnnserve.spec import SUPPORTED_LAYERS
 
 
 def test_names_are_unique_across_subgraphs_and_reserved_names_are_kept():
@@ -60,7 +60,7 @@ def test_registering_twice_is_refused_unless_overwrite():
         register_converter("TestOnlyLayer", overwrite=True)(second)
         assert get_converter("TestOnlyLayer") is second
     finally:
-        from service.export import registry
+        from rnnserve.export import registry
 
         registry._CONVERTERS.pop("TestOnlyLayer")
 

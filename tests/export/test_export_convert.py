@@ -7,10 +7,10 @@ import onnx
 import pytest
 from export_specs import bidirectional_layer, dense_layer, model, one_layer, rnn_layer
 
-from service.errors import InvalidArgument, ModelFileError, UnsupportedLayer
-from service.export.builder import OPSET
-from service.export.convert import to_onnx
-from service.spec import InputSpec, LayerSpec, TensorRef
+from rnnserve.errors import InvalidArgument, ModelFileError, UnsupportedLayer
+from rnnserve.export.builder import OPSET
+from rnnserve.export.convert import to_onnx
+from rnnserve.spec import InputSpec, LayerSpec, TensorRef
 
 F, U = 3, 4
 

@@ -13,8 +13,8 @@ from export_specs import (
     run_graph,
 )
 
-from service.export.convert import to_onnx
-from service.spec import InputSpec, LayerSpec, TensorRef
+from rnnserve.export.convert import to_onnx
+from rnnserve.spec import InputSpec, LayerSpec, TensorRef
 
 F, U, T, B, VOCAB = 3, 4, 6, 4, 9
 
@@ -155,7 +155,7 @@ def test_initial_state_model_inputs_become_state_inputs():
     x = rng.normal(0, 1, (B, T, F)).astype(np.float32)
     h0, c0 = (rng.normal(0, 0.5, (B, U)).astype(np.float32) for _ in range(2))
     got = run_graph(proto, signature, {"x": x}, [h0, c0], holey_mask(B, T))
-    from service.layers.model import ReferenceModel
+    from rnnserve.layers.model import ReferenceModel
 
     want = ReferenceModel(spec).run({"x": x, "h0": h0, "c0": c0}, mask=holey_mask(B, T))
     np.testing.assert_allclose(got.outputs["y"], want.outputs["y"], rtol=1e-5, atol=1e-5)

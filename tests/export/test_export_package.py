@@ -12,12 +12,12 @@ import onnx
 import pytest
 from export_specs import bidirectional_layer, holey_mask, model, rnn_layer, run_graph
 
-from service.errors import ModelFileError
-from service.export.package import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, read_package, write_package
-from service.export.package import _sha256 as sha256
-from service.layers.model import ReferenceModel
-from service.runtime.signature import ModelSignature
-from service.spec import InputSpec, LayerSpec, TensorRef
+from rnnserve.errors import ModelFileError
+from rnnserve.export.package import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, read_package, write_package
+from rnnserve.export.package import _sha256 as sha256
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.signature import ModelSignature
+from rnnserve.spec import InputSpec, LayerSpec, TensorRef
 
 F, U, T, B = 3, 4, 5, 2
 L2 = {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.009999999776482582}}
@@ -154,7 +154,7 @@ def test_unknown_format_version_is_refused(package_dir: Path):
 
 
 def test_runtime_serves_a_package(package_dir: Path):
-    from service.runtime.ort_model import OrtModel
+    from rnnserve.runtime.ort_model import OrtModel
 
     package = read_package(package_dir)
     runner = OrtModel(package.spec, model_path=package.model_path, signature=package.signature)

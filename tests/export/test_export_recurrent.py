@@ -15,8 +15,8 @@ from export_specs import (
     run_graph,
 )
 
-from service.export.convert import to_onnx
-from service.spec import InputSpec, TensorRef
+from rnnserve.export.convert import to_onnx
+from rnnserve.spec import InputSpec, TensorRef
 
 F, U, T, B = 3, 4, 6, 4
 CELLS = [

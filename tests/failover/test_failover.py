@@ -27,7 +27,7 @@ from app_harness import free_port
 from prometheus_client.mmap_dict import MmapedDict
 from sessions.redis_server import RedisClusterServers, RedisServer
 
-from service.metrics import MULTIPROC_DIR
+from rnnserve.metrics import MULTIPROC_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -55,7 +55,7 @@ class Replica:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        args = [sys.executable, "-m", "rnnserve", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--store-url", self.store_url, "--workers", str(self.workers), "--log-level", "warning"]
         env = {**os.environ, MULTIPROC_DIR: str(self.metrics_dir)} if self.workers > 1 else os.environ.copy()
         with self.log_path.open("ab") as log:

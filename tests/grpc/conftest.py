@@ -16,7 +16,7 @@ from grpc_client import Grpc
 from v2.v2_models import MODELS
 from v2.v2_server import settings_for
 
-from service.export.package import write_package
+from rnnserve.export.package import write_package
 
 BROKEN = "broken"
 

@@ -17,11 +17,11 @@ import tritonclient.grpc as triton
 from app_harness import ServerThread, free_port
 from v2.v2_server import settings_for
 
-from service.grpc.protos import grpc_service_pb2_grpc
-from service.grpc.server import GrpcServer
-from service.settings import Settings
+from rnnserve.grpc.protos import grpc_service_pb2_grpc
+from rnnserve.grpc.server import GrpcServer
+from rnnserve.settings import Settings
 
-PROTOS = Path(__file__).resolve().parents[2] / "service" / "grpc" / "protos"
+PROTOS = Path(__file__).resolve().parents[2] / "service" / "rnnserve" / "grpc" / "protos"
 GENERATED = ("grpc_service_pb2.py", "grpc_service_pb2.pyi", "grpc_service_pb2_grpc.py")
 
 

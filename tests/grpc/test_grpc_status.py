@@ -7,9 +7,9 @@ import logging
 import grpc
 import pytest
 
-from service import errors
-from service.grpc.status import status_of
-from service.sequences import SequenceNotStarted
+from rnnserve import errors
+from rnnserve.grpc.status import status_of
+from rnnserve.sequences import SequenceNotStarted
 
 
 def every_error() -> list[type[errors.RnnServeError]]:

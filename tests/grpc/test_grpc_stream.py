@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from service.grpc.protos import grpc_service_pb2 as pb
-from service.grpc.stream import sequence_key, serve_stream
+from rnnserve.grpc.protos import grpc_service_pb2 as pb
+from rnnserve.grpc.stream import sequence_key, serve_stream
 
 
 def request(request_id: str, sequence_id: int | str | None = None, model: str = "m") -> pb.ModelInferRequest:

@@ -1,4 +1,4 @@
-"""`service.grpc.tensors` alone: typed and raw contents of every datatype, parameters both ways, and the errors
+"""`rnnserve.grpc.tensors` alone: typed and raw contents of every datatype, parameters both ways, and the errors
 that name what is wrong."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.errors import InvalidInput
-from service.grpc.protos import grpc_service_pb2 as pb
-from service.grpc.tensors import (
+from rnnserve.errors import InvalidInput
+from rnnserve.grpc.protos import grpc_service_pb2 as pb
+from rnnserve.grpc.tensors import (
     CONTENTS_FIELDS,
     decode_request,
     encode_response,

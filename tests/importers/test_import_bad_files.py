@@ -22,8 +22,8 @@ from importer_files import (
     write_archive,
 )
 
-from service.errors import ModelFileError, UnsupportedLayer
-from service.importers import Limits, isolation, load_spec
+from rnnserve.errors import ModelFileError, UnsupportedLayer
+from rnnserve.importers import Limits, isolation, load_spec
 
 KERAS = FILES / "k3_func_emb_mask.keras"
 LEGACY_K2 = FILES / "k2_seq_mixed.h5"

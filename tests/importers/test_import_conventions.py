@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from importer_files import FILES, layer_config, model_files, with_config
 
-from service.importers import load_spec
-from service.runtime.signature import signature_from_spec
-from service.spec import TensorRef, layer_output_count
+from rnnserve.importers import load_spec
+from rnnserve.runtime.signature import signature_from_spec
+from rnnserve.spec import TensorRef, layer_output_count
 
 _RNN_KEYS = {
     "name", "units", "activation", "use_bias", "kernel_initializer", "recurrent_initializer", "bias_initializer",

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from importer_files import FILES
 
-from service.errors import ModelFileError
-from service.importers.keras_config import StoredModel, spec_from_config
-from service.importers.keras_h5 import legacy_model, read_legacy_h5
-from service.importers.keras_zip import archive_model, read_keras_archive
-from service.importers.limits import Limits
-from service.spec import ModelSpec
+from rnnserve.errors import ModelFileError
+from rnnserve.importers.keras_config import StoredModel, spec_from_config
+from rnnserve.importers.keras_h5 import legacy_model, read_legacy_h5
+from rnnserve.importers.keras_zip import archive_model, read_keras_archive
+from rnnserve.importers.limits import Limits
+from rnnserve.spec import ModelSpec
 
 SOURCES = ["k3_func_masking_bidi.keras", "k3_func_lstm_state.keras", "k3_seq_gru_lstm.keras", "k2_func_emb_bidi.h5"]
 MUTATIONS_PER_FILE = 100

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from importer_files import FILES, keras_weights, meta, model_files
 
-from service.importers import load_spec
-from service.spec import ModelSpec, layer_output_count
+from rnnserve.importers import load_spec
+from rnnserve.spec import ModelSpec, layer_output_count
 
 GOOD = model_files()
 

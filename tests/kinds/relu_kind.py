@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from service.export.builder import GraphBuilder
-from service.export.context import LayerCall, LayerResult, Value
-from service.kinds import LayerKind
+from rnnserve.export.builder import GraphBuilder
+from rnnserve.export.context import LayerCall, LayerResult, Value
+from rnnserve.kinds import LayerKind
 
 
 def _options(config: Mapping[str, Any]) -> tuple[float | None, float, float]:

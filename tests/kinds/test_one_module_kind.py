@@ -18,20 +18,20 @@ import numpy as np
 import pytest
 from relu_kind import ReLU
 
-from service.batching.direct import DirectExecutor
-from service.batching.dynamic import DynamicBatcher
-from service.errors import SessionsNotSupported, UnsupportedLayer
-from service.export.convert import to_onnx
-from service.export.package import write_package
-from service.importers import load_spec
-from service.inference import InferenceService, PredictRequest, StepRequest, StepResult
-from service.kinds import find_kind, register_kind
-from service.kinds.base import unregister_kind
-from service.layers.model import ReferenceModel
-from service.runtime.ort_model import OrtModel
-from service.runtime.repository import ModelRepository
-from service.sessions.memory import MemorySessionStore
-from service.settings import Settings
+from rnnserve.batching.direct import DirectExecutor
+from rnnserve.batching.dynamic import DynamicBatcher
+from rnnserve.errors import SessionsNotSupported, UnsupportedLayer
+from rnnserve.export.convert import to_onnx
+from rnnserve.export.package import write_package
+from rnnserve.importers import load_spec
+from rnnserve.inference import InferenceService, PredictRequest, StepRequest, StepResult
+from rnnserve.kinds import find_kind, register_kind
+from rnnserve.kinds.base import unregister_kind
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.runtime.ort_model import OrtModel
+from rnnserve.runtime.repository import ModelRepository
+from rnnserve.sessions.memory import MemorySessionStore
+from rnnserve.settings import Settings
 
 SOURCE = Path(__file__).resolve().parents[1] / "importers" / "files" / "k3_seq_gru_lstm.keras"
 RELU = {"max_value": 0.03, "negative_slope": 0.25, "threshold": -0.02}  # the outputs lie within +-0.06

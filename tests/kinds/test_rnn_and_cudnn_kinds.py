@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import ModelFileError, UnsupportedLayer
-from service.importers import load_spec
-from service.kinds import get_kind, supported_classes
-from service.layers.cudnn import cudnn_gru_weights, cudnn_lstm_weights
-from service.spec import state_layout
+from rnnserve.errors import ModelFileError, UnsupportedLayer
+from rnnserve.importers import load_spec
+from rnnserve.kinds import get_kind, supported_classes
+from rnnserve.layers.cudnn import cudnn_gru_weights, cudnn_lstm_weights
+from rnnserve.spec import state_layout
 
 CELLS = Path(__file__).resolve().parents[1] / "parity" / "fixtures" / "cells"
 

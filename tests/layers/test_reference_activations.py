@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.layers import activations
+from rnnserve.errors import InvalidArgument
+from rnnserve.layers import activations
 
 POINTS = np.array([-7.0, -3.0, -2.5, -1.0, -0.7, -0.5, -0.2, 0.0, 0.3, 0.5, 0.9, 1.0, 2.0, 3.0, 6.5])
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from layer_specs import rnn_config, rnn_weights
 
-from service.errors import InvalidArgument, ModelFileError
-from service.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, make_cell
+from rnnserve.errors import InvalidArgument, ModelFileError
+from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, make_cell
 
 F, U, B = 3, 4, 2
 

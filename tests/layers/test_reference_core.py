@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from layer_specs import dense_config
 
-from service.errors import InvalidInput, ModelFileError, UnsupportedLayer
-from service.layers.core import Dense, Dropout, Embedding, Masking
-from service.layers.wrappers import TimeDistributed
+from rnnserve.errors import InvalidInput, ModelFileError, UnsupportedLayer
+from rnnserve.layers.core import Dense, Dropout, Embedding, Masking
+from rnnserve.layers.wrappers import TimeDistributed
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from layer_specs import bidirectional_layer, close, dense_layer, embedding_layer, model, rnn_config, rnn_layer
 
-from service.errors import InvalidInput, ModelFileError, UnsupportedLayer
-from service.layers.activations import canonical_activation
-from service.layers.cells import make_cell
-from service.layers.model import ReferenceModel
-from service.layers.recurrent import run_recurrent
-from service.spec import InputSpec, LayerSpec, TensorRef
+from rnnserve.errors import InvalidInput, ModelFileError, UnsupportedLayer
+from rnnserve.layers.activations import canonical_activation
+from rnnserve.layers.cells import make_cell
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.layers.recurrent import run_recurrent
+from rnnserve.spec import InputSpec, LayerSpec, TensorRef
 
 R = TensorRef
 SPOT = Path(__file__).parent / "fixtures" / "keras_spot.npz"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from layer_specs import rnn_config, rnn_weights
 
-from service.errors import InvalidInput
-from service.layers.cells import make_cell
-from service.layers.recurrent import RecurrentLayer, run_recurrent
+from rnnserve.errors import InvalidInput
+from rnnserve.layers.cells import make_cell
+from rnnserve.layers.recurrent import RecurrentLayer, run_recurrent
 
 F, U = 3, 4
 TOKENS = np.array([[0, 0, 4, 9, 0, 1, 0, 0]])

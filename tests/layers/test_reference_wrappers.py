@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from layer_specs import bidirectional_layer
 
-from service.errors import ModelFileError, UnsupportedLayer
-from service.layers.recurrent import RecurrentLayer
-from service.layers.wrappers import Bidirectional
+from rnnserve.errors import ModelFileError, UnsupportedLayer
+from rnnserve.layers.recurrent import RecurrentLayer
+from rnnserve.layers.wrappers import Bidirectional
 
 F, U, T = 3, 4, 6
 

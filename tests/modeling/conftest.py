@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.modeling import clear_session, set_random_seed
+from rnnserve.modeling import clear_session, set_random_seed
 
 
 @pytest.fixture(autouse=True)

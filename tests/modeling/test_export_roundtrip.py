@@ -1,6 +1,6 @@
 """Models built with the layer API (seeded) export to ONNX and run on onnxruntime with the reference's numbers.
 
-Graph I/O as `service.runtime.signature` names it: the signature inputs, "mask" (bool [B, T]) and one float32
+Graph I/O as `rnnserve.runtime.signature` names it: the signature inputs, "mask" (bool [B, T]) and one float32
 input per state; outputs: the signature outputs, then each state + ":out".
 """
 
@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from graph_provider import session_providers
 
-from service.export.convert import to_onnx
-from service.layers.model import ReferenceModel
-from service.modeling import (
+from rnnserve.export.convert import to_onnx
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.modeling import (
     Model,
     bidirectional,
     keras_model,
@@ -32,7 +32,7 @@ from service.modeling import (
     set_random_seed,
     time_distributed,
 )
-from service.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
+from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
 
 B, T, F, U = 2, 5, 3, 4
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.modeling import initializers as init
-from service.modeling import set_random_seed
+from rnnserve.errors import InvalidArgument
+from rnnserve.modeling import initializers as init
+from rnnserve.modeling import set_random_seed
 
 FAN_IN, FAN_OUT = 120, 360  # e.g. a GRU kernel (F, 3U)
 SHAPE = (FAN_IN, FAN_OUT)

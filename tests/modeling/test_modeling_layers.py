@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.modeling import (
+from rnnserve.errors import InvalidArgument
+from rnnserve.modeling import (
     KerasTensor,
     Sequential,
     bidirectional,
@@ -27,7 +27,7 @@ from service.modeling import (
     regularizer_l2,
     time_distributed,
 )
-from service.modeling.recurrent import GRU, LSTM, SimpleRNN
+from rnnserve.modeling.recurrent import GRU, LSTM, SimpleRNN
 
 F, U = 3, 4
 

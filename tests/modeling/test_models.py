@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.modeling import (
+from rnnserve.errors import InvalidArgument
+from rnnserve.modeling import (
     bidirectional,
     clear_session,
     keras_model,
@@ -25,8 +25,8 @@ from service.modeling import (
     set_random_seed,
     time_distributed,
 )
-from service.runtime.signature import signature_from_spec
-from service.spec import InputSpec, TensorRef, state_layout
+from rnnserve.runtime.signature import signature_from_spec
+from rnnserve.spec import InputSpec, TensorRef, state_layout
 
 F, U = 3, 4
 

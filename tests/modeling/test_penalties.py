@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.modeling import (
+from rnnserve.errors import InvalidArgument
+from rnnserve.modeling import (
     constraint_maxnorm,
     constraint_minmaxnorm,
     constraint_nonneg,
@@ -16,8 +16,8 @@ from service.modeling import (
     regularizer_l2,
     regularizer_orthogonal,
 )
-from service.modeling import constraints as con
-from service.modeling import regularizers as reg
+from rnnserve.modeling import constraints as con
+from rnnserve.modeling import regularizers as reg
 
 
 def test_regularizer_configs_as_keras_writes_them() -> None:

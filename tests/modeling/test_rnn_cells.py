@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import InvalidArgument
-from service.importers import load_spec
-from service.layers.model import ReferenceModel
-from service.modeling import (
+from rnnserve.errors import InvalidArgument
+from rnnserve.importers import load_spec
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.modeling import (
     clear_session,
     keras_model,
     keras_model_sequential,
@@ -27,8 +27,8 @@ from service.modeling import (
     rnn_cells_stack,
     set_random_seed,
 )
-from service.runtime.ort_model import OrtModel
-from service.spec import state_layout
+from rnnserve.runtime.ort_model import OrtModel
+from rnnserve.spec import state_layout
 
 CELLS = Path(__file__).resolve().parents[1] / "parity" / "fixtures" / "cells"
 X = np.random.default_rng(3).normal(size=(2, 6, 3)).astype(np.float32)

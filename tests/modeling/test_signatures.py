@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service import modeling
+from rnnserve import modeling
 
 _INITIALIZERS_REGS_CONSTRAINTS = [
     ("kernel_initializer", "glorot_uniform"),

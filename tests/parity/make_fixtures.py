@@ -16,7 +16,7 @@ writes into `tests/parity/fixtures/`:
   stateful cases hold batches instead: `b<j>_in_<name>`, `b<j>_out_<k>`, `b<j>_state_<i>` (every state after
   batch j) and `b<j>_reset_<i>` (the values a "values" reset put in before batch j);
 * `cases.json`: one entry per model file, describing the data file, inputs, outputs, which outputs are states
-  (`state_outputs`: state name -> output index, state names as in `service.spec.layer_states`), streaming and
+  (`state_outputs`: state name -> output index, state names as in `rnnserve.spec.layer_states`), streaming and
   stateful details, and what the case covers.
 """
 
@@ -802,7 +802,7 @@ def recurrent_layers(model: Any) -> list[Any]:
 
 
 def state_names(model: Any) -> list[str]:
-    """Names of the stateful states, as `service.spec.layer_states` names them."""
+    """Names of the stateful states, as `rnnserve.spec.layer_states` names them."""
     names = []
     for layer in recurrent_layers(model):
         kinds = ("h", "c") if type(layer).__name__ == "LSTM" else ("h",)

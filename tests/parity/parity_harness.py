@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from graph_provider import runtime_options, session_providers
 
-from service.runtime.signature import (
+from rnnserve.runtime.signature import (
     MASK_INPUT,
     STATE_OUT_SUFFIX,
     ModelSignature,
@@ -24,7 +24,7 @@ from service.runtime.signature import (
     RunResult,
     signature_from_spec,
 )
-from service.spec import ModelSpec
+from rnnserve.spec import ModelSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ATOL = 1e-5
@@ -225,7 +225,7 @@ class Parity:
 
     def spec(self, case: ParityCase) -> ModelSpec:
         if case.id not in self._specs:
-            from service.importers import load_spec
+            from rnnserve.importers import load_spec
 
             self._specs[case.id] = load_spec(case.file)
         return self._specs[case.id]
@@ -239,11 +239,11 @@ class Parity:
     def _build(self, case: ParityCase, engine: str) -> Runner:
         spec = self.spec(case)
         if engine == "reference":
-            from service.layers.model import ReferenceModel
+            from rnnserve.layers.model import ReferenceModel
 
             return ReferenceModel(spec)
         if engine == "onnx":
-            from service.runtime.ort_model import OrtModel
+            from rnnserve.runtime.ort_model import OrtModel
 
             return OrtModel(spec, runtime_options())
         raise ValueError(f"unknown engine {engine!r}")
@@ -253,7 +253,7 @@ class Parity:
 
     def graph(self, case: ParityCase, *, unroll: bool, steps: int) -> GraphRunner:
         """`to_onnx(spec, unroll=...)` run directly (unrolled graphs are built for `steps` time steps)."""
-        from service.export.convert import to_onnx
+        from rnnserve.export.convert import to_onnx
 
         model, signature = to_onnx(self.spec(case), unroll=unroll, time_steps=steps if unroll else None)
         return GraphRunner(model, signature)

@@ -1,4 +1,4 @@
-"""Monte-Carlo dropout (`service.mc_dropout`) against real Keras `model(x, training=True)`.
+"""Monte-Carlo dropout (`rnnserve.mc_dropout`) against real Keras `model(x, training=True)`.
 
 Statistical bounds: the fixture holds, per output element, the mean, variance and 4th central moment of
 `K = samples` Keras draws; rnnserve draws `N = 4000` samples from seed 0. For every element we require
@@ -13,7 +13,7 @@ so the test is deterministic. A mistake in the masks (no inverted scaling, recur
 left out) moves the mean or the variance of these models by more than this bound (checked by
 `test_the_bound_catches_a_wrong_mask_rule`). One input mask shared by GRU/LSTM gates where Keras draws one per
 gate does NOT move these statistics beyond the bound: that rule rests on Keras' code (quoted in
-`service/mc_dropout.py`) and on the mask shapes checked below.
+`service/rnnserve/mc_dropout.py`) and on the mask shapes checked below.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import pytest
 from parity_harness import assert_close
 from training_fixtures import TRAINING, arrays, cases_of
 
-from service.importers import load_spec
-from service.layers.model import ReferenceModel
-from service.mc_dropout import DropoutRequest, run_samples
-from service.runtime.ort_model import OrtModel
+from rnnserve.importers import load_spec
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.mc_dropout import DropoutRequest, run_samples
+from rnnserve.runtime.ort_model import OrtModel
 
 DROPOUT_CASES = cases_of("dropout")
 SAMPLES = 4000
@@ -78,7 +78,7 @@ WRONG_RULES = {
 
 @pytest.mark.parametrize("rule", list(WRONG_RULES))
 def test_the_bound_catches_a_wrong_mask_rule(monkeypatch: pytest.MonkeyPatch, rule: str) -> None:
-    from service import mc_dropout
+    from rnnserve import mc_dropout
 
     case = next(c for c in DROPOUT_CASES if c["id"] == "k3_mc_dropout_stack")
     original = mc_dropout.MaskSource.get

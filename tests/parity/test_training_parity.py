@@ -11,11 +11,11 @@ import pytest
 from parity_harness import assert_close
 from training_fixtures import TRAINING, arrays, cases_of, reset_values
 
-from service import penalties
-from service.importers import load_spec
-from service.inference import reset_states
-from service.runtime.signature import Runner, signature_from_spec
-from service.spec import ModelSpec
+from rnnserve import penalties
+from rnnserve.importers import load_spec
+from rnnserve.inference import reset_states
+from rnnserve.runtime.signature import Runner, signature_from_spec
+from rnnserve.spec import ModelSpec
 
 RESET_CASES = cases_of("reset")
 PENALTY_CASES = cases_of("penalties")
@@ -28,10 +28,10 @@ def _spec(case: dict[str, Any]) -> ModelSpec:
 
 def _runner(spec: ModelSpec, engine: str) -> Runner:
     if engine == "reference":
-        from service.layers.model import ReferenceModel
+        from rnnserve.layers.model import ReferenceModel
 
         return ReferenceModel(spec)
-    from service.runtime.ort_model import OrtModel
+    from rnnserve.runtime.ort_model import OrtModel
 
     return OrtModel(spec)
 
@@ -82,7 +82,7 @@ def test_constraints_are_judged_as_keras_projects(tcase: dict[str, Any]) -> None
 
 @pytest.mark.parametrize("tcase", PENALTY_CASES, ids=[c["id"] for c in PENALTY_CASES])
 def test_activity_penalties_of_a_call_match_keras(tcase: dict[str, Any]) -> None:
-    from service.layers.model import ReferenceModel
+    from rnnserve.layers.model import ReferenceModel
 
     spec = _spec(tcase)
     data = arrays(tcase)
@@ -98,7 +98,7 @@ def test_activity_penalties_of_a_call_match_keras(tcase: dict[str, Any]) -> None
 
 
 def test_constraint_violations_in_their_own_units() -> None:
-    from service.modeling import constraints as con
+    from rnnserve.modeling import constraints as con
 
     w = np.array([[3.0, 0.0], [4.0, 0.5]])  # column norms 5 and 0.5
     assert penalties.constraint_violation(con.MaxNorm(2.0), w) == pytest.approx(3.0)

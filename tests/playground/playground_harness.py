@@ -20,7 +20,7 @@ import uvicorn
 from app_harness import ServerThread
 from starlette.types import Receive, Scope, Send
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 VIEWPORT = {"width": 1100, "height": 760}
@@ -164,7 +164,7 @@ class Prefixed:
 
 def start_prefixed(settings: Settings, *, websockets: bool = True) -> ServerThread:
     """A server whose app sits behind `Prefixed`, with the CLI's uvicorn options; ready when it returns."""
-    from service.cli import uvicorn_options
+    from rnnserve.cli import uvicorn_options
 
     running = ServerThread(settings)
     options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning"}

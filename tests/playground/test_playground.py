@@ -23,7 +23,7 @@ TEXT_50 = "alice was beginning to get very tired of sitting by her sister"[:50]
 
 
 def vocab_ids() -> dict[str, int]:
-    from service.settings import bundled_models_dir
+    from rnnserve.settings import bundled_models_dir
 
     tokens = json.loads((bundled_models_dir() / "chargru.vocab.json").read_text(encoding="utf-8"))["tokens"]
     return {ch: i for i, ch in enumerate(tokens) if i}

@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.errors import InvalidArgument, ModelNotFound, ModelNotReady
-from service.export.package import write_package
-from service.layers.model import ReferenceModel
-from service.modeling import (
+from rnnserve.errors import InvalidArgument, ModelNotFound, ModelNotReady
+from rnnserve.export.package import write_package
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.modeling import (
     keras_model_sequential,
     layer_dense,
     layer_gru,
@@ -21,9 +21,9 @@ from service.modeling import (
     layer_simple_rnn,
     set_random_seed,
 )
-from service.runtime.ort_model import OrtModel, RuntimeOptions, resolve_providers, with_options
-from service.runtime.repository import ModelRepository, scan_entries
-from service.spec import ModelSpec
+from rnnserve.runtime.ort_model import OrtModel, RuntimeOptions, resolve_providers, with_options
+from rnnserve.runtime.repository import ModelRepository, scan_entries
+from rnnserve.spec import ModelSpec
 
 
 def close(actual: np.ndarray, expected: np.ndarray) -> None:
@@ -41,7 +41,7 @@ def stacked(unroll: bool = False, timesteps: int | None = None) -> ModelSpec:
 
 def test_cpu_is_always_available_and_auto_falls_back_to_it_with_a_log(caplog: pytest.LogCaptureFixture) -> None:
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
-    with caplog.at_level(logging.INFO, logger="service.runtime.ort_model"):
+    with caplog.at_level(logging.INFO, logger="rnnserve.runtime.ort_model"):
         chosen = resolve_providers("auto")
     expected = (
         "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() else "CPUExecutionProvider"

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from service.importers.keras_layers import normalise_layer
-from service.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
+from rnnserve.importers.keras_layers import normalise_layer
+from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
 
 FEATURES = 3
 VOCAB = 10

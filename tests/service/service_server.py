@@ -8,14 +8,14 @@ from typing import Any
 
 from service_models import MODELS
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 BROKEN_MODEL = "broken"
 
 
 def write_models(root: Path, names: list[str] | None = None) -> Path:
     """Export the named test models (all by default) as packages into `root`, plus one unreadable entry."""
-    from service.export.package import write_package
+    from rnnserve.export.package import write_package
 
     root.mkdir(parents=True, exist_ok=True)
     for name in names or list(MODELS):

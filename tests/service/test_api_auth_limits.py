@@ -14,7 +14,7 @@ from service_server import settings_for, write_models
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from service.runtime import repository as repository_module
+from rnnserve.runtime import repository as repository_module
 
 KEY = "s3cret-key"
 

@@ -9,7 +9,7 @@ from service_client import as_list, assert_problem, close, predict
 from service_models import FEATURES, MODELS
 from service_server import BROKEN_MODEL
 
-from service.layers.model import ReferenceModel
+from rnnserve.layers.model import ReferenceModel
 
 
 def test_healthz_and_readyz(client: httpx.Client) -> None:

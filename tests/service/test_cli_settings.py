@@ -25,11 +25,11 @@ from service_client import close
 from service_models import MODELS
 from service_server import write_models
 
-import service
-from service.cli import build_parser, main, settings_from
-from service.export.package import read_package, write_package
-from service.runtime.ort_model import OrtModel
-from service.settings import (
+import rnnserve
+from rnnserve.cli import build_parser, main, settings_from
+from rnnserve.export.package import read_package, write_package
+from rnnserve.runtime.ort_model import OrtModel
+from rnnserve.settings import (
     ALIASES,
     ENV_PREFIX,
     NOT_SETTINGS,
@@ -360,7 +360,7 @@ def test_the_readme_settings_table_is_made_from_the_class() -> None:
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"<!-- settings table: .*? -->\n(.*?)<!-- end of settings table -->", readme, re.S)
     assert found, "README.md has no settings table between its markers"
-    assert found.group(1) == markdown_table(), "regenerate it: python -m service.settings"
+    assert found.group(1) == markdown_table(), "regenerate it: python -m rnnserve.settings"
     for name in Settings.model_fields:
         assert f"| `{flag(name)}` | `{variable(name)}` |" in found.group(1)
 
@@ -371,7 +371,7 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
     settings = Settings()
     assert (settings.host, settings.port, settings.store_url) == ("127.0.0.1", 8000, "memory://")
-    assert settings.models == Path(service.__file__).resolve().parent.parent / "models"
+    assert settings.models == Path(rnnserve.__file__).resolve().parents[2] / "models"
     assert settings.max_body_bytes == 16 * 1024 * 1024
     assert settings.api_key is None
 
@@ -399,7 +399,7 @@ def test_rnnserve_serve_runs_a_server_from_flags_environment_and_config_file(tmp
     config = tmp_path / "rnnserve.toml"
     config.write_text(toml({"models": str(models), "max_sessions": 5, "port": 1, "serve_partial": True}))
     env = {**os.environ, "RNNSERVE_MAX_SESSIONS": "1"}
-    command = [sys.executable, "-m", "service", "serve", "--config", str(config), "--port", str(port)]
+    command = [sys.executable, "-m", "rnnserve", "serve", "--config", str(config), "--port", str(port)]
     command += ["--session-ttl", "30"]  # an old name: works, with a warning
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

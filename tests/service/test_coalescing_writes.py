@@ -1,4 +1,4 @@
-"""`service.api.protocol`: each HTTP response reaches the socket in one write, and nothing else changes.
+"""`rnnserve.api.protocol`: each HTTP response reaches the socket in one write, and nothing else changes.
 
 The transport is checked against a recording fake; the protocol against the real server over raw sockets, where
 a response split in two writes would show up as two reads and a held head as a hang (HEAD, keep-alive, 100
@@ -14,9 +14,9 @@ import pytest
 from app_harness import ServerThread
 from websockets.sync.client import connect
 
-from service.api.protocol import CoalescingHttpToolsProtocol, CoalescingTransport
-from service.cli import uvicorn_options
-from service.settings import Settings
+from rnnserve.api.protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+from rnnserve.cli import uvicorn_options
+from rnnserve.settings import Settings
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
 
@@ -166,7 +166,7 @@ def test_the_websocket_upgrade_still_works(server: ServerThread) -> None:
 
 
 def test_the_websocket_protocol_gets_the_sockets_own_transport(server: ServerThread) -> None:
-    from service.api.protocol import CoalescingHttpToolsProtocol
+    from rnnserve.api.protocol import CoalescingHttpToolsProtocol
 
     seen: list[object] = []
     original = CoalescingHttpToolsProtocol.handle_websocket_upgrade

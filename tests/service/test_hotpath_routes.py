@@ -20,10 +20,10 @@ from service_models import FEATURES
 from service_server import settings_for
 from starlette.types import Receive, Scope, Send
 
-from service.api.edge import EdgeApp, HotRoute, HotRoutes
-from service.api.routes import HOT_ROUTES
-from service.app import create_app
-from service.settings import Settings
+from rnnserve.api.edge import EdgeApp, HotRoute, HotRoutes
+from rnnserve.api.routes import HOT_ROUTES
+from rnnserve.app import create_app
+from rnnserve.settings import Settings
 
 match = HotRoutes(HOT_ROUTES).match
 KEY = "hot-key"

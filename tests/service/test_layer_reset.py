@@ -11,7 +11,7 @@ from app_harness import ServerThread
 from service_client import PROBLEM_JSON, as_list, close, open_session, session, step
 from websockets.sync.client import connect
 
-from service.client import AsyncClient, Client
+from rnnserve.client import AsyncClient, Client
 
 
 def test_each_state_names_its_layer(client: httpx.Client) -> None:

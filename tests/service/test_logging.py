@@ -8,8 +8,8 @@ import json
 import logging
 import time
 
-from service.cli import uvicorn_options
-from service.logging_setup import (
+from rnnserve.cli import uvicorn_options
+from rnnserve.logging_setup import (
     AccessSummary,
     BackgroundHandler,
     JsonFormatter,
@@ -19,8 +19,8 @@ from service.logging_setup import (
     session_tag,
     uvicorn_log_config,
 )
-from service.metrics import Metrics
-from service.settings import Settings
+from rnnserve.metrics import Metrics
+from rnnserve.settings import Settings
 
 SESSION = "k3Jd9_x-AbCdEfGhIjKlMnOp"
 TAG = hashlib.sha256(SESSION.encode()).hexdigest()[:8]
@@ -63,7 +63,7 @@ def test_json_lines_carry_fields() -> None:
     assert body["level"] == "info" and body["logger"] == "uvicorn.access"
     assert body["method"] == "POST" and body["status"] == 200 and body["path"] == f"/v1/sessions/#{TAG}/step"
     assert SESSION not in json.dumps(body) and body["time"].endswith("+00:00")
-    plain = record("service.app", "failed for session '%s'", SESSION)
+    plain = record("rnnserve.app", "failed for session '%s'", SESSION)
     plain.fields = {"route": "/x"}  # type: ignore[attr-defined]
     body = json.loads(JsonFormatter().format(plain))
     assert body["message"] == f"failed for session #{TAG}" and body["route"] == "/x"

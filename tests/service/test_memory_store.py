@@ -7,8 +7,8 @@ import asyncio
 
 import numpy as np
 
-from service.sessions.base import SessionRecord
-from service.sessions.memory import MemorySessionStore
+from rnnserve.sessions.base import SessionRecord
+from rnnserve.sessions.memory import MemorySessionStore
 
 
 class Events:

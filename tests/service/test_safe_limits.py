@@ -20,7 +20,7 @@ from app_harness import ServerThread, free_port
 from service_client import assert_problem
 from sessions.redis_server import RedisServer
 
-from service.settings import bundled_models_dir
+from rnnserve.settings import bundled_models_dir
 
 NOT_KEPT = "https://rnnserve.dev/problems/reply-not-kept"
 
@@ -109,7 +109,7 @@ def served(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         env["RNNSERVE_STORE_URL"] = request.getfixturevalue("redis_url")
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "rnnserve", "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

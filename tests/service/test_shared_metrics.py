@@ -13,12 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from service.metrics import MULTIPROC_DIR, Metrics, shared_dir, shared_metrics_dir
+from rnnserve.metrics import MULTIPROC_DIR, Metrics, shared_dir, shared_metrics_dir
 
 WORKER = textwrap.dedent(
     """
     import sys
-    from service.metrics import Metrics
+    from rnnserve.metrics import Metrics
     steps, ready, close = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "close"
     metrics = Metrics()
     assert metrics.shared
@@ -37,7 +37,7 @@ WORKER = textwrap.dedent(
         metrics.close()
     """
 )
-RENDER = "from service.metrics import Metrics; import sys; sys.stdout.buffer.write(Metrics().render())"
+RENDER = "from rnnserve.metrics import Metrics; import sys; sys.stdout.buffer.write(Metrics().render())"
 
 
 def python(code: str, *args: str, env: dict[str, str]) -> str:

@@ -17,7 +17,7 @@ from service_client import assert_problem
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from service.tenants import Quota, TenantsFileError, parse_tenants
+from rnnserve.tenants import Quota, TenantsFileError, parse_tenants
 
 NOT_FOUND = "https://rnnserve.dev/problems/session-not-found"
 QUOTA = "https://rnnserve.dev/problems/quota-exceeded"
@@ -160,7 +160,7 @@ def test_the_keys_file_syntax() -> None:
 def test_the_redis_record_keeps_its_owner_and_decodes_strictly() -> None:
     import numpy as np
 
-    from service.sessions.codec import StateCodecError, decode_listing, decode_record, encode_record
+    from rnnserve.sessions.codec import StateCodecError, decode_listing, decode_record, encode_record
 
     fields = {
         "version": 3, "tag": b"12345678", "ttl_ms": 1000, "step": 7, "prev_step": 5, "created_at": 1.5,

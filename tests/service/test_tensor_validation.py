@@ -1,13 +1,13 @@
-"""`service.validation` on its own: JSON -> numpy decoding and the checks against a signature."""
+"""`rnnserve.validation` on its own: JSON -> numpy decoding and the checks against a signature."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.errors import InvalidInput, PayloadTooLarge
-from service.runtime.signature import ModelSignature, TensorInfo
-from service.validation import Limits, check_inputs, check_mask, check_states, decode_array, zero_states
+from rnnserve.errors import InvalidInput, PayloadTooLarge
+from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.validation import Limits, check_inputs, check_mask, check_states, decode_array, zero_states
 
 LIMITS = Limits(max_timesteps=10, max_batch=4)
 FLOAT_SIG = ModelSignature(

@@ -14,7 +14,7 @@ import pytest
 from app_harness import ServerThread
 from service_client import assert_problem
 
-from service.settings import Settings, bundled_models_dir
+from rnnserve.settings import Settings, bundled_models_dir
 
 WORK = "https://rnnserve.dev/problems/work-too-large"
 REPLY = "https://rnnserve.dev/problems/reply-too-large"

@@ -17,8 +17,8 @@ import pytest
 import redis
 from redis_server import RedisClusterServers, RedisServer, redis_answers
 
-from service.sessions.base import SessionEvents, SessionStore
-from service.sessions.redis import RedisSessionStore
+from rnnserve.sessions.base import SessionEvents, SessionStore
+from rnnserve.sessions.redis import RedisSessionStore
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 URL_FIXTURES = {"redis": "redis_url", "cluster": "redis_cluster_url"}  # store kind -> the fixture of its URL
@@ -67,7 +67,7 @@ class StoreFactory:
     def __call__(self, *, max_sessions: int = 100, events: SessionEvents | None = None) -> SessionStore:
         store: SessionStore
         if self.kind == "memory":
-            from service.sessions.memory import MemorySessionStore
+            from rnnserve.sessions.memory import MemorySessionStore
 
             store = MemorySessionStore(max_sessions=max_sessions, events=events)
         else:

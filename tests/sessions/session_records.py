@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.sessions.base import SessionRecord
+from rnnserve.sessions.base import SessionRecord
 
 
 @dataclass

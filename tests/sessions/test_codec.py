@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from service.sessions.codec import StateCodecError, decode_states, encode_states
+from rnnserve.sessions.codec import StateCodecError, decode_states, encode_states
 
 
 def test_round_trip_is_exact_for_every_shape() -> None:

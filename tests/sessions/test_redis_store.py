@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 from redis_server import RedisServer, redis_answers, redis_server_binary
 from session_records import RecordingEvents, make_record, states_equal
 
-from service.errors import SeqConflict, SessionNotFound, StoreUnavailable
-from service.sessions.codec import decode_record
-from service.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
+from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable
+from rnnserve.sessions.codec import decode_record
+from rnnserve.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -80,12 +80,12 @@ async def test_a_resent_commit_is_recognised_as_applied(redis_stores, monkeypatc
     record = make_record()
     await store.create(record)
     stepped = record.advanced(make_record(seed=1).states, 1, b"d", b"r")
-    monkeypatch.setattr("service.sessions.redis.os.urandom", lambda n: b"same-tag"[:n])
+    monkeypatch.setattr("rnnserve.sessions.redis.os.urandom", lambda n: b"same-tag"[:n])
     await store.get(record.session_id)  # what this replica saw: version 0 and its tag
 
     await store.commit(stepped, expected_version=0)
     await store.commit(stepped, expected_version=0)  # the same bytes again: already applied
-    monkeypatch.setattr("service.sessions.redis.os.urandom", lambda n: b"othertag"[:n])
+    monkeypatch.setattr("rnnserve.sessions.redis.os.urandom", lambda n: b"othertag"[:n])
     with pytest.raises(SeqConflict):
         await store.commit(stepped, expected_version=0)
     assert (await store.get(record.session_id)).version == 1

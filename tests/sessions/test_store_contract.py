@@ -8,7 +8,7 @@ import time
 import pytest
 from session_records import RecordingEvents, make_record, states_equal
 
-from service.errors import SeqConflict, SessionNotFound, TooManySessions
+from rnnserve.errors import SeqConflict, SessionNotFound, TooManySessions
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -14,7 +14,7 @@ from sessions.redis_server import RedisServer
 from v2_models import MODELS
 from v2_server import settings_for
 
-from service.export.package import write_package
+from rnnserve.export.package import write_package
 
 BROKEN = "broken"
 

@@ -8,10 +8,10 @@ import numpy as np
 import orjson
 import pytest
 
-from service.api.v2.binding import bind, model_metadata
-from service.api.v2.tensors import InferRequest, RequestedOutput
-from service.errors import InvalidInput
-from service.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.api.v2.binding import bind, model_metadata
+from rnnserve.api.v2.tensors import InferRequest, RequestedOutput
+from rnnserve.errors import InvalidInput
+from rnnserve.runtime.signature import ModelSignature, TensorInfo
 
 LSTM = ModelSignature(
     name="lstm",

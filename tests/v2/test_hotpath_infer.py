@@ -1,4 +1,4 @@
-"""/v2 infer on the hot path (`EdgeApp`): served before FastAPI's routing by `service.api.v2.endpoint`, yet
+"""/v2 infer on the hot path (`EdgeApp`): served before FastAPI's routing by `rnnserve.api.v2.endpoint`, yet
 answering exactly as the FastAPI route does: the same bodies and headers for good and bad requests, 405 for other
 methods, the API key, the body limit (413 in the /v2 error form) and the metrics under the same route templates."""
 
@@ -18,9 +18,9 @@ from test_http_protocol import assert_error, x_tensor
 from v2_models import FEATURES
 from v2_server import settings_for
 
-from service.api.edge import EdgeApp, HotRoutes
-from service.api.routes import HOT_ROUTES
-from service.api.v2.tensors import HEADER_LENGTH
+from rnnserve.api.edge import EdgeApp, HotRoutes
+from rnnserve.api.routes import HOT_ROUTES
+from rnnserve.api.v2.tensors import HEADER_LENGTH
 
 match = HotRoutes(HOT_ROUTES).match
 KEY = "v2-hot-key"

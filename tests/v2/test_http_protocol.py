@@ -15,7 +15,7 @@ import pytest
 from app_harness import ServerThread
 from v2_models import FEATURES
 
-from service.api.v2.tensors import HEADER_LENGTH
+from rnnserve.api.v2.tensors import HEADER_LENGTH
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from service.api.v2.infer import sequence_control
-from service.errors import InvalidInput
-from service.sequences import MAX_STRING_ID_CHARS, SequenceControl, session_id_for
+from rnnserve.api.v2.infer import sequence_control
+from rnnserve.errors import InvalidInput
+from rnnserve.sequences import MAX_STRING_ID_CHARS, SequenceControl, session_id_for
 
 
 def test_session_ids_of_integers_strings_and_models_never_collide() -> None:

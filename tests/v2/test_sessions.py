@@ -13,7 +13,7 @@ from app_harness import ServerThread
 from v2_client import close, infer, raises_error
 from v2_models import FEATURES
 
-from service.sequences import session_id_for
+from rnnserve.sequences import session_id_for
 
 CHUNKS = ((0, 1), (1, 3), (3, 4), (4, 7), (7, 8), (8, 10))
 

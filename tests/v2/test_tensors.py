@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from service.api.edge import decode_content
-from service.api.v2.tensors import (
+from rnnserve.api.edge import decode_content
+from rnnserve.api.v2.tensors import (
     DATATYPES,
     InferRequest,
     RequestedOutput,
@@ -19,7 +19,7 @@ from service.api.v2.tensors import (
     decode_request,
     encode_response,
 )
-from service.errors import InvalidInput, PayloadTooLarge
+from rnnserve.errors import InvalidInput, PayloadTooLarge
 
 
 def body(inputs: list[dict[str, Any]], **extra: Any) -> bytes:

@@ -177,7 +177,7 @@ def test_a_second_start_restarts_the_sequence_with_a_warning(
     old, new = features(rng, time=3), features(rng)
     for i, chunk in enumerate(chunked(old, (1, 2))):
         infer(client, "gru", {"x": chunk}, sequence_id=77, sequence_start=i == 0)
-    with caplog.at_level(logging.WARNING, logger="service.sequences"):
+    with caplog.at_level(logging.WARNING, logger="rnnserve.sequences"):
         parts = run_sequence(client, "gru", chunked(new), 77, output="dense")
     assert close(np.concatenate(parts, axis=1), stateless(client, "gru", new, "dense"))
     assert any("sequence 77 of model 'gru' started again at step 3" in r.getMessage() for r in caplog.records)

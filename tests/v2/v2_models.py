@@ -1,10 +1,10 @@
-"""Small seeded models for the /v2 tests, built with the layer API (`service.modeling`)."""
+"""Small seeded models for the /v2 tests, built with the layer API (`rnnserve.modeling`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.modeling import (
+from rnnserve.modeling import (
     bidirectional,
     clear_session,
     keras_model,
@@ -16,7 +16,7 @@ from service.modeling import (
     layer_simple_rnn,
     set_random_seed,
 )
-from service.spec import ModelSpec
+from rnnserve.spec import ModelSpec
 
 FEATURES = 3
 VOCAB = 10

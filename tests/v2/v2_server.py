@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from rnnserve.settings import Settings
 
 
 def settings_for(models_dir: Path, **overrides: Any) -> Settings:

@@ -1,8 +1,0 @@
-"""The problem objects (RFC 9457) routes answer with: made and rendered by the edge (`service.api.edge`), which
-renders every error; these names stay here for the routes that build a problem of their own."""
-
-from __future__ import annotations
-
-from service.api.edge import PROBLEM_JSON, Problem, error_problem, problem, problem_response
-
-__all__ = ["PROBLEM_JSON", "Problem", "error_problem", "problem", "problem_response"]

@@ -1,3 +1,0 @@
-"""Keras models (`ModelSpec`) as ONNX graphs with explicit state (`convert.to_onnx`), and exported packages
-(`package.write_package` / `read_package`). Each layer kind's converter lives with its kind (`service/kinds/`);
-`converters/` holds what they share (the recurrent loop, fused ops)."""

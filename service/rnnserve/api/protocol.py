@@ -1,0 +1,226 @@
+"""uvicorn's httptools protocol, with each HTTP response written to the socket in one piece.
+
+uvicorn writes a response's status line and headers (on `http.response.start`) and its body (on
+`http.response.body`) as two `transport.write` calls, and uvloop sends each at once: two send syscalls, two TCP
+segments and two wake-ups of the client for every small response. Here the connection's transport holds back a
+response head until the next write, the body, and sends both together. On a one-timestep step that saves about
+7% of the server's CPU per request (bench/README.md).
+
+The head is held only for a final response (not `1xx`: `100 Continue` and the WebSocket handshake's `101` go out
+at once) and only until the next write or close; nothing else about the protocol changes. A response whose body
+comes much later (a streamed one) sends its head with its first body chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools: a dependency (uvicorn[standard])
+
+from rnnserve.settings import Settings
+
+_HTTP11 = b"HTTP/1.1 "
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class CoalescingTransport:
+    """A transport that sends a final response's head together with the write that follows it."""
+
+    __slots__ = ("_transport", "_head")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+        elif data[:9] == _HTTP11 and data[9:10] != b"1" and data[-4:] == _END_OF_HEAD:
+            self._head = bytes(data)
+        else:
+            self._transport.write(data)
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The socket's own transport."""
+        return self._transport
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def __getattr__(self, name: str) -> Any:
+        # everything else (extra info, flow control, set_protocol on a WebSocket upgrade) is the transport's own
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """`uvicorn.run(..., http=CoalescingHttpToolsProtocol)`: uvicorn's httptools protocol over a
+    `CoalescingTransport`, with bounds on what a client may make the server wait for and hold (`protocol_for`
+    sets them from the settings):
+
+    * `request_timeout_s`: a request's headers and body must arrive within this time of its first byte (and a new
+      connection must start one within it), else 408 and the connection is closed: a slowloris client, or a body
+      shorter than its Content-Length, holds a connection for this long at most;
+    * `max_header_bytes` (the request line and headers together) and `max_headers`: past either, 431 and close.
+    """
+
+    request_timeout_s: float | None = None
+    max_header_bytes: int | None = None
+    max_headers: int | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        request_timeout_s: float | None = None,
+        max_header_bytes: int | None = None,
+        max_headers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_timeout_s, self.max_header_bytes, self.max_headers = (
+            request_timeout_s,
+            max_header_bytes,
+            max_headers,
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.coalescing = CoalescingTransport(transport)  # type: ignore[arg-type]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._refused = False
+        super().connection_made(self.coalescing)  # type: ignore[arg-type]
+        self._arm()
+
+    # ---- deadlines and header limits ----------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if self.request_timeout_s is not None and self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self._refuse(408, b"the request did not arrive in time")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, message: bytes) -> None:
+        """Answer `status` with a plain-text message and close (the request is not passed to the app)."""
+        self._refused = True
+        phrase = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.coalescing.flush()
+        self.coalescing.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, phrase, len(message), message)
+        )
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # a refused request's parse error (raised from on_header) is answered already
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        self._arm()
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url), headers=0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4, headers=1)
+        super().on_header(name, value)
+
+    def _count(self, size: int, headers: int) -> None:
+        self._header_bytes += size
+        too_many = self.max_headers is not None and headers and len(self.headers) + 1 > self.max_headers
+        too_big = self.max_header_bytes is not None and self._header_bytes > self.max_header_bytes
+        if (too_many or too_big) and not self._refused:
+            limit = f"{self.max_headers} headers" if too_many else f"{self.max_header_bytes} bytes of headers"
+            self._refuse(431, f"the request has more than {limit}".encode())
+        if self._refused:
+            raise _Refused  # stops the parser (uvicorn answers its parse error with 400, which is skipped)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # the WebSocket protocol takes the connection over and writes whole frames: give it the socket's transport
+        self._disarm()
+        self.coalescing.flush()
+        self.transport = self.coalescing.transport
+        super().handle_websocket_upgrade()
+
+    def on_response_complete(self) -> None:
+        # a response without a body write (HEAD) goes out now, not with the next response
+        self.coalescing.flush()
+        super().on_response_complete()
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that was refused (431)."""
+
+
+class OneLineClientErrors(logging.Filter):
+    """A client's protocol error that uvicorn logs with a traceback (a WebSocket text frame that is not UTF-8) as one
+    WARNING line: it is the client's fault, and a traceback per bad frame would let a client flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UnicodeDecodeError):
+            record.msg = f"{record.getMessage()} ({exc.reason} at byte {exc.start}); the connection was closed"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_ONE_LINE = OneLineClientErrors()
+
+
+def protocol_for(settings: Settings) -> Callable[..., CoalescingHttpToolsProtocol]:
+    """The protocol with the settings' bounds (request_timeout_s, max_header_bytes, max_headers); also makes
+    uvicorn log a client's protocol errors on one line (`OneLineClientErrors`). A partial of the module's class, not
+    a class made here: uvicorn pickles it into each worker process with `--workers N`."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if _ONE_LINE not in uvicorn_errors.filters:
+        uvicorn_errors.addFilter(_ONE_LINE)
+    return functools.partial(
+        CoalescingHttpToolsProtocol,
+        request_timeout_s=settings.request_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+    )

@@ -1,0 +1,64 @@
+"""The gRPC server: grpcio's asyncio server (`grpc.aio`), in the process and event loop of the HTTP server and on
+its data plane, started and stopped by the app's lifespan (`rnnserve.app`) when `grpc_port` is set.
+
+It binds `host:grpc_port` (0 picks a free port). Messages up to `max_body_bytes` are read (a larger one is
+refused with RESOURCE_EXHAUSTED by gRPC itself). With several worker processes (`workers`), each binds the port
+with SO_REUSEPORT and the kernel spreads the connections over them, as it does for uvicorn's HTTP socket; with
+one, the port is bound exclusively, so that a port already in use is an error at startup.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from rnnserve.grpc.protos import grpc_service_pb2_grpc as pb_grpc
+from rnnserve.grpc.servicer import InferenceServicer
+from rnnserve.inference import InferenceService
+from rnnserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 5.0
+"""On shutdown, how long calls in progress may run on before they are cancelled."""
+
+
+class GrpcServer:
+    """`start()` binds and serves; `stop()` ends the calls in progress (after `STOP_GRACE_S`) and unbinds."""
+
+    def __init__(self, settings: Settings, service: InferenceService) -> None:
+        if settings.grpc_port is None:
+            raise ValueError("the gRPC server needs settings.grpc_port")
+        self.address = f"{_host(settings.host)}:{settings.grpc_port}"
+        self.port: int | None = None
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_body_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+            ]
+        )
+        # generated code, untyped
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InferenceServicer(service, settings), self._server
+        )
+
+    async def start(self) -> int:
+        """Bind and serve; returns the port (the one picked when `grpc_port` is 0)."""
+        try:
+            port: int = self._server.add_insecure_port(self.address)
+        except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."
+            raise OSError(f"cannot serve gRPC on {self.address}: {exc}") from None
+        await self._server.start()
+        self.port = port
+        log.info("serving gRPC (Open Inference Protocol) on %s", self.address.rsplit(":", 1)[0] + f":{port}")
+        return port
+
+    async def stop(self) -> None:
+        await self._server.stop(STOP_GRACE_S)
+
+
+def _host(host: str) -> str:
+    """An IPv6 address in brackets, as gRPC's target syntax wants it."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

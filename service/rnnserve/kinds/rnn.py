@@ -1,0 +1,273 @@
+"""RNN(cell): Keras' generic recurrent layer around a built-in cell, or a stack of them (`StackedRNNCells`).
+
+`RNN(SimpleRNNCell | GRUCell | LSTMCell)` computes exactly what the matching layer (`SimpleRNN`, `GRU`, `LSTM`)
+computes with the same cell arguments and the same loop arguments: the reference and the converter are that
+layer's. `RNN(StackedRNNCells([c0, c1, ...]))` (also what `RNN([c0, c1, ...])` stores) runs the cells one after
+the other at each timestep, cell k reading cell k-1's output; a masked step keeps every cell's states.
+
+Normalised config: the loop arguments (`return_sequences, return_state, go_backwards, stateful, unroll,
+zero_output_for_mask, time_major`), `stacked` (the cell was a StackedRNNCells) and `cells`, a list of
+`{"class_name": "GRUCell", "layer": "GRU", "key": "gru_cell", "config": <normalised GRU layer config>}`: each cell's
+config normalised as the matching layer's, the loop arguments included, so that a single cell is that layer.
+
+Weights: a single cell's are the layer's (`kernel`, `recurrent_kernel`, `bias`). Stacked cells prefix them with
+the cell's `key`, Keras' saving name of the cell (`gru_cell/kernel`, `lstm_cell/kernel`, `gru_cell_1/kernel`):
+a `.keras` archive keeps them under `cell/cells/<key>/vars` (a single cell under `cell/vars`); a legacy `.h5`
+lists them in creation order, cell after cell. States: the layer's (`h`, LSTM `h, c`), or for stacked cells every
+cell's in cell order, prefixed with its key (`gru_cell/h`, `lstm_cell/h`, `lstm_cell/c`); with `return_state` the
+outputs are `[y, *states]` in that order, as Keras returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rnnserve.errors import ModelFileError, UnsupportedLayer
+from rnnserve.export.builder import GraphBuilder
+from rnnserve.export.context import LayerCall, LayerResult, Value
+from rnnserve.export.converters.recurrent import Cell, Direction, output_value, run_direction, sequence_input
+from rnnserve.export.converters.recurrent import wants_unroll as _wants_unroll
+from rnnserve.export.weights import check_weights, sub_weights
+from rnnserve.importers.jsonish import array, short
+from rnnserve.importers.keras_layers import describe
+from rnnserve.kinds.base import KEEP_MASK, NO_MASK, LayerKind, MaskRule, Shape, get_kind, register_kind
+from rnnserve.kinds.config import inner_layer, plain, wrapper_keys
+from rnnserve.kinds.recurrent import RecurrentKind
+from rnnserve.spec import LayerSpec, StateSpec
+
+if TYPE_CHECKING:
+    from rnnserve.layers.model import Node
+
+# The built-in cells and the layer each one is the cell of.
+CELL_LAYERS: Mapping[str, str] = {"SimpleRNNCell": "SimpleRNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
+STACKED = "StackedRNNCells"
+LOOP_DEFAULTS: Mapping[str, Any] = {
+    "return_sequences": False,
+    "return_state": False,
+    "go_backwards": False,
+    "stateful": False,
+    "unroll": False,
+    "zero_output_for_mask": False,
+    "time_major": False,
+}
+_LAYER_ONLY_KEYS = frozenset(LOOP_DEFAULTS)  # a cell's config never holds the loop arguments
+
+
+def _snake_case(class_name: str) -> str:
+    """Keras' saving name of a class (`GRUCell` -> `gru_cell`, `SimpleRNNCell` -> `simple_rnn_cell`)."""
+    import re
+
+    intermediate = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
+def _cell_kind(cell: Mapping[str, Any]) -> RecurrentKind:
+    kind = get_kind(cell["layer"])
+    assert isinstance(kind, RecurrentKind)
+    return kind
+
+
+class RNN(LayerKind):
+    class_name = "RNN"
+    defaults: ClassVar[Mapping[str, Any]] = LOOP_DEFAULTS
+    call_params = ("sequences", "initial_state", "mask", "training")
+    takes_initial_state = True
+    uses_mask = True
+
+    # ---- config ---------------------------------------------------------------------------------------------------
+
+    def normalise(self, config: Mapping[str, Any], name: str, keras_version: str) -> dict[str, Any]:
+        where = describe(name, self.class_name)
+        wrapper_keys(config, frozenset({*LOOP_DEFAULTS, "cell"}), where)
+        loop = plain(self, {k: v for k, v in config.items() if k != "cell"}, name, keras_version)
+        class_name, raw, cell_name = inner_layer(config, "cell", where)
+        stacked = class_name == STACKED
+        if stacked:
+            cell_where = f"{where} cell {cell_name!r} (StackedRNNCells)"
+            wrapper_keys(raw, frozenset({"cells", "reverse_state_order"}), cell_where)
+            if raw.get("reverse_state_order"):
+                raise UnsupportedLayer(f"{cell_where}: reverse_state_order=True is not supported")
+            entries = array(raw.get("cells"), f"{cell_where}: its cells")
+            if not entries:
+                raise ModelFileError(f"{cell_where} holds no cells")
+            serialized = [inner_layer({"cell": entry}, "cell", cell_where) for entry in entries]
+        else:
+            serialized = [(class_name, raw, cell_name)]
+        cells = []
+        used: dict[str, int] = {}
+        flags = {k: v for k, v in loop.items() if k != "name"}
+        for cell_class, cell_config, inner_name in serialized:
+            layer_class = CELL_LAYERS.get(cell_class)
+            if layer_class is None:
+                raise UnsupportedLayer(
+                    f"{where}: its cell has class {short(cell_class)}; rnnserve supports RNN around "
+                    f"{', '.join(CELL_LAYERS)} or a StackedRNNCells of them"
+                )
+            bad = sorted(k for k in cell_config if k in _LAYER_ONLY_KEYS)
+            if bad:
+                raise UnsupportedLayer(f"{where}: cell {inner_name!r} has argument {bad[0]!r}, which cells do not take")
+            layer_kind = get_kind(layer_class)
+            normalised = plain(layer_kind, {**cell_config, **flags}, inner_name, keras_version)
+            base = _snake_case(cell_class)
+            count = used.get(base, 0)
+            used[base] = count + 1
+            key = base if count == 0 else f"{base}_{count}"
+            cells.append({"class_name": cell_class, "layer": layer_class, "key": key, "config": normalised})
+        return {**loop, "stacked": stacked, "cells": cells}
+
+    # ---- what the single cell's layer or the stack says -------------------------------------------------------------
+
+    def _single(self, layer: LayerSpec) -> LayerSpec | None:
+        """The equivalent SimpleRNN/GRU/LSTM layer of an RNN around one cell, None for stacked cells."""
+        if layer.config["stacked"]:
+            return None
+        cell = layer.config["cells"][0]
+        return LayerSpec(cell["layer"], layer.name, cell["config"], layer.weights, layer.inputs, layer.initial_state)
+
+    def own_config(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A single cell's arguments are its layer's (regularizers, constraints, dropout rates: what penalties and
+        Monte-Carlo dropout read); stacked cells keep theirs per cell, under `cells`."""
+        return config if config["stacked"] else config["cells"][0]["config"]
+
+    def _widths(self, config: Mapping[str, Any]) -> list[int]:
+        """The width of every state, in state order."""
+        return [int(c["config"]["units"]) for c in config["cells"] for _ in _cell_kind(c).cell_states]
+
+    def weight_shapes(self, config: Mapping[str, Any], in_features: int | None) -> dict[str, Shape]:
+        cells = config["cells"]
+        if not config["stacked"]:
+            return _cell_kind(cells[0]).weight_shapes(cells[0]["config"], in_features)
+        shapes: dict[str, Shape] = {}
+        features = in_features
+        for cell in cells:
+            own = _cell_kind(cell).weight_shapes(cell["config"], features)
+            shapes.update({f"{cell['key']}/{k}": s for k, s in own.items()})
+            features = int(cell["config"]["units"])
+        return shapes
+
+    def vars_path(self, prefix: str) -> str:
+        return f"cell/cells/{prefix}/vars" if prefix else "cell/vars"
+
+    def stored_weight_names(self, paths: Sequence[str], names: Sequence[str]) -> list[str] | None:
+        """Stacked cells in a legacy `.h5`: the cells' weights are listed in creation order (cell after cell),
+        each ending in its Keras name; a single cell's are matched by name as a layer's are."""
+        if not any("/" in n for n in names):
+            return None
+        bases = [p.rsplit("/", 1)[-1].split(":", 1)[0] for p in paths]
+        if len(paths) != len(names) or any(not n.endswith(f"/{b}") for n, b in zip(names, bases, strict=True)):
+            raise ModelFileError(
+                f"the stacked cells' weights {list(paths)} do not match the cells' {list(names)} in order"
+            )
+        return list(names)
+
+    def output_features(self, config: Mapping[str, Any], in_features: int | None) -> list[int | None]:
+        widths: list[int | None] = list(self._widths(config)) if config["return_state"] else []
+        return [int(config["cells"][-1]["config"]["units"]), *widths]
+
+    def output_count(self, config: Mapping[str, Any]) -> int:
+        return 1 + (len(self._widths(config)) if config.get("return_state") else 0)
+
+    def recurrent_config(self, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return {**{k: config[k] for k in LOOP_DEFAULTS}, "units": int(config["cells"][-1]["config"]["units"])}
+
+    def state_names(self, config: Mapping[str, Any]) -> tuple[str, ...]:
+        cells = config["cells"]
+        if not config["stacked"]:
+            return _cell_kind(cells[0]).cell_states
+        return tuple(f"{c['key']}/{s}" for c in cells for s in _cell_kind(c).cell_states)
+
+    def states(self, layer: LayerSpec) -> list[StateSpec]:
+        names = self.state_names(layer.config)
+        widths = self._widths(layer.config)
+        return [StateSpec(f"{layer.name}/{s}", layer.name, w) for s, w in zip(names, widths, strict=True)]
+
+    def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
+        return KEEP_MASK if index == 0 and config["return_sequences"] else NO_MASK
+
+    def reads_backwards(self, config: Mapping[str, Any]) -> bool:
+        return bool(config.get("go_backwards"))
+
+    # ---- numpy reference and ONNX -----------------------------------------------------------------------------------
+
+    def reference(self, layer: LayerSpec) -> Node:
+        single = self._single(layer)
+        if single is not None:
+            return _cell_kind(layer.config["cells"][0]).reference(single)
+        from rnnserve.layers.cells import StackedCells
+        from rnnserve.layers.model import RecurrentNode
+        from rnnserve.layers.recurrent import RecurrentLayer
+
+        config = layer.config
+        cells = tuple(
+            _cell_kind(c).make_cell(c["config"], sub_weights(layer.weights, c["key"]), f"{layer.name}/{c['key']}")
+            for c in config["cells"]
+        )
+        return RecurrentNode(
+            RecurrentLayer(
+                cell=StackedCells(cells),
+                return_sequences=bool(config["return_sequences"]),
+                return_state=bool(config["return_state"]),
+                go_backwards=bool(config["go_backwards"]),
+                zero_output_for_mask=bool(config["zero_output_for_mask"]),
+                time_major=bool(config["time_major"]),
+            )
+        )
+
+    def convert(self, g: GraphBuilder, call: LayerCall) -> LayerResult:
+        single = self._single(call.layer)
+        if single is not None:
+            kind = _cell_kind(call.layer.config["cells"][0])
+            return kind.convert(g, LayerCall(single, call.inputs, call.initial_state, call.unroll))
+        return _convert_stacked(g, call, self._widths(call.layer.config))
+
+
+def _stack(g: GraphBuilder, layer: LayerSpec, widths: Sequence[int]) -> Cell:
+    """One ONNX cell running the stacked cells in turn: the first one's input projection is hoisted out of the loop
+    (as for any cell), the others project the previous cell's output inside the step."""
+    parts: list[tuple[Cell, int]] = []
+    for c in layer.config["cells"]:
+        kind = _cell_kind(c)
+        name = f"{layer.name}/{c['key']}"
+        cell = kind.build_cell(g, c["config"], sub_weights(layer.weights, c["key"]), name, native=False)
+        parts.append((cell, len(kind.cell_states)))
+
+    def step(b: GraphBuilder, xp_t: str, states: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+        new_states: list[str] = []
+        offset = 0
+        output = ""
+        for k, (cell, count) in enumerate(parts):
+            if k > 0:
+                xp_t = b.op("MatMul", output, cell.kernel)
+                if cell.bias is not None:
+                    xp_t = b.op("Add", xp_t, cell.bias)
+            output, own = cell.step(b, xp_t, states[offset : offset + count])
+            offset += count
+            new_states += own
+        return output, tuple(new_states)
+
+    first = parts[0][0]
+    return Cell(parts[-1][0].units, first.kernel, first.bias, step, None, tuple(widths))
+
+
+def _convert_stacked(g: GraphBuilder, call: LayerCall, widths: Sequence[int]) -> LayerResult:
+    layer = call.layer
+    config = layer.config
+    x = sequence_input(call)
+    check_weights(layer, x.shape[-1])
+    cell = _stack(g, layer, widths)
+    direction = Direction(
+        go_backwards=bool(config["go_backwards"]),
+        return_sequences=bool(config["return_sequences"]),
+        zero_output_for_mask=bool(config["zero_output_for_mask"]),
+        unroll=_wants_unroll(layer, call.unroll),
+    )
+    y, finals = run_direction(g, cell, x, call.initial_state, direction, hint=layer.name)
+    outputs = [output_value(y, x, cell.units, direction.return_sequences)]
+    if config["return_state"]:
+        batch = x.shape[1] if x.time_major else x.shape[0]
+        outputs += [Value(s, (batch, w)) for s, w in zip(finals, widths, strict=True)]
+    return LayerResult(tuple(outputs), finals)
+
+
+register_kind(RNN())

@@ -1,0 +1,362 @@
+"""Monte-Carlo dropout on request: Keras' training-time dropout, drawn `samples` times from a seed.
+
+What Keras does in `model(x, training=True)` (keras 3.15 `layers/rnn/*.py`, `dropout_rnn_cell.py`; tf_keras 2.21
+`layers/rnn/gru.py`, `lstm.py`, `dropout_rnn_cell_mixin.py`: the same in both):
+
+* a recurrent cell draws its masks once per call, `(batch, features)` for the input and `(batch, units)` for the
+  state, and uses them at every timestep (`DropoutRNNCell.get_dropout_mask` caches them until the layer's call
+  ends); a mask is `keep / (1 - rate)` with `keep ~ Bernoulli(1 - rate)` (inverted dropout);
+* SimpleRNN: `h = act((x * m) K + b + (h * r) R)`: one input mask, one recurrent mask;
+* GRU and LSTM: with `recurrent_dropout > 0` the cell switches itself to `implementation = 1` (both versions do,
+  whatever the config said) and draws one mask per gate, for the input (3 for GRU z, r, h; 4 for LSTM i, f, c, o)
+  and for the state: `x_g = (x * m_g) K_g`, `h_g = (h * r_g) R_g`; GRU's candidate uses `h_h` (reset_before:
+  `(r * h_h) R_h`) and the update `z * h + (1 - z) * hh` the undropped `h`; LSTM's carry uses the undropped `c`.
+  Otherwise (`implementation = 2`, the default) `get_dropout_mask` returns ONE input mask that every gate shares
+  (`inputs = inputs * dp_mask` before the fused kernel), and there is no recurrent mask. (A Keras 2 file that saved
+  `implementation: 1` with `recurrent_dropout = 0` would draw per-gate input masks; the importers drop
+  `implementation`, so rnnserve draws the shared one there);
+* a `Dropout` layer draws an element-wise mask of its input's shape (`noise_shape` broadcasts it): a sequence
+  input gets a different mask at every timestep.
+
+rnnserve draws every mask in numpy from `seed` (one generator, consumed in layer order), so a request gives the
+same numbers every time. Samples are rows: the request's batch repeated `samples` times (row `n * B + b` is sample
+n of row b), each row with its own masks, run once through the numpy reference (`rnnserve.layers.model`).
+Bidirectional, TimeDistributed and `RNN(cells)` layers with a dropout rate are refused (not implemented).
+The masks are explicit arrays (`Masks`), so that an onnxruntime graph taking them as inputs can be checked
+against this reference; that graph is not built yet: MC dropout runs on the numpy reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from rnnserve.errors import InvalidInput
+from rnnserve.kinds import kind_of
+from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, States
+from rnnserve.layers.model import MaskPreserving, Node, RecurrentNode, ReferenceModel
+from rnnserve.runtime.signature import RunResult
+from rnnserve.spec import LayerSpec, ModelSpec
+
+MAX_SAMPLES = 1000
+MAX_ROWS = 65_536  # samples x batch
+Reduce = Literal["none", "mean_std"]
+GATES = {SimpleRNNCell: 1, GRUCell: 3, LSTMCell: 4}
+
+
+@dataclass(frozen=True)
+class DropoutRequest:
+    """`{"samples": N, "seed": S, "reduce": "none" | "mean_std"}`."""
+
+    samples: int
+    seed: int
+    reduce: Reduce = "none"
+
+    @classmethod
+    def parse(cls, value: Any) -> DropoutRequest:
+        if not isinstance(value, Mapping):
+            raise InvalidInput('dropout must be an object {"samples": N, "seed"?: S, "reduce"?: "none"|"mean_std"}')
+        unknown = sorted(set(value) - {"samples", "seed", "reduce"})
+        if unknown:
+            raise InvalidInput(f"dropout: unknown field(s) {unknown}; it takes samples, seed, reduce")
+        samples = value.get("samples")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+            raise InvalidInput(f"dropout.samples must be an integer in [1, {MAX_SAMPLES}], got {samples!r}")
+        seed = value.get("seed")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(0, 2**31))
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise InvalidInput(f"dropout.seed must be a non-negative integer, got {seed!r}")
+        reduce = value.get("reduce", "none")
+        if reduce not in ("none", "mean_std"):
+            raise InvalidInput(f'dropout.reduce must be "none" or "mean_std", got {reduce!r}')
+        return cls(samples, seed, reduce)
+
+    def describe(self) -> dict[str, Any]:
+        return {"samples": self.samples, "seed": self.seed, "reduce": self.reduce}
+
+
+# ---- masks --------------------------------------------------------------------------------------------------------
+
+Masks = dict[str, np.ndarray]
+"""Mask name -> array: `<layer>/dropout` `(g, rows, features)` (g = 1 when the gates share it),
+`<layer>/recurrent_dropout` `(g, rows, units)`, `<layer>/mask` (a Dropout layer's, its input's shape)."""
+
+
+def _rate(config: Mapping[str, Any], key: str) -> float:
+    rate = float(config.get(key) or 0.0)
+    return rate if 0.0 < rate < 1.0 else 0.0  # Keras applies dropout only for 0 < rate < 1
+
+
+def _bernoulli(rng: np.random.Generator, shape: tuple[int, ...], rate: float) -> np.ndarray:
+    return (rng.random(shape) >= rate).astype(np.float64) / (1.0 - rate)
+
+
+class MaskSource:
+    """Masks drawn from one seeded generator in the order they are asked for (layer order), or given ones."""
+
+    def __init__(self, seed: int, given: Masks | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.given = given
+        self.drawn: Masks = {}
+
+    def get(self, name: str, shape: tuple[int, ...], rate: float) -> np.ndarray:
+        if self.given is not None:
+            if name not in self.given:
+                raise InvalidInput(f"mask {name!r} is missing (given: {sorted(self.given)})")
+            mask = np.asarray(self.given[name], dtype=np.float64)
+            if mask.shape != shape:
+                raise InvalidInput(f"mask {name!r} has shape {mask.shape}, expected {shape}")
+        else:
+            mask = _bernoulli(self.rng, shape, rate)
+        self.drawn[name] = mask
+        return mask
+
+
+@dataclass(frozen=True)
+class DroppedCell:
+    """A SimpleRNN, GRU or LSTM cell with its per-call dropout masks (see the module docstring)."""
+
+    cell: SimpleRNNCell | GRUCell | LSTMCell
+    inputs: np.ndarray | None  # (1 or gates, rows, features)
+    recurrent: np.ndarray | None  # (gates, rows, units)
+
+    @property
+    def units(self) -> int:
+        return self.cell.units
+
+    @property
+    def state_count(self) -> int:
+        return self.cell.state_count
+
+    def _projections(self, x_t: np.ndarray, h: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per gate: `(x * m_g) K_g` and `h * r_g` (the recurrent kernel is applied by the caller)."""
+        cell, u = self.cell, self.units
+        gates = GATES[type(cell)]
+        xs = [x_t if self.inputs is None else x_t * self.inputs[min(k, len(self.inputs) - 1)] for k in range(gates)]
+        xp = [xs[k] @ cell.kernel[:, k * u : (k + 1) * u] for k in range(gates)]
+        hs = [h if self.recurrent is None else h * self.recurrent[k] for k in range(gates)]
+        return xp, hs
+
+    def step(self, x_t: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
+        cell, u = self.cell, self.units
+        xp, hs = self._projections(x_t, states[0])
+        rk = cell.recurrent_kernel
+        if isinstance(cell, SimpleRNNCell):
+            z = xp[0] + hs[0] @ rk
+            h = _act(cell.activation, z if cell.bias is None else z + cell.bias)
+            return h, [h]
+        if isinstance(cell, LSTMCell):
+            zz = [xp[k] + hs[k] @ rk[:, k * u : (k + 1) * u] for k in range(4)]
+            if cell.bias is not None:
+                zz = [zz[k] + cell.bias[k * u : (k + 1) * u] for k in range(4)]
+            i, f, o = (_act(cell.recurrent_activation, zz[k]) for k in (0, 1, 3))
+            c_new = f * states[1] + i * _act(cell.activation, zz[2])
+            h_new = o * _act(cell.activation, c_new)
+            return h_new, [h_new, c_new]
+        input_bias, recurrent_bias = cell._biases()
+        xb = [xp[k] + _block(input_bias, k, u) for k in range(3)]
+        if cell.reset_after:
+            hp = [hs[k] @ rk[:, k * u : (k + 1) * u] + _block(recurrent_bias, k, u) for k in range(3)]
+            z = _act(cell.recurrent_activation, xb[0] + hp[0])
+            r = _act(cell.recurrent_activation, xb[1] + hp[1])
+            recurrent_h = r * hp[2]
+        else:
+            z = _act(cell.recurrent_activation, xb[0] + hs[0] @ rk[:, :u])
+            r = _act(cell.recurrent_activation, xb[1] + hs[1] @ rk[:, u : 2 * u])
+            recurrent_h = (r * hs[2]) @ rk[:, 2 * u :]
+        hh = _act(cell.activation, xb[2] + recurrent_h)
+        h_new = z * states[0] + (1.0 - z) * hh
+        return h_new, [h_new]
+
+
+def _block(bias: np.ndarray | float, k: int, units: int) -> np.ndarray | float:
+    return bias if isinstance(bias, float) else bias[k * units : (k + 1) * units]
+
+
+def _act(name: str, x: np.ndarray) -> np.ndarray:
+    from rnnserve.layers import activations
+
+    return activations.apply(name, x)
+
+
+# ---- the plan of a model ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Site:
+    """A layer that drops something: a recurrent layer's rates, or a Dropout layer's."""
+
+    layer: str
+    dropout: float
+    recurrent_dropout: float
+    dropout_layer: bool = False
+    noise_shape: tuple[int | None, ...] | None = None
+
+
+def dropout_sites(spec: ModelSpec) -> list[_Site]:
+    """The layers of `spec` that apply dropout in training, in layer order."""
+    sites = []
+    for layer in spec.layers:
+        kind = kind_of(layer)
+        own = kind.own_config(layer.config)
+        if getattr(kind, "drops_in_training", False):
+            rate = _rate(own, "rate")
+            noise = own.get("noise_shape")
+            if rate:
+                wrapped = kind.inner(layer.config) is not None
+                if wrapped:
+                    raise _unsupported(layer)
+                sites.append(_Site(layer.name, rate, 0.0, True, None if noise is None else tuple(noise)))
+            continue
+        rates = (_rate(own, "dropout"), _rate(own, "recurrent_dropout"))
+        if kind.inner(layer.config) is not None and _rate(own, "rate"):
+            raise _unsupported(layer)  # TimeDistributed(Dropout)
+        if any(rates):
+            sites.append(_Site(layer.name, *rates))
+    return sites
+
+
+def _unsupported(layer: LayerSpec) -> InvalidInput:
+    return InvalidInput(
+        f"dropout: layer {layer.name!r} ({layer.class_name}) drops units in training, and Monte-Carlo dropout "
+        "supports SimpleRNN, GRU, LSTM and Dropout layers only"
+    )
+
+
+def dropped_nodes(reference: ReferenceModel, sites: Sequence[_Site], masks: MaskSource, rows: int) -> list[Node]:
+    """The reference's nodes, each dropping layer given its masks (drawn now, in layer order; a Dropout layer's
+    when its input arrives, since only then is its shape known)."""
+    by_layer = {site.layer: site for site in sites}
+    nodes: list[Node] = []
+    for layer, node in zip(reference.spec.layers, reference.nodes, strict=True):
+        site = by_layer.get(layer.name)
+        if site is None:
+            nodes.append(node)
+        elif site.dropout_layer:
+            nodes.append(MaskPreserving(_dropout_layer(site, masks)))
+        else:
+            recurrent_layer = node.layer if isinstance(node, RecurrentNode) else None
+            cell = None if recurrent_layer is None else recurrent_layer.cell
+            if recurrent_layer is None or not isinstance(cell, (SimpleRNNCell, GRUCell, LSTMCell)):
+                raise _unsupported(layer)
+            gates = GATES[type(cell)]
+            per_gate = gates if site.recurrent_dropout else 1  # Keras' implementation 1 vs 2 (module docstring)
+            features = int(cell.kernel.shape[0])
+            inputs = (
+                masks.get(f"{layer.name}/dropout", (per_gate, rows, features), site.dropout) if site.dropout else None
+            )
+            recurrent = (
+                masks.get(f"{layer.name}/recurrent_dropout", (gates, rows, cell.units), site.recurrent_dropout)
+                if site.recurrent_dropout
+                else None
+            )
+            dropped: Any = DroppedCell(cell, inputs, recurrent)  # a Cell to the loop, like the layer's own
+            nodes.append(RecurrentNode(replace(recurrent_layer, cell=dropped)))
+    return nodes
+
+
+def _dropout_layer(site: _Site, masks: MaskSource) -> Any:
+    def apply(x: np.ndarray) -> np.ndarray:
+        shape = x.shape
+        if site.noise_shape is not None:
+            shape = tuple(x.shape[k] if n is None else int(n) for k, n in enumerate(site.noise_shape))
+        return np.asarray(x * masks.get(f"{site.layer}/mask", shape, site.dropout))
+
+    return apply
+
+
+# ---- running ------------------------------------------------------------------------------------------------------
+
+
+def _repeat(array: np.ndarray, samples: int, axis: int) -> np.ndarray:
+    return np.concatenate([array] * samples, axis=axis) if samples > 1 else array
+
+
+def _split(array: np.ndarray, samples: int, axis: int) -> np.ndarray:
+    """`(rows, ...)` with rows = samples x batch along `axis` -> `(samples, ...)` with the batch at `axis`."""
+    parts = np.split(np.asarray(array), samples, axis=axis)
+    return np.stack(parts)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Per-sample outputs `(samples, *output shape)` by name, and per-sample final states."""
+
+    outputs: dict[str, np.ndarray]
+    states: list[np.ndarray]
+    masks: Masks
+
+
+def run_samples(
+    reference: ReferenceModel,
+    feeds: Mapping[str, np.ndarray],
+    states: Sequence[np.ndarray] | None,
+    mask: np.ndarray | None,
+    request: DropoutRequest,
+    *,
+    masks: Masks | None = None,
+) -> Samples:
+    """`request.samples` calls of `model(x, training=True)` with seeded masks (or the `masks` given)."""
+    sig = reference.signature
+    batch_axis = 1 if sig.time_major else 0
+    first = next(iter(feeds.values()))
+    batch = int(first.shape[batch_axis])
+    rows = batch * request.samples
+    if rows > MAX_ROWS:
+        raise InvalidInput(f"dropout: samples x batch = {rows} is over the limit of {MAX_ROWS}")
+    data_inputs = {t.name for t in sig.inputs}
+    repeated = {
+        name: _repeat(np.asarray(v), request.samples, batch_axis if name in data_inputs else 0)
+        for name, v in feeds.items()
+    }
+    source = MaskSource(request.seed, masks)
+    nodes = dropped_nodes(reference, dropout_sites(reference.spec), source, rows)
+    result: RunResult = reference.run_layers(
+        repeated,
+        None if states is None else [_repeat(np.asarray(s), request.samples, 0) for s in states],
+        None if mask is None else _repeat(np.asarray(mask), request.samples, 0),
+        nodes=nodes,
+    )[0]
+    outputs = {}
+    for info in sig.outputs:
+        value = result.outputs[info.name]
+        axis = batch_axis if value.ndim >= 3 else 0
+        outputs[info.name] = _split(value, request.samples, axis)
+    return Samples(outputs, [_split(s, request.samples, 0) for s in result.states], source.drawn)
+
+
+def reduce_samples(values: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Mean and (population) standard deviation over the sample axis."""
+    mean = {k: np.asarray(v.mean(axis=0), dtype=np.float32) for k, v in values.items()}
+    std = {k: np.asarray(v.std(axis=0), dtype=np.float32) for k, v in values.items()}
+    return mean, std
+
+
+def answer(
+    samples: Samples, request: DropoutRequest, swap: bool, return_state: bool
+) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
+    """What a reply holds: the per-sample outputs `(samples, ...)` (and states), or with `reduce: "mean_std"` their
+    means, the standard deviations going to the returned `dropout` object; `swap`: the request's time axis comes
+    first while the model's does not (or the other way round)."""
+
+    def layout(value: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(value.swapaxes(1, 2)) if swap and value.ndim >= 4 else value
+
+    outputs = {k: layout(v) for k, v in samples.outputs.items()}
+    states = {str(k): v for k, v in enumerate(samples.states)}
+    info = request.describe()
+    if request.reduce == "none":
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
+        return out, ([np.asarray(v, dtype=np.float32) for v in states.values()] if return_state else None), info
+    mean, std = reduce_samples(outputs)
+    info["outputs_std"] = std
+    state_mean = None
+    if return_state:
+        state_mean_by, state_std = reduce_samples(states)
+        state_mean = list(state_mean_by.values())
+        info["states_std"] = list(state_std.values())
+    return mean, state_mean, info
