@@ -74,7 +74,7 @@ SESSION_ID_BYTES = 24  # 192 random bits
 
 
 # The per-request values are NamedTuples, not frozen dataclasses: just as immutable, and built several times per
-# step, where a frozen dataclass's __init__ costs three to four times as much.
+# step, where a frozen dataclass's __init__ costs several times as much (bench/README.md, "Where the time goes").
 
 
 class PredictRequest(NamedTuple):

@@ -12,9 +12,9 @@ The access log (`access_log`):
   its requests, their statuses and latency percentiles, read from the request metrics the edge keeps anyway
   (`AccessSummary`, a thread). It costs nothing per request.
 * `full`: uvicorn's line per HTTP request (client, method, path, status), written by a background thread
-  (`BackgroundHandler`) so that a slow log pipe never stalls the event loop. Building each record still costs the
-  event loop ~10 us (uvicorn's access logger), more than 10% of a one-timestep step: a debugging aid, not a
-  production default.
+  (`BackgroundHandler`) so that a slow log pipe never stalls the event loop. Building each record (uvicorn's access
+  logger) still costs the event loop more than a tenth of a one-timestep step (bench/README.md: case a-full): a
+  debugging aid, not a production default.
 * `off`: neither.
 """
 

@@ -1,12 +1,12 @@
 """Many sessions' steps at once: the data plane's batched step, for the multiplexed stream (WS /v1/streams).
 
-`InferenceService.step` costs ~40 us a step before the model runs (the session's lock, store read and commit,
-validation, the batcher's hand-off and wake-up of each request, encoding); the model call itself, batched, costs
-~1 us a row. `step_many` takes a whole frame's steps and does the per-call work once per model: it locks every
-session (in id order, so two frames never wait on each other in a cycle), reads each record, checks the inputs of
-all sessions of one model and timestep count as one array, runs them as one model call, splits outputs and states
-back, and commits each session. Only what is per session stays per session: the store read and commit (each
-session's compare-and-set) and its reply's bytes.
+`InferenceService.step` pays per request for the session's lock, store read and commit, validation, the batcher's
+hand-off and wake-up, and encoding, which together cost far more than the row it adds to a batched model call
+(bench/README.md, "Where the time goes", has the figures). `step_many` takes a whole frame's steps and does the
+per-call work once per model: it locks every session (in id order, so two frames never wait on each other in a
+cycle), reads each record, checks the inputs of all sessions of one model and timestep count as one array, runs them
+as one model call, splits outputs and states back, and commits each session. Only what is per session stays per
+session: the store read and commit (each session's compare-and-set) and its reply's bytes.
 
 It answers exactly as `step` would, by sending it every case the common path does not cover: a session with
 several steps in the batch (applied in order), a `seq` that is not the session's step (a retry to replay, or a

@@ -112,8 +112,8 @@ class Settings(BaseSettings):
     executor_threads: int = Field(default=4, ge=1, le=256)
     """Worker threads that run model calls (onnxruntime releases the GIL)."""
     max_batch_size: int = Field(default=128, ge=1)
-    """Dynamic batching: most rows merged into one model call. On a CPU, onnxruntime takes ~1 us a row at 128 rows
-    against ~20 us for one row alone, and a batch of 128 still runs in ~0.15 ms."""
+    """Dynamic batching: most rows merged into one model call. On a CPU a row costs onnxruntime far less in a batch
+    of 128 than alone, and such a batch still runs in well under a millisecond (bench/README.md, case g)."""
     max_delay_ms: float = Field(default=2.0, ge=0)
     """Dynamic batching: longest wait for a batch to fill, in milliseconds."""
 

@@ -68,8 +68,8 @@ Endpoint = Callable[[Scope, Receive, Send], Awaitable[int]]
 class Serving:
     """The app's settings and metrics, and the data plane once the lifespan has opened its resources.
 
-    Read with plain attribute lookups (`app.serving`): a lookup on Starlette's `app.state` (a failed normal
-    lookup, then `State.__getattr__`) costs ~0.9 us, and the hot endpoints read it on every request."""
+    Read with plain attribute lookups (`app.serving`): a lookup on Starlette's `app.state` is a failed normal lookup
+    and then `State.__getattr__`, and the hot endpoints read it on every request (bench/README.md has the cost)."""
 
     settings: Settings
     metrics: Metrics

@@ -1,11 +1,11 @@
 """WS /v1/streams: one WebSocket carrying the steps of many sessions, of one model or several (plain ASGI).
 
 A gateway, a game server or a sensor hub forwards thousands of users' streams together: one message per step per
-session would pay the WebSocket's per-message cost (~20 us in uvicorn) for each, a cost comparable to the step's
-own work. Here one binary frame holds a batch of step records and one reply frame their results: the frame's
-records go to the data plane together (`rnnserve.multistep.step_many`), which runs the steps of one model as one
-model call (up to `max_request_batch` rows each) and does the per-call work once. The JSON form's records are
-submitted concurrently, in one event-loop iteration, so the dynamic batcher merges them.
+session would pay the WebSocket's per-message cost in uvicorn for each, a cost comparable to the step's own work
+(bench/README.md, "Where the time goes"). Here one binary frame holds a batch of step records and one reply frame
+their results: the frame's records go to the data plane together (`rnnserve.multistep.step_many`), which runs the
+steps of one model as one model call (up to `max_request_batch` rows each) and does the per-call work once. The JSON
+form's records are submitted concurrently, in one event-loop iteration, so the dynamic batcher merges them.
 
 Sessions are bound to the stream by index (0, 1, 2, ... in the order they are bound): opened on the stream, or
 opened through POST /v1/sessions and attached, with JSON control messages (below). The index is the stream's own
