@@ -100,15 +100,29 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.coalescing = CoalescingTransport(transport)  # type: ignore[arg-type]
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._in_headers = False
         self._refused = False
         super().connection_made(self.coalescing)  # type: ignore[arg-type]
-        self._arm()
+        self._began: float | None = self.loop.time()  # a new connection must start a request in time too
+        if self.request_timeout_s is not None:
+            self._deadline = self.loop.call_later(self.request_timeout_s, self._check_deadline)
 
     # ---- deadlines and header limits ----------------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        if self.request_timeout_s is not None and self._deadline is None:
-            self._deadline = self.loop.call_later(self.request_timeout_s, self._too_slow)
+    # One timer per connection, not one per request: a request only notes when it began (and ended), and the timer,
+    # when it fires, re-arms itself for what is left of the current request's time, or refuses the request.
+
+    def _check_deadline(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing() or self.request_timeout_s is None:
+            return
+        left = (
+            self.request_timeout_s if self._began is None else self._began + self.request_timeout_s - self.loop.time()
+        )
+        if left > 0:
+            self._deadline = self.loop.call_later(left, self._check_deadline)
+        else:
+            self._too_slow()
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -116,9 +130,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _too_slow(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
             self._refuse(408, b"the request did not arrive in time")
@@ -140,6 +151,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)
+        if self._in_headers and not self._refused and self.max_header_bytes is not None:
+            # a chunk taken whole while the headers are still coming: bound what an endless header section holds
+            # (the chunk that completes them is counted exactly in on_headers_complete)
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(431, f"the request has more than {self.max_header_bytes} bytes of headers".encode())
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refused request's parse error (raised from on_header) is answered already
@@ -147,29 +164,26 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._header_bytes = 0
-        self._arm()
+        self._in_headers = True
+        self._began = self.loop.time()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url), headers=0)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4, headers=1)
-        super().on_header(name, value)
-
-    def _count(self, size: int, headers: int) -> None:
-        self._header_bytes += size
-        too_many = self.max_headers is not None and headers and len(self.headers) + 1 > self.max_headers
-        too_big = self.max_header_bytes is not None and self._header_bytes > self.max_header_bytes
-        if (too_many or too_big) and not self._refused:
+    def on_headers_complete(self) -> None:
+        # the limits checked once per request, on uvicorn's own list (a Python callback per header cost more)
+        self._in_headers = False
+        headers = self.headers
+        too_many = self.max_headers is not None and len(headers) > self.max_headers
+        too_big = self.max_header_bytes is not None and (
+            len(self.url) + sum([len(name) + len(value) + 4 for name, value in headers]) > self.max_header_bytes
+        )
+        if too_many or too_big:
             limit = f"{self.max_headers} headers" if too_many else f"{self.max_header_bytes} bytes of headers"
             self._refuse(431, f"the request has more than {limit}".encode())
-        if self._refused:
             raise _Refused  # stops the parser (uvicorn answers its parse error with 400, which is skipped)
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._began = None
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
