@@ -40,6 +40,9 @@ class ServerThread:
         self.settings = settings
         self.app = create_app(settings)
         options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": 0, "log_level": "warning"}
+        # The tests' clients keep connections across tests: with uvicorn's 5 s keep-alive, a reused connection could
+        # race the server closing it ("Server disconnected without sending a response").
+        options["timeout_keep_alive"] = 120
         self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="on", **options))
         self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
 
