@@ -367,3 +367,96 @@ def test_an_expired_session_fails_its_record_and_each_step_renews_the_ttl(
         got = results(ws.recv(timeout=30))
     assert [status for _, status, _, _ in got] == [200, 404]
     assert got[1][2]["type"].endswith("session-not-found")
+
+
+def test_a_reset_record_resets_layers_as_the_http_reset_does_in_the_streams_order(
+    any_client: httpx.Client, any_server: ServerThread, rng: np.random.Generator
+) -> None:
+    xs = rng.standard_normal((5, 1, 2, FEATURES)).astype(np.float32)
+    h, c = rng.standard_normal((1, 4)), rng.standard_normal((1, 4))
+    twin = open_session(any_client, "stacked")["session_id"]
+    resets: list[dict[str, Any]] = [{"layers": ["gru"]}, {"layers": ["lstm"], "states": [as_list(h), as_list(c)]}]
+    with connect(f"{any_server.ws_url}/v1/streams") as ws:
+        (opened,) = open_on(ws, "stacked")
+        sid = opened["session_id"]
+        ws.send(frame((0, xs[0])))
+        ws.send(frame((0, xs[1])))  # sent without waiting: the reset must not overtake it
+        ws.send(json.dumps({"reset": [{"session": 0, **resets[0]}]}))
+        ws.send(frame((0, xs[2])))
+        ws.send(json.dumps({"reset": [{"session": sid, **resets[1]}]}))  # by id
+        ws.send(frame((0, xs[3], 0)))
+        replies = [ws.recv(timeout=30) for _ in range(6)]
+    first, second, reset, third, reset_by_id, fourth = replies
+    assert isinstance(reset, str) and isinstance(reset_by_id, str)
+    assert json.loads(reset) == {"reset": [{"session": 0, "step": 0, "session_id": sid, "layers": ["gru"]}]}
+    assert json.loads(reset_by_id) == {"reset": [{"session": sid, "step": 0, "session_id": sid, "layers": ["lstm"]}]}
+    want = [step(any_client, twin, xs[0]), step(any_client, twin, xs[1])]
+    assert any_client.post(f"/v1/sessions/{twin}/reset", json=resets[0]).json()["step"] == 0
+    want.append(step(any_client, twin, xs[2]))
+    any_client.post(f"/v1/sessions/{twin}/reset", json=resets[1]).raise_for_status()
+    want.append(step(any_client, twin, xs[3], seq=0))
+    got = [results(reply)[0] for reply in (first, second, third, fourth)]
+    assert [g[1:3] for g in got] == [(200, 2), (200, 4), (200, 2), (200, 2)]
+    for (_, _, at, data), expected in zip(got, want, strict=True):
+        assert at == expected["step"] and close(floats(data, 1, 2, 2), expected["outputs"])
+    mine, theirs = session(any_client, sid), session(any_client, twin)
+    assert mine["step"] == theirs["step"] == 2
+    assert all(close(a, b) for a, b in zip(mine["states"], theirs["states"], strict=True))
+
+
+def test_a_reset_message_mixing_good_and_bad_records_serves_the_good_ones(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((1, 3, FEATURES)).astype(np.float32)
+    rest = open_session(client, "stacked")["session_id"]
+    step(client, rest, x)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        opened = open_on(ws, "stacked", "gru")
+        ids = [entry["session_id"] for entry in opened]
+        ws.send(frame((0, x), (1, x)))
+        results(ws.recv(timeout=30))
+        before = [session(client, sid) for sid in ids]
+        reply = ask(
+            ws,
+            {
+                "reset": [
+                    {"session": 9},  # never bound: 404
+                    {"session": 0, "layers": ["gru", "dense"]},  # dense holds no state: 400
+                    {"session": 0, "layers": ["lstm"], "states": [[[1.0]]]},  # one state of the wrong shape: 400
+                    {"session": 1, "layers": "gru"},  # not a list: 400
+                    "nope",  # not an object: 400
+                    {"layers": ["gru"]},  # no session: 400
+                    {"session": "missing"},  # no such id: 404
+                    {"session": 0, "layers": ["gru"]},  # good
+                    {"session": rest},  # good, every layer, by id
+                ]
+            },
+        )["reset"]
+        assert [entry["session"] for entry in reply] == [9, 0, 0, 1, None, None, "missing", 0, rest]
+        assert [entry.get("problem", {}).get("status") for entry in reply] == [
+            404,
+            400,
+            400,
+            400,
+            400,
+            400,
+            404,
+            None,
+            None,
+        ]
+        assert "'dense'" in reply[1]["problem"]["detail"] and "index 9" in reply[0]["problem"]["detail"]
+        assert reply[7] == {"session": 0, "step": 0, "session_id": ids[0], "layers": ["gru"]}
+        assert reply[8] == {"session": rest, "step": 0, "session_id": rest}
+        after = [session(client, sid) for sid in ids]
+        assert (after[1]["step"], after[1]["states"]) == (3, before[1]["states"])  # its bad record changed nothing
+        assert after[0]["step"] == 0 and all(
+            close(a, b) for a, b in zip(after[0]["states"][:2], before[0]["states"][:2], strict=True)
+        )
+        assert not np.any(after[0]["states"][2])  # gru h zeroed, lstm's kept
+        assert session(client, rest)["step"] == 0 and not np.any(session(client, rest)["states"][0])
+        assert ask(ws, {"reset": 3})["status"] == 400
+        refused = ask(ws, {"reset": [{"session": 0}], "open": [{"model": "gru"}]})  # one kind of message each
+        assert refused["status"] == 400 and '"reset"' in refused["detail"]
+        assert session(client, ids[0])["states"] == after[0]["states"]  # the refused messages reset nothing
+        ws.send(frame((1, x, 3)))  # the stream goes on
+        assert results(ws.recv(timeout=30))[0][1:3] == (200, 6)

@@ -35,9 +35,20 @@ Text messages (the JSON form, for debugging, and the control messages), each ans
     {"close": [index, ...]}                                                -> {"closed": [{"index"} | problem]}
     {"steps": [{"session": index | "id", "seq"?, "inputs", "mask"?, "return_state"?}, ...]}
         -> {"results": [{"session", "outputs", "step", "states"?} | {"session", "problem"}]}
+    {"reset": [{"session": index | "id", "layers"?: ["name", ...], "states"?: [...]}, ...]}
+        -> {"reset": [{"session", "step": 0, "session_id", "layers"?} | {"session", "problem"}]}
 
 where a session is `{"index", "session_id", "model", "batch_size", "step", "expires_at"}` and a problem is
-`{"problem": {type, title, status, detail}}`. A message that cannot be read gets a problem object as its reply.
+`{"problem": {type, title, status, detail}}`. A message holds one of these keys; a message that cannot be read
+gets a problem object as its reply.
+
+A reset record resets its session as POST /v1/sessions/{id}/reset does: every state to zeros, or with `layers`
+only those Keras layers' states (`model.layers[i].reset_states()`), with `states` to those values (for the named
+layers only, in signature order); the session's step goes back to 0. Messages are answered one at a time, in the
+order sent (a frame's steps are committed before the next message is read), so a reset applies after every step
+sent before it and before every step sent after it; a message's reset records apply one after another, in order.
+A record that fails (unknown index or id, unknown layer, states of the wrong shape) gets its own problem and
+changes nothing; the message's other records are served.
 """
 
 from __future__ import annotations
@@ -70,6 +81,8 @@ HAS_SEQ = 1
 RETURN_STATE = 2
 MAX_RECORDS = 65536
 _DIGEST_KIND = b"streams"
+_MESSAGES = ("steps", "reset", "open", "attach", "detach", "close")
+_KEYS = ", ".join(f'"{key}"' for key in _MESSAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +180,13 @@ class Streams:
     # ---- text messages -----------------------------------------------------------------------------------------
 
     async def _text(self, obj: dict[str, Any]) -> bytes:
+        keys = [key for key in _MESSAGES if key in obj]
+        if len(keys) > 1:
+            raise InvalidInput(f"a message of a multiplexed stream holds one of {_KEYS}, got {keys}")
         if "steps" in obj:
             return await self._json_steps(_list(obj, "steps"))
+        if "reset" in obj:
+            return edge.dumps({"reset": [await self._reset(entry) for entry in _list(obj, "reset")]})
         if "open" in obj:
             value = obj["open"]
             entries = value if isinstance(value, list) else [value]
@@ -179,7 +197,7 @@ class Streams:
             return edge.dumps({"detached": [self._detach(entry) for entry in _list(obj, "detach")]})
         if "close" in obj:
             return edge.dumps({"closed": [await self._close(entry) for entry in _list(obj, "close")]})
-        raise InvalidInput('a message of a multiplexed stream holds "steps", "open", "attach", "detach" or "close"')
+        raise InvalidInput(f"a message of a multiplexed stream holds one of {_KEYS}")
 
     async def _open(self, entry: object) -> dict[str, Any]:
         try:
@@ -223,6 +241,23 @@ class Streams:
         except Exception as exc:
             return {"problem": edge.describe(exc, "a close on a multiplexed stream")}
 
+    async def _reset(self, entry: object) -> dict[str, Any]:
+        """One reset record, applied before the next one (records naming one session apply in order)."""
+        name = entry.get("session") if isinstance(entry, dict) else None
+        try:
+            if not isinstance(entry, dict) or "session" not in entry:
+                raise InvalidInput('each "reset" entry is an object {"session", "layers"?, "states"?}')
+            session_id = self._session_id(name)
+            states, layers = codec.parse_reset(entry)
+            info = await self.service.reset_session(session_id, states, layers)
+            return {"session": name, **codec.reset_json(info, layers)}
+        except Exception as exc:
+            return {"session": name, "problem": edge.describe(exc, "a reset on a multiplexed stream")}
+
+    def _session_id(self, name: object) -> str:
+        """A record's session: an index bound to this stream, or a session id."""
+        return codec.v1_session_id(name) if isinstance(name, str) else self._lookup(name).session_id
+
     def _lookup(self, index: object) -> Bound:
         table = self.table
         if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(table):
@@ -248,8 +283,7 @@ class Streams:
     async def _json_step(self, entry: object) -> bytes:
         if not isinstance(entry, dict):
             raise InvalidInput('each "steps" entry is an object {"session", "inputs", "seq"?, ...}')
-        name = entry.get("session")
-        session_id = codec.v1_session_id(name) if isinstance(name, str) else self._lookup(name).session_id
+        session_id = self._session_id(entry.get("session"))
         digest_of = {key: value for key, value in entry.items() if key != "session"}
         request = codec.parse_step(entry, orjson.dumps(digest_of), variant=_DIGEST_KIND)
         return await self.service.step(session_id, request, codec.encode_step)
