@@ -17,6 +17,9 @@ A step runs under the session's lock, so the steps of one session apply one at a
 State is written only in (5), so a request that fails anywhere before leaves the session as it was. A shared
 store may hand (1) its cached copy of the record; `step` then redoes from a fresh read whatever the copy did not
 carry through to a successful commit.
+
+`rnnserve.multistep.step_many` runs many sessions' steps as one model call, the same five stages built from the
+public parts here: `runnable`, `load_session`, `run_model`, with `store`, `limits`, `budget` and `clock`.
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ class InferenceService:
             states = check_states(sig, request.initial_state, batch=checked.batch)
         if request.dropout is not None:
             return await self._mc_predict(model, sig, checked, states, mask, request)
-        result = await self._run(model.name, runner, checked, states, mask)
+        result = await self.run_model(model.name, runner, checked, states, mask)
         if self.metrics is not None:
             self.metrics.predictions.labels(model.name).inc()
         answer = self._result(sig, result, request.time_major, request.return_state)
@@ -342,7 +345,7 @@ class InferenceService:
             sig, checked.batch, checked.timesteps, binary=request.binary_reply, return_state=request.return_state
         )
         mask = self._mask(sig, request.mask, request.time_major, checked)
-        result = await self._run(model.name, runner, checked, record.states, mask, key=session_id)
+        result = await self.run_model(model.name, runner, checked, record.states, mask, key=session_id)
         outputs, states_out = self._outputs(sig, result, request.time_major, request.return_state)
         new_step = record.step + checked.timesteps
         metrics = self.metrics
@@ -430,6 +433,23 @@ class InferenceService:
                 _mc_answer, model, sig, checked, record.states, mask, dropout, request.time_major, request.return_state
             )
         return encode(StepResult(outputs, states_out, session_id=session_id, step=record.step, dropout=info))
+
+    # ---- the data plane's parts (rnnserve.multistep composes them into a batched step) ---------------------------
+
+    def runnable(self, model_name: str) -> tuple[Runner, ModelSignature]:
+        """The runner and signature of a model that can run now: `ModelNotFound` for an unknown name,
+        `ModelNotReady` while it loads or after its load failed."""
+        return _ready(self.repository.get(model_name))
+
+    async def load_session(self, session_id: str) -> tuple[SessionRecord, bool]:
+        """The session's record as `store.load` gives it, with `fresh`: False when it is this process's cached copy,
+        which another replica may have moved on since (trusted only as far as its commit's compare-and-set on the
+        version succeeds; see `step`). Called under the session's lock. `SessionNotFound` for an unknown or expired
+        id, and for another tenant's session (as unknown, on every route)."""
+        record, fresh = await self.store.load(session_id)
+        if record.owner != current_tenant():
+            raise _not_found(session_id)
+        return record, fresh
 
     # ---- helpers -----------------------------------------------------------------------------------------------------
 
@@ -528,7 +548,7 @@ class InferenceService:
         layout = sig.time_major if time_major is None else time_major
         return check_mask(mask, batch=checked.batch, timesteps=checked.timesteps, time_major=layout)
 
-    async def _run(
+    async def run_model(
         self,
         name: str,
         runner: Runner,
@@ -537,6 +557,10 @@ class InferenceService:
         mask: np.ndarray | None,
         key: str | None = None,
     ) -> RunResult:
+        """One call of model `name` (its `runner`, from `runnable`) on inputs already checked, from `states` (None:
+        zeros), through the step executor (a large call, by `large_work`, on its own threads instead); `key` names
+        the session, for an executor that keeps per-session order. An input the runtime rejects raises
+        `InvalidInput`; any other failure of the model, `RnnServeError` (logged)."""
         # a large call runs outside the executor (whose batcher runs one call of a model at a time)
         executor = self.large_calls if self.large_calls.takes(checked.batch * checked.timesteps) else self.executor
         try:

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnserve.inference import InferenceService, StepEncoder, StepRequest, StepResult, _not_found, _ready
+from rnnserve.inference import InferenceService, StepEncoder, StepRequest, StepResult
+from rnnserve.runtime.signature import ModelSignature, Runner
 from rnnserve.sessions.base import SessionRecord
-from rnnserve.tenants import current_tenant
 from rnnserve.validation import RawTensors, check_inputs
 
 
@@ -91,7 +91,6 @@ async def _batched(
     store = service.store
     left: list[int] = []
     dtypes: dict[str, np.dtype[np.generic]] = {}
-    tenant = current_tenant()
     held = []
     try:
         groups: dict[tuple[str, tuple[int, ...]], list[_Ready]] = {}
@@ -101,12 +100,9 @@ async def _batched(
             await lock.__aenter__()
             held.append(lock)
             try:
-                record, fresh = await store.load(item.session_id)
+                record, fresh = await service.load_session(item.session_id)  # another tenant's: as unknown
             except Exception as exc:
                 outcomes[i] = exc
-                continue
-            if record.owner != tenant:
-                outcomes[i] = _not_found(item.session_id)  # another tenant's session: as unknown, on every route
                 continue
             shape = item.shape
             if (item.seq is not None and item.seq != record.step) or shape[0] != record.batch_size:
@@ -134,7 +130,7 @@ def _dtype(service: InferenceService, model: str, known: dict[str, np.dtype[np.g
     """The wire dtype of a model's (first) input: int64 token ids or float32."""
     dtype = known.get(model)
     if dtype is None:
-        sig = _ready(service.repository.get(model))[1]
+        sig = service.runnable(model)[1]
         dtype = known[model] = np.dtype("<i8") if sig.inputs[0].dtype == "int64" else np.dtype("<f4")
     return dtype
 
@@ -145,8 +141,7 @@ async def _group(
 ) -> list[int]:  # fmt: skip
     """One model call for sessions of one model and timestep count (in chunks of the request batch limit);
     returns the steps left to `step`."""
-    model = service.repository.get(model_name)
-    runner, sig = _ready(model)
+    runner, sig = service.runnable(model_name)
     if sig.time_major or len(sig.inputs) != 1:
         return [m.at for m in members]
     budget = service.budget
@@ -178,7 +173,7 @@ async def _group(
         rows += b
     left: list[int] = []
     results = await asyncio.gather(
-        *(_call(service, steps, model.name, runner, sig, chunk, outcomes, encode) for chunk in chunks),
+        *(_call(service, steps, model_name, runner, sig, chunk, outcomes, encode) for chunk in chunks),
         return_exceptions=True,
     )
     for chunk, result in zip(chunks, results, strict=True):
@@ -190,16 +185,16 @@ async def _group(
 
 
 async def _call(
-    service: InferenceService, steps: Sequence[RawStep], name: str, runner: object, sig: object,
+    service: InferenceService, steps: Sequence[RawStep], name: str, runner: Runner, sig: ModelSignature,
     chunk: list[_Ready], outcomes: list[Outcome | None], encode: StepEncoder,
 ) -> list[int]:  # fmt: skip
     """One model call for `chunk`, then each session's commit; raises (so that `step` redoes them one by one)
     when the merged inputs fail their check or the call fails."""
     merged = chunk[0].array if len(chunk) == 1 else np.concatenate([m.array for m in chunk])
-    checked = check_inputs(sig, merged, time_major=None, limits=service.limits)  # type: ignore[arg-type]
+    checked = check_inputs(sig, merged, time_major=None, limits=service.limits)
     n_states = len(chunk[0].record.states)
     states = [np.concatenate([m.record.states[k] for m in chunk]) for k in range(n_states)]
-    result = await service._run(name, runner, checked, states, None)  # type: ignore[arg-type]
+    result = await service.run_model(name, runner, checked, states, None)
     timesteps = checked.timesteps
     store = service.store
     metrics = service.metrics
