@@ -8,6 +8,9 @@ Batch and time are symbolic (`batch`, `time`); an unrolled graph fixes time to i
 
 A layer whose `initial_state` comes from another layer's output (an encoder's states) starts from that tensor,
 and its state input is then unused: such a model answers whole sequences, not streams.
+
+With `dropout=True` the graph is the model's Monte-Carlo dropout graph: after the state inputs, one float32 input
+per training-time dropout mask (`rnnserve.export.dropout`); the default graph never has them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rnnserve.errors import InvalidArgument, ModelFileError
 from rnnserve.export.builder import Dim, GraphBuilder, elem_type
 from rnnserve.export.context import LayerCall, Value
 from rnnserve.export.converters.recurrent import wants_unroll
+from rnnserve.export.dropout import MaskInputs, dropout_sites
 from rnnserve.export.registry import get_converter
 from rnnserve.kinds import kind_of
 from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, TensorInfo, signature_from_spec
@@ -75,8 +79,10 @@ def choose_unroll(unroll: bool | None, time_steps: int | None) -> bool | None:
 class _Export:
     """The state of one export: the builder, the values made so far and the final states."""
 
-    def __init__(self, spec: ModelSpec, unroll: bool | None, time_steps: int | None) -> None:
+    def __init__(self, spec: ModelSpec, unroll: bool | None, time_steps: int | None, dropout: bool = False) -> None:
         self.spec = spec
+        self.dropout = dropout
+        self.masks: MaskInputs | None = None
         self.unroll = unroll
         self.time_steps = fixed_time_steps(spec, unroll, time_steps)
         self.signature = signature_from_spec(spec)
@@ -98,6 +104,8 @@ class _Export:
         mask = g.add_input(MASK_INPUT, TensorProto.BOOL, [BATCH_DIM, self.time_steps or TIME_DIM])
         for state in sig.states:
             self.state_inputs[state.name] = g.add_input(state.name, TensorProto.FLOAT, [BATCH_DIM, state.shape[1]])
+        if self.dropout:
+            self.masks = MaskInputs(g, dropout_sites(self.spec), BATCH_DIM, TIME_DIM)
         for i in data:
             sequence = is_sequence_input(i)
             self.values[TensorRef(i.name)] = Value(
@@ -160,7 +168,10 @@ class _Export:
                 initial_state=self._initial_state(layer),
                 unroll=self.unroll,
             )
-            result = get_converter(layer.class_name)(self.g, call)
+            converter = get_converter(layer.class_name)
+            if self.masks is not None:
+                converter = self.masks.converter(layer, converter)
+            result = converter(self.g, call)
             for k, value in enumerate(result.outputs):
                 self.values[TensorRef(layer.name, k)] = value
             for state, final in zip(layer_states(layer), result.final_states, strict=True):
@@ -228,7 +239,7 @@ def _signature(
 
 
 def to_onnx(
-    spec: ModelSpec, *, unroll: bool | None = None, time_steps: int | None = None
+    spec: ModelSpec, *, unroll: bool | None = None, time_steps: int | None = None, dropout: bool = False
 ) -> tuple[onnx.ModelProto, ModelSignature]:
     """Export `spec` as an ONNX model and return it with the model's signature.
 
@@ -238,9 +249,10 @@ def to_onnx(
     time dimension, else InvalidArgument. A `Scan` sits behind an `If` that runs onnxruntime's fused
     RNN/GRU/LSTM op instead when the whole mask is True and the cell has an exact fused form
     (`converters/native.py`). The model passes `onnx.checker` (full check) and strict shape inference before
-    it is returned.
+    it is returned. `dropout`: the Monte-Carlo dropout graph, which takes the training-time dropout masks as inputs
+    (`rnnserve.export.dropout`; `InvalidInput` when a layer drops units in a way it does not support).
     """
-    export = _Export(spec, choose_unroll(unroll, time_steps), time_steps)
+    export = _Export(spec, choose_unroll(unroll, time_steps), time_steps, dropout)
     export.declare_inputs()
     export.reserve_outputs()
     export.convert_layers()

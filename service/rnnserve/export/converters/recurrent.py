@@ -48,6 +48,9 @@ class Cell:
     native: NativeCell | None = None  # the fused ONNX op for unmasked passes, when it computes the same
     # the width of each state when they differ (stacked cells), else () for `units` each
     state_units: tuple[int, ...] = ()
+    # the hoisted projection `x -> (B, T, G)` in place of `x @ kernel` (MC dropout's per-gate input masks,
+    # `rnnserve.export.dropout`); the bias is still added after it
+    project: Callable[[GraphBuilder, Value], str] | None = None
 
     def state_width(self, k: int) -> int:
         return self.state_units[k] if self.state_units else self.units
@@ -120,7 +123,8 @@ def _loop(
 ) -> tuple[str, tuple[str, ...]]:
     """The masked loop: projection hoisted out, then a Scan or an unrolled chain."""
     assert x.mask is not None
-    projected = g.op("MatMul", x.name, cell.kernel, hint=f"{hint}/xk")
+    project = cell.project
+    projected = g.op("MatMul", x.name, cell.kernel, hint=f"{hint}/xk") if project is None else project(g, x)
     if cell.bias is not None:
         projected = g.op("Add", projected, cell.bias, hint=f"{hint}/xp")
     mask = g.op("Unsqueeze", x.mask, g.ints([2]), hint=f"{hint}/mask")  # (B, T, 1)
