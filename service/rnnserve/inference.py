@@ -653,7 +653,8 @@ def call_losses(
 
 
 def _reference(model: LoadedModel, spec: ModelSpec) -> ReferenceModel:
-    """The model's numpy reference, built once per loaded model (losses and MC dropout run on it)."""
+    """The model's numpy reference, built once per loaded model (losses run on it, and MC dropout for a runner
+    other than onnxruntime's)."""
     from rnnserve.layers.model import ReferenceModel
 
     reference = model.extra.get("reference")
@@ -673,11 +674,19 @@ def _mc_answer(
     time_major: bool | None,
     return_state: bool,
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None, dict[str, Any]]:
-    """`dropout.samples` training-time calls on the numpy reference, answered as the request asks."""
-    spec = model_spec(model)
-    if spec is None:
-        raise InvalidInput(f"model {model.name!r} cannot run dropout: its runner keeps no model description")
-    samples = mc_dropout.run_samples(_reference(model, spec), checked.feeds, states, mask, dropout)
+    """`dropout.samples` training-time calls, answered as the request asks: on onnxruntime (the model's Monte-Carlo
+    dropout graph, built on the first such request), or on the numpy reference for a runner that is not an
+    `OrtModel`."""
+    from rnnserve.runtime.ort_model import OrtModel
+
+    runner = model.runner
+    if isinstance(runner, OrtModel):
+        samples = mc_dropout.run_samples_ort(runner, checked.feeds, states, mask, dropout)
+    else:
+        spec = model_spec(model)
+        if spec is None:
+            raise InvalidInput(f"model {model.name!r} cannot run dropout: its runner keeps no model description")
+        samples = mc_dropout.run_samples(_reference(model, spec), checked.feeds, states, mask, dropout)
     swap = time_major is not None and time_major != sig.time_major
     return mc_dropout.answer(samples, dropout, swap, return_state)
 

@@ -18,28 +18,32 @@ What Keras does in `model(x, training=True)` (keras 3.15 `layers/rnn/*.py`, `dro
 * a `Dropout` layer draws an element-wise mask of its input's shape (`noise_shape` broadcasts it): a sequence
   input gets a different mask at every timestep.
 
-rnnserve draws every mask in numpy from `seed` (one generator, consumed in layer order), so a request gives the
-same numbers every time. Samples are rows: the request's batch repeated `samples` times (row `n * B + b` is sample
-n of row b), each row with its own masks, run once through the numpy reference (`rnnserve.layers.model`).
-Bidirectional, TimeDistributed and `RNN(cells)` layers with a dropout rate are refused (not implemented).
-The masks are explicit arrays (`Masks`), so that an onnxruntime graph taking them as inputs can be checked
-against this reference; that graph is not built yet: MC dropout runs on the numpy reference.
+rnnserve draws every mask in numpy from `seed` (one generator, consumed in layer order: every recurrent layer's
+masks, input then recurrent, then every Dropout layer's), so a request gives the same numbers every time. Samples
+are rows: the request's batch repeated `samples` times (row `n * B + b` is sample n of row b), each row with its
+own masks, run in one call. The server runs them on onnxruntime (`run_samples_ort`): the model's Monte-Carlo
+dropout graph (`rnnserve.export.dropout`) takes the masks as inputs, is built the first time a request asks for
+dropout and runs on the model's execution provider (CUDA included). `run_samples` runs the same masks through the
+numpy reference (`rnnserve.layers.model`), which the graph is tested against. Bidirectional, TimeDistributed and
+stacked `RNN(cells)` layers with a dropout rate are refused (not implemented); `RNN` around one cell is its layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rnnserve.errors import InvalidInput
-from rnnserve.kinds import kind_of
+from rnnserve.export.dropout import DropoutSite, dropout_sites, unsupported
 from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, States
 from rnnserve.layers.model import MaskPreserving, Node, RecurrentNode, ReferenceModel
-from rnnserve.runtime.signature import RunResult
-from rnnserve.spec import LayerSpec, ModelSpec
+from rnnserve.runtime.signature import ModelSignature, RunResult
+
+if TYPE_CHECKING:
+    from rnnserve.runtime.ort_model import OrtModel
 
 MAX_SAMPLES = 1000
 MAX_ROWS = 65_536  # samples x batch
@@ -84,11 +88,6 @@ class DropoutRequest:
 Masks = dict[str, np.ndarray]
 """Mask name -> array: `<layer>/dropout` `(g, rows, features)` (g = 1 when the gates share it),
 `<layer>/recurrent_dropout` `(g, rows, units)`, `<layer>/mask` (a Dropout layer's, its input's shape)."""
-
-
-def _rate(config: Mapping[str, Any], key: str) -> float:
-    rate = float(config.get(key) or 0.0)
-    return rate if 0.0 < rate < 1.0 else 0.0  # Keras applies dropout only for 0 < rate < 1
 
 
 def _bernoulli(rng: np.random.Generator, shape: tuple[int, ...], rate: float) -> np.ndarray:
@@ -185,46 +184,7 @@ def _act(name: str, x: np.ndarray) -> np.ndarray:
 
 # ---- the plan of a model ------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class _Site:
-    """A layer that drops something: a recurrent layer's rates, or a Dropout layer's."""
-
-    layer: str
-    dropout: float
-    recurrent_dropout: float
-    dropout_layer: bool = False
-    noise_shape: tuple[int | None, ...] | None = None
-
-
-def dropout_sites(spec: ModelSpec) -> list[_Site]:
-    """The layers of `spec` that apply dropout in training, in layer order."""
-    sites = []
-    for layer in spec.layers:
-        kind = kind_of(layer)
-        own = kind.own_config(layer.config)
-        if getattr(kind, "drops_in_training", False):
-            rate = _rate(own, "rate")
-            noise = own.get("noise_shape")
-            if rate:
-                wrapped = kind.inner(layer.config) is not None
-                if wrapped:
-                    raise _unsupported(layer)
-                sites.append(_Site(layer.name, rate, 0.0, True, None if noise is None else tuple(noise)))
-            continue
-        rates = (_rate(own, "dropout"), _rate(own, "recurrent_dropout"))
-        if kind.inner(layer.config) is not None and _rate(own, "rate"):
-            raise _unsupported(layer)  # TimeDistributed(Dropout)
-        if any(rates):
-            sites.append(_Site(layer.name, *rates))
-    return sites
-
-
-def _unsupported(layer: LayerSpec) -> InvalidInput:
-    return InvalidInput(
-        f"dropout: layer {layer.name!r} ({layer.class_name}) drops units in training, and Monte-Carlo dropout "
-        "supports SimpleRNN, GRU, LSTM and Dropout layers only"
-    )
+_Site = DropoutSite  # a layer that drops something (`rnnserve.export.dropout.dropout_sites` lists them)
 
 
 def dropped_nodes(reference: ReferenceModel, sites: Sequence[_Site], masks: MaskSource, rows: int) -> list[Node]:
@@ -242,21 +202,40 @@ def dropped_nodes(reference: ReferenceModel, sites: Sequence[_Site], masks: Mask
             recurrent_layer = node.layer if isinstance(node, RecurrentNode) else None
             cell = None if recurrent_layer is None else recurrent_layer.cell
             if recurrent_layer is None or not isinstance(cell, (SimpleRNNCell, GRUCell, LSTMCell)):
-                raise _unsupported(layer)
-            gates = GATES[type(cell)]
-            per_gate = gates if site.recurrent_dropout else 1  # Keras' implementation 1 vs 2 (module docstring)
-            features = int(cell.kernel.shape[0])
-            inputs = (
-                masks.get(f"{layer.name}/dropout", (per_gate, rows, features), site.dropout) if site.dropout else None
-            )
-            recurrent = (
-                masks.get(f"{layer.name}/recurrent_dropout", (gates, rows, cell.units), site.recurrent_dropout)
-                if site.recurrent_dropout
-                else None
-            )
+                raise unsupported(layer)
+            inputs, recurrent = _recurrent_masks(site, masks, rows)
             dropped: Any = DroppedCell(cell, inputs, recurrent)  # a Cell to the loop, like the layer's own
             nodes.append(RecurrentNode(replace(recurrent_layer, cell=dropped)))
     return nodes
+
+
+def _recurrent_masks(site: _Site, masks: MaskSource, rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A recurrent layer's input masks `(1 or gates, rows, features)` (one per gate with a recurrent_dropout:
+    Keras' implementation 1 vs 2, see the module docstring), then its recurrent masks `(gates, rows, units)`."""
+    inputs = (
+        masks.get(f"{site.layer}/dropout", (site.input_masks, rows, site.features), site.dropout)
+        if site.dropout
+        else None
+    )
+    recurrent = (
+        masks.get(f"{site.layer}/recurrent_dropout", (site.gates, rows, site.units), site.recurrent_dropout)
+        if site.recurrent_dropout
+        else None
+    )
+    return inputs, recurrent
+
+
+def draw_masks(sites: Sequence[_Site], masks: MaskSource, rows: int, shapes: Mapping[str, tuple[int, ...]]) -> Masks:
+    """Every mask of `sites` in the order the reference draws them (`dropped_nodes`, then the Dropout layers as
+    their inputs arrive); `shapes`: the Dropout layers' masks' (the graph's inputs say them)."""
+    for site in sites:
+        if not site.dropout_layer:
+            _recurrent_masks(site, masks, rows)
+    for site in sites:
+        if site.dropout_layer:
+            name = f"{site.layer}/mask"
+            masks.get(name, shapes[name], site.dropout)
+    return masks.drawn
 
 
 def _dropout_layer(site: _Site, masks: MaskSource) -> Any:
@@ -291,6 +270,64 @@ class Samples:
     masks: Masks
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """A request's feeds repeated `samples` times along the batch (row `n * B + b` is sample n of row b)."""
+
+    feeds: dict[str, np.ndarray]
+    states: list[np.ndarray] | None
+    mask: np.ndarray | None
+    rows: int
+    time_steps: int
+
+
+def _first(sig: ModelSignature, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The model's first data input (it gives the batch and the time length)."""
+    name = sig.inputs[0].name if sig.inputs else ""
+    return np.asarray(feeds[name] if name in feeds else next(iter(feeds.values())))
+
+
+def _check_rows(batch: int, samples: int) -> int:
+    rows = batch * samples
+    if rows > MAX_ROWS:
+        raise InvalidInput(f"dropout: samples x batch = {rows} is over the limit of {MAX_ROWS}")
+    return rows
+
+
+def _rows(
+    sig: ModelSignature,
+    feeds: Mapping[str, np.ndarray],
+    states: Sequence[np.ndarray] | None,
+    mask: np.ndarray | None,
+    samples: int,
+) -> _Rows:
+    batch_axis = 1 if sig.time_major else 0
+    first = _first(sig, feeds)
+    rows = _check_rows(int(first.shape[batch_axis]), samples)
+    data_inputs = {t.name for t in sig.inputs}
+    repeated = {
+        name: _repeat(np.asarray(v), samples, batch_axis if name in data_inputs else 0) for name, v in feeds.items()
+    }
+    return _Rows(
+        repeated,
+        None if states is None else [_repeat(np.asarray(s), samples, 0) for s in states],
+        None if mask is None else _repeat(np.asarray(mask), samples, 0),
+        rows,
+        int(first.shape[1 - batch_axis]) if first.ndim >= 2 else 1,
+    )
+
+
+def _samples(sig: ModelSignature, result: RunResult, samples: int, masks: Masks) -> Samples:
+    """The run's rows split into `(samples, ...)` arrays."""
+    batch_axis = 1 if sig.time_major else 0
+    outputs = {}
+    for info in sig.outputs:
+        value = result.outputs[info.name]
+        axis = batch_axis if value.ndim >= 3 else 0
+        outputs[info.name] = _split(value, samples, axis)
+    return Samples(outputs, [_split(s, samples, 0) for s in result.states], masks)
+
+
 def run_samples(
     reference: ReferenceModel,
     feeds: Mapping[str, np.ndarray],
@@ -300,33 +337,42 @@ def run_samples(
     *,
     masks: Masks | None = None,
 ) -> Samples:
-    """`request.samples` calls of `model(x, training=True)` with seeded masks (or the `masks` given)."""
+    """`request.samples` calls of `model(x, training=True)` with seeded masks (or the `masks` given), on the numpy
+    reference."""
     sig = reference.signature
-    batch_axis = 1 if sig.time_major else 0
-    first = next(iter(feeds.values()))
-    batch = int(first.shape[batch_axis])
-    rows = batch * request.samples
-    if rows > MAX_ROWS:
-        raise InvalidInput(f"dropout: samples x batch = {rows} is over the limit of {MAX_ROWS}")
-    data_inputs = {t.name for t in sig.inputs}
-    repeated = {
-        name: _repeat(np.asarray(v), request.samples, batch_axis if name in data_inputs else 0)
-        for name, v in feeds.items()
-    }
+    rows = _rows(sig, feeds, states, mask, request.samples)
     source = MaskSource(request.seed, masks)
-    nodes = dropped_nodes(reference, dropout_sites(reference.spec), source, rows)
-    result: RunResult = reference.run_layers(
-        repeated,
-        None if states is None else [_repeat(np.asarray(s), request.samples, 0) for s in states],
-        None if mask is None else _repeat(np.asarray(mask), request.samples, 0),
-        nodes=nodes,
-    )[0]
-    outputs = {}
-    for info in sig.outputs:
-        value = result.outputs[info.name]
-        axis = batch_axis if value.ndim >= 3 else 0
-        outputs[info.name] = _split(value, request.samples, axis)
-    return Samples(outputs, [_split(s, request.samples, 0) for s in result.states], source.drawn)
+    nodes = dropped_nodes(reference, dropout_sites(reference.spec), source, rows.rows)
+    result: RunResult = reference.run_layers(rows.feeds, rows.states, rows.mask, nodes=nodes)[0]
+    return _samples(sig, result, request.samples, source.drawn)
+
+
+def run_samples_ort(
+    model: OrtModel,
+    feeds: Mapping[str, np.ndarray],
+    states: Sequence[np.ndarray] | None,
+    mask: np.ndarray | None,
+    request: DropoutRequest,
+    *,
+    masks: Masks | None = None,
+) -> Samples:
+    """As `run_samples`, on onnxruntime: the same masks from the same seed (or the `masks` given), every sample in
+    one call of the model's Monte-Carlo dropout graph (`OrtModel.run_with_masks`). A model that drops nothing runs
+    its own graph once, and every sample is that output."""
+    sig = model.signature
+    sites = dropout_sites(model.spec)
+    if not sites:
+        _check_rows(int(_first(sig, feeds).shape[1 if sig.time_major else 0]), request.samples)
+        result = model.run(feeds, states, mask)
+        n = request.samples
+        return Samples(
+            {k: np.stack([v] * n) for k, v in result.outputs.items()}, [np.stack([s] * n) for s in result.states], {}
+        )
+    rows = _rows(sig, feeds, states, mask, request.samples)
+    source = MaskSource(request.seed, masks)
+    drawn = draw_masks(sites, source, rows.rows, model.dropout_mask_shapes(rows.time_steps, rows.rows))
+    result = model.run_with_masks(rows.feeds, rows.states, rows.mask, drawn)
+    return _samples(sig, result, request.samples, drawn)
 
 
 def reduce_samples(values: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -9,11 +9,12 @@ Statistical bounds: the fixture holds, per output element, the mean, variance an
 with Z = 5 (the standard errors of a sample mean and of a sample variance; K = 4000 too). For two samplers with
 the same distribution each comparison fails with probability about 6e-7 (normal approximation), so the 16
 comparisons (8 output elements, mean and variance) fail together with probability about 1e-5; the seed is fixed,
-so the test is deterministic. A mistake in the masks (no inverted scaling, recurrent dropout or a Dropout layer
-left out) moves the mean or the variance of these models by more than this bound (checked by
-`test_the_bound_catches_a_wrong_mask_rule`). One input mask shared by GRU/LSTM gates where Keras draws one per
-gate does NOT move these statistics beyond the bound: that rule rests on Keras' code (quoted in
-`service/rnnserve/mc_dropout.py`) and on the mask shapes checked below.
+so the test is deterministic. It runs on both runners: the numpy reference and onnxruntime (the model's
+Monte-Carlo dropout graph, which draws the same masks from the same seed). A mistake in the masks (no inverted
+scaling, recurrent dropout or a Dropout layer left out) moves the mean or the variance of these models by more
+than this bound (checked by `test_the_bound_catches_a_wrong_mask_rule`). One input mask shared by GRU/LSTM gates
+where Keras draws one per gate does NOT move these statistics beyond the bound: that rule rests on Keras' code
+(quoted in `service/rnnserve/mc_dropout.py`) and on the mask shapes checked below.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from graph_provider import runtime_options
 from parity_harness import assert_close
 from training_fixtures import TRAINING, arrays, cases_of
 
 from rnnserve.importers import load_spec
 from rnnserve.layers.model import ReferenceModel
-from rnnserve.mc_dropout import DropoutRequest, run_samples
+from rnnserve.mc_dropout import DropoutRequest, Samples, run_samples, run_samples_ort
 from rnnserve.runtime.ort_model import OrtModel
 
 DROPOUT_CASES = cases_of("dropout")
@@ -37,6 +39,13 @@ Z = 5.0
 
 def _reference(case: dict[str, Any]) -> ReferenceModel:
     return ReferenceModel(load_spec(TRAINING / case["file"], name=case["id"]))
+
+
+def _run(runner: str, case: dict[str, Any], x: np.ndarray, request: DropoutRequest) -> Samples:
+    spec = load_spec(TRAINING / case["file"], name=case["id"])
+    if runner == "reference":
+        return run_samples(ReferenceModel(spec), {"x": x}, None, None, request)
+    return run_samples_ort(OrtModel(spec, runtime_options()), {"x": x}, None, None, request)
 
 
 def _moments(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,12 +67,12 @@ def _within_bounds(case: dict[str, Any], samples: np.ndarray) -> tuple[float, fl
     )
 
 
+@pytest.mark.parametrize("runner", ["reference", "onnxruntime"])
 @pytest.mark.parametrize("tcase", DROPOUT_CASES, ids=[c["id"] for c in DROPOUT_CASES])
-def test_mean_and_variance_agree_with_keras_training_calls(tcase: dict[str, Any]) -> None:
+def test_mean_and_variance_agree_with_keras_training_calls(tcase: dict[str, Any], runner: str) -> None:
     assert tcase["samples"] >= 1000
-    reference = _reference(tcase)
     x = arrays(tcase)["in_x"]
-    samples = run_samples(reference, {"x": x}, None, None, DropoutRequest(SAMPLES, 0))
+    samples = _run(runner, tcase, x, DropoutRequest(SAMPLES, 0))
     mean_ratio, var_ratio = _within_bounds(tcase, next(iter(samples.outputs.values())))
     assert mean_ratio <= 1.0, f"mean off by {mean_ratio:.2f} bounds"
     assert var_ratio <= 1.0, f"variance off by {var_ratio:.2f} bounds"
@@ -146,3 +155,30 @@ def test_a_model_without_dropout_gives_identical_samples() -> None:
     for name, value in samples.outputs.items():
         assert value.shape[0] == 6 and all(np.array_equal(value[0], value[n]) for n in range(6))
         assert_close(value[0], plain.outputs[name], name)
+
+
+@pytest.mark.parametrize("tcase", DROPOUT_CASES, ids=[c["id"] for c in DROPOUT_CASES])
+def test_onnxruntime_equals_the_reference_with_the_same_masks(tcase: dict[str, Any]) -> None:
+    x = arrays(tcase)["in_x"]
+    reference = _run("reference", tcase, x, DropoutRequest(16, 4))
+    drawn = _run("onnxruntime", tcase, x, DropoutRequest(16, 4))  # the same seed draws the same masks
+    spec = load_spec(TRAINING / tcase["file"], name=tcase["id"])
+    given = run_samples_ort(OrtModel(spec, runtime_options()), {"x": x}, None, None, DropoutRequest(16, 0),
+                            masks=reference.masks)  # fmt: skip
+    assert list(drawn.masks) == list(reference.masks)
+    assert all(np.array_equal(drawn.masks[k], v) for k, v in reference.masks.items())
+    for samples in (drawn, given):
+        for name, value in reference.outputs.items():
+            assert_close(samples.outputs[name], value, name)
+        for k, (a, e) in enumerate(zip(samples.states, reference.states, strict=True)):
+            assert_close(a, e, f"state {k}")
+
+
+def test_a_model_without_dropout_gives_identical_samples_on_onnxruntime() -> None:
+    case = next(c for c in cases_of("reset"))
+    x = arrays(case)["b0_in_x"]
+    samples = _run("onnxruntime", case, x, DropoutRequest(6, 3))
+    assert samples.masks == {}
+    for name, value in samples.outputs.items():
+        assert value.shape[0] == 6 and all(np.array_equal(value[0], value[n]) for n in range(6))
+        assert_close(value[0], arrays(case)["b0_out_0"], f"{name} against Keras")

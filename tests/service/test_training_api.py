@@ -128,6 +128,33 @@ def test_predict_with_dropout_gives_seeded_samples_or_their_mean_and_std(http: h
     assert isinstance(unseeded["dropout"]["seed"], int)  # drawn, and returned so the call can be repeated
 
 
+def _dropout_graphs(server: ServerThread, name: str) -> dict[Any, Any]:
+    """The Monte-Carlo dropout graphs the served model's runner has built (`OrtModel`)."""
+    runner = server.app.serving.service.repository.get(name).runner  # type: ignore[attr-defined]
+    return runner._dropout_graphs  # type: ignore[no-any-return]  # noqa: SLF001
+
+
+@pytest.mark.parametrize("case", DROPOUT_CASES, ids=[c["id"] for c in DROPOUT_CASES])
+def test_predict_with_dropout_runs_on_onnxruntime_and_equals_the_reference(
+    training_server: ServerThread, http: httpx.Client, case: dict[str, Any]
+) -> None:
+    from rnnserve.importers import load_spec
+    from rnnserve.layers.model import ReferenceModel
+    from rnnserve.mc_dropout import DropoutRequest, run_samples
+
+    x = arrays(case)["in_x"]
+    body = _predict(
+        http, case["id"], {"inputs": as_list(x), "dropout": {"samples": 32, "seed": 9}, "return_state": True}
+    )
+    assert _dropout_graphs(training_server, case["id"])  # built by this request, or an earlier one
+    reference = run_samples(
+        ReferenceModel(load_spec(TRAINING / case["file"], name=case["id"])), {"x": x}, None, None, DropoutRequest(32, 9)
+    )
+    assert close(body["outputs"], next(iter(reference.outputs.values())))
+    for got, want in zip(body["states"], reference.states, strict=True):
+        assert close(got, want)
+
+
 def test_a_model_without_dropout_gives_identical_samples_over_http(http: httpx.Client) -> None:
     case = RESET_CASES[0]
     x = as_list(arrays(case)["b0_in_x"])
@@ -148,6 +175,19 @@ def test_a_session_step_with_dropout_is_a_what_if(http: httpx.Client) -> None:
     assert what_if.status_code == 200, what_if.text
     body = what_if.json()
     assert body["step"] == 3 and np.asarray(body["outputs"]).shape == (8, 2, 2)
+    from rnnserve.importers import load_spec
+    from rnnserve.layers.model import ReferenceModel
+    from rnnserve.mc_dropout import DropoutRequest, run_samples
+
+    reference = run_samples(
+        ReferenceModel(load_spec(TRAINING / case["file"], name=case["id"])),
+        {"x": x[:, 3:]},
+        [np.asarray(s, np.float32) for s in first["states"]],
+        None,
+        DropoutRequest(8, 2),
+    )  # the same samples from the session's states, on the numpy reference
+    assert close(body["outputs"], next(iter(reference.outputs.values())))
+    assert all(close(a, b) for a, b in zip(body["states"], reference.states, strict=True))
     info = http.get(f"/v1/sessions/{sid}").json()
     assert info["step"] == 3 and close(info["states"][0], first["states"][0])  # nothing committed
     rest = http.post(f"/v1/sessions/{sid}/step", json={"inputs": as_list(x[:, 3:]), "seq": 3}).json()

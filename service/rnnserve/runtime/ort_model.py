@@ -6,14 +6,17 @@ One model can hold more than one graph of the same spec, all computing the same 
   Keras layers said `unroll=True`; an unrolled graph only takes its own T, other lengths use a Scan variant);
 * a *step* graph for T = 1, unrolled (one cell application, no loop), the hot path of a stream.
 
-Variants are built lazily the first time a length needs one, under a lock, and kept.
+Variants are built lazily the first time a length needs one, under a lock, and kept. So are the Monte-Carlo
+dropout graphs (`rnnserve.export.dropout`: the same graphs, taking the dropout masks as extra inputs), built the
+first time a request asks for dropout (`run_with_masks`), in the same forms and on the same execution provider;
+`run` never reads them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -132,6 +135,8 @@ class OrtModel:
         self._general = _Graph(model_bytes, self.options, self.providers)
         self._variants: dict[int, _Graph] = {}
         self._lock = threading.Lock()
+        self._dropout_graphs: dict[int | None, _Graph] = {}  # key: as `_dropout_graph` picks it
+        self._dropout_lock = threading.Lock()  # its own: building one never holds up a plain call's variant
         if self.options.step_graph and self._signature.states and self._general.fixed_time != 1:
             self._variants[1] = self._build(unroll=True, time_steps=1)
 
@@ -181,6 +186,77 @@ class OrtModel:
         for info, value in zip(sig.states, states, strict=True):
             feeds[info.name] = np.ascontiguousarray(value, dtype=np.float32)
         result = self._graph_for(time_steps).run(feeds)
+        return RunResult(
+            outputs={o.name: result[o.name] for o in sig.outputs},
+            states=[result[s.name + STATE_OUT_SUFFIX] for s in sig.states],
+        )
+
+    # ---- Monte-Carlo dropout (rnnserve.mc_dropout) ----------------------------------------------------------------
+
+    def _dropout_graph(self, time_steps: int) -> _Graph:
+        """The dropout graph for `time_steps`: unrolled for one step where `run` has a step graph for that length,
+        else as the spec's layers ask (for the general graph's fixed T, if it has one), a Scan when the general graph
+        is unrolled for another length. Built the first time, under a lock of its own."""
+        fixed = self._general.fixed_time
+        key: int | None = time_steps  # the step graph's form
+        if time_steps not in self._variants:
+            key = None if fixed is None or fixed == time_steps else 0  # the general graph's, or a Scan
+        graph = self._dropout_graphs.get(key)
+        if graph is not None:
+            return graph
+        with self._dropout_lock:
+            graph = self._dropout_graphs.get(key)
+            if graph is None:
+                unroll, steps = (None, fixed) if key is None else (False, None) if key == 0 else (True, key)
+                proto, _ = self._to_onnx(self.spec, unroll=unroll, time_steps=steps, dropout=True)
+                graph = self._dropout_graphs[key] = _Graph(proto.SerializeToString(), self.options, self.providers)
+        return graph
+
+    def dropout_mask_shapes(self, time_steps: int, rows: int) -> dict[str, tuple[int, ...]]:
+        """The shape of each dropout mask the dropout graph for `time_steps` takes, for `rows` rows."""
+        graph = self._dropout_graph(time_steps)
+        known = {i.name for i in graph.session.get_inputs()} - set(self._general.input_names)
+        sizes = {"batch": rows, "time": time_steps}
+        shapes = {}
+        for info in graph.session.get_inputs():
+            if info.name in known:
+                shapes[info.name] = tuple(sizes[d] if isinstance(d, str) else int(d) for d in info.shape)
+        return shapes
+
+    def run_with_masks(
+        self,
+        inputs: Feeds,
+        states: Sequence[np.ndarray] | None,
+        mask: np.ndarray | None,
+        masks: Mapping[str, np.ndarray],
+    ) -> RunResult:
+        """`run` on the dropout graph, with `masks` (`rnnserve.mc_dropout.Masks`, by input name) fed as they are.
+        The feeds are made as `run` makes them (inline there, the hot path of every step)."""
+        sig = self._signature
+        batch, time_steps = self._batch_and_time(inputs)
+        feeds: dict[str, np.ndarray] = {name: np.asarray(value) for name, value in inputs.items()}
+        feeds[MASK_INPUT] = (
+            np.ones((batch, time_steps), dtype=bool) if mask is None else np.ascontiguousarray(mask, dtype=bool)
+        )
+        if states is None:
+            states = [
+                np.asarray(feeds[sig.initial_state_inputs[s.name]], dtype=np.float32)
+                if s.name in sig.initial_state_inputs and sig.initial_state_inputs[s.name] in feeds
+                else np.zeros((batch, int(s.shape[1] or 0)), dtype=np.float32)
+                for s in sig.states
+            ]
+        if len(states) != len(sig.states):
+            raise InvalidInput(
+                f"expected {len(sig.states)} state arrays ({[s.name for s in sig.states]}), got {len(states)}"
+            )
+        for info, value in zip(sig.states, states, strict=True):
+            feeds[info.name] = np.ascontiguousarray(value, dtype=np.float32)
+        graph = self._dropout_graph(time_steps)
+        for name, value in masks.items():
+            if name not in graph.input_names:
+                raise InvalidInput(f"the model's dropout graph takes no mask {name!r}")
+            feeds[name] = np.ascontiguousarray(value, dtype=np.float32)
+        result = graph.run(feeds)
         return RunResult(
             outputs={o.name: result[o.name] for o in sig.outputs},
             states=[result[s.name + STATE_OUT_SUFFIX] for s in sig.states],

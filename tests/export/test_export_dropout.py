@@ -1,0 +1,394 @@
+"""The Monte-Carlo dropout graph (`to_onnx(spec, dropout=True)`, `OrtModel.run_with_masks`) against the numpy
+reference (`rnnserve.mc_dropout.run_samples`) with the same masks: every layer and configuration that MC dropout
+supports, in both loop forms (Scan, unrolled) and the unrolled one-step graph of a stream, within
+|d| <= 1e-5 + 1e-5 |y|. The masks are drawn once by the reference and passed explicitly; the onnxruntime path
+drawing them itself from the same seed must draw the same ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from export_specs import (
+    LOOP_OPS,
+    assert_close,
+    bidirectional_layer,
+    dense_layer,
+    holey_mask,
+    model,
+    one_layer,
+    op_types,
+    rnn_layer,
+)
+from graph_provider import runtime_options
+
+from rnnserve.errors import InvalidInput
+from rnnserve.export.convert import to_onnx
+from rnnserve.layers.model import ReferenceModel
+from rnnserve.mc_dropout import DropoutRequest, Samples, run_samples, run_samples_ort
+from rnnserve.runtime.ort_model import OrtModel, RuntimeOptions
+from rnnserve.runtime.signature import MASK_INPUT
+from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
+
+F, U, T, B = 3, 4, 6, 4
+CELLS = [
+    ("SimpleRNN", {}),
+    ("GRU", {"reset_after": True}),
+    ("GRU", {"reset_after": False}),
+    ("LSTM", {}),
+]
+CELL_IDS = ["simple_rnn", "gru_reset_after", "gru_reset_before", "lstm"]
+RATES = [(0.3, 0.0), (0.0, 0.4), (0.3, 0.4)]
+RATE_IDS = ["input", "recurrent", "both"]
+FORMS = {"scan": False, "unrolled": True}
+
+
+def _x(rng: np.random.Generator, batch: int = B, steps: int = T, features: int = F) -> np.ndarray:
+    return rng.normal(0.0, 1.0, (batch, steps, features)).astype(np.float32)
+
+
+def _states(rng: np.random.Generator, widths: list[int], batch: int = B) -> list[np.ndarray]:
+    return [rng.normal(0.0, 0.5, (batch, w)).astype(np.float32) for w in widths]
+
+
+def compare(
+    spec: ModelSpec,
+    feeds: dict[str, np.ndarray],
+    *,
+    states: list[np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
+    runner: OrtModel | None = None,
+    samples: int = 3,
+    seed: int = 5,
+) -> tuple[Samples, Samples]:
+    """onnxruntime equals the reference with the reference's masks, and draws the same masks from the same seed."""
+    ort_model = runner or OrtModel(spec, runtime_options())
+    request = DropoutRequest(samples, seed)
+    want = run_samples(ReferenceModel(spec), feeds, states, mask, request)
+    given = run_samples_ort(ort_model, feeds, states, mask, DropoutRequest(samples, seed + 1), masks=want.masks)
+    drawn = run_samples_ort(ort_model, feeds, states, mask, request)
+    assert want.masks, "the model drops nothing"
+    assert list(drawn.masks) == list(want.masks)
+    for name, value in want.masks.items():
+        assert np.array_equal(drawn.masks[name], value), name
+    for got in (given, drawn):
+        assert list(got.outputs) == list(want.outputs)
+        for name, value in want.outputs.items():
+            assert_close(got.outputs[name], value, name)
+        assert len(got.states) == len(want.states)
+        for k, (a, e) in enumerate(zip(got.states, want.states, strict=True)):
+            assert_close(a, e, f"state {k}")
+    return want, drawn
+
+
+# ---- one recurrent layer --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("class_name", "extra"), CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize(("dropout", "recurrent_dropout"), RATES, ids=RATE_IDS)
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["fwd", "bwd"])
+@pytest.mark.parametrize("form", list(FORMS))
+def test_each_cell_with_each_rate_in_both_forms(class_name, extra, dropout, recurrent_dropout, go_backwards, form):
+    rng = np.random.default_rng(1)
+    layer = rnn_layer(
+        class_name,
+        "rnn",
+        "x",
+        F,
+        U,
+        rng,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        go_backwards=go_backwards,
+        return_sequences=True,
+        return_state=True,
+        unroll=FORMS[form],
+        **extra,
+    )
+    spec = one_layer(layer, F, T)
+    states = _states(rng, [U] * (2 if class_name == "LSTM" else 1))
+    want, _ = compare(spec, {"x": _x(rng)}, states=states, mask=holey_mask(B, T))
+    assert not np.allclose(want.outputs["y"][0], want.outputs["y"][1])  # the samples differ
+
+
+@pytest.mark.parametrize(("class_name", "extra"), CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_last_output_and_zero_output_for_mask(class_name, extra, zero_output_for_mask):
+    rng = np.random.default_rng(2)
+    layer = rnn_layer(
+        class_name,
+        "rnn",
+        "x",
+        F,
+        U,
+        rng,
+        dropout=0.25,
+        recurrent_dropout=0.35,
+        zero_output_for_mask=zero_output_for_mask,
+        return_sequences=zero_output_for_mask,
+        **extra,
+    )
+    compare(one_layer(layer, F), {"x": _x(rng)}, mask=holey_mask(B, T))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"use_bias": False},
+        {"recurrent_activation": "softmax"},  # applied gate by gate
+        {"activation": "relu", "recurrent_activation": "hard_sigmoid"},
+    ],
+    ids=["no_bias", "softmax_gates", "relu"],
+)
+@pytest.mark.parametrize("class_name", ["GRU", "LSTM"])
+def test_cell_arguments(class_name, extra):
+    rng = np.random.default_rng(3)
+    layer = rnn_layer(class_name, "rnn", "x", F, U, rng, dropout=0.2, recurrent_dropout=0.3, return_sequences=True,
+                      **extra)  # fmt: skip
+    compare(one_layer(layer, F), {"x": _x(rng)})
+
+
+@pytest.mark.parametrize(("class_name", "extra"), CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("form", list(FORMS))
+def test_time_major_layers(class_name, extra, form):
+    rng = np.random.default_rng(4)
+    layer = rnn_layer(
+        class_name,
+        "rnn",
+        "x",
+        F,
+        U,
+        rng,
+        dropout=0.3,
+        recurrent_dropout=0.2,
+        time_major=True,
+        return_sequences=True,
+        return_state=True,
+        unroll=FORMS[form],
+        **extra,
+    )
+    drop = LayerSpec("Dropout", "drop", {"name": "drop", "rate": 0.4, "noise_shape": None, "seed": None}, {},
+                     (TensorRef("rnn"),))  # fmt: skip
+    spec = model([InputSpec("x", (T, None, F))], [layer, drop], {"y": TensorRef("drop"), "h": TensorRef("rnn", 1)})
+    x = rng.normal(0.0, 1.0, (T, B, F)).astype(np.float32)
+    want, _ = compare(spec, {"x": x}, mask=holey_mask(B, T))
+    assert want.masks["drop/mask"].shape == (T, 3 * B, U)  # time first, as the tensor it drops
+
+
+# ---- Keras masks, Dropout layers, stacks ------------------------------------------------------------------------
+
+
+def _dropout(name: str, source: str, rate: float, noise_shape: tuple[int | None, ...] | None = None) -> LayerSpec:
+    config = {"name": name, "rate": rate, "noise_shape": None if noise_shape is None else list(noise_shape)}
+    return LayerSpec("Dropout", name, {**config, "seed": None}, {}, (TensorRef(source),))
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_embedding_mask_zero_and_masking(form):
+    rng = np.random.default_rng(5)
+    vocab = 9
+    emb = LayerSpec(
+        "Embedding",
+        "emb",
+        {"name": "emb", "input_dim": vocab, "output_dim": F, "mask_zero": True},
+        {"embeddings": rng.normal(0, 0.6, (vocab, F)).astype(np.float32)},
+        (TensorRef("tokens"),),
+    )
+    unroll = FORMS[form]
+    layers = [
+        emb,
+        _dropout("drop", "emb", 0.3),
+        rnn_layer("GRU", "gru", "drop", F, U, rng, dropout=0.2, recurrent_dropout=0.3, return_sequences=True,
+                  unroll=unroll),
+        rnn_layer("SimpleRNN", "rnn", "gru", U, 2, rng, recurrent_dropout=0.4, go_backwards=True, unroll=unroll),
+    ]  # fmt: skip
+    spec = model([InputSpec("tokens", (None, T), "int64")], layers, {"y": TensorRef("rnn")})
+    tokens = rng.integers(1, vocab, (B, T)).astype(np.int64)
+    tokens[1, 2], tokens[2, -2:], tokens[3, :] = 0, 0, 0  # padding in the middle, at the end, a row all padding
+    compare(spec, {"tokens": tokens})
+
+    masking = LayerSpec("Masking", "masking", {"name": "masking", "mask_value": -1.0}, {}, (TensorRef("x"),))
+    layers = [masking, rnn_layer("LSTM", "lstm", "masking", F, U, rng, dropout=0.1, recurrent_dropout=0.5,
+                                 return_sequences=True, unroll=unroll)]  # fmt: skip
+    spec = model([InputSpec("x", (None, T, F))], layers, {"y": TensorRef("lstm")})
+    x = _x(rng)
+    x[1, 3], x[2, 4:] = -1.0, -1.0
+    compare(spec, {"x": x}, mask=holey_mask(B, T))
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_a_stack_with_dropout_layers_noise_shape_and_dense(form):
+    rng = np.random.default_rng(6)
+    unroll = FORMS[form]
+    layers = [
+        rnn_layer("GRU", "gru", "x", F, U, rng, dropout=0.3, recurrent_dropout=0.2, return_sequences=True,
+                  unroll=unroll),
+        _dropout("drop", "gru", 0.25, (None, 1, U)),  # one mask a sequence, the same at every step
+        rnn_layer("LSTM", "lstm", "drop", U, 3, rng, dropout=0.2, return_sequences=True, unroll=unroll),
+        _dropout("drop_seq", "lstm", 0.1),
+        rnn_layer("SimpleRNN", "rnn", "drop_seq", 3, 2, rng, dropout=0.1, recurrent_dropout=0.3, unroll=unroll),
+        _dropout("drop_last", "rnn", 0.5),  # on a (batch, units) tensor
+        dense_layer("dense", "drop_last", 2, 3, rng, activation="tanh"),
+    ]  # fmt: skip
+    spec = model([InputSpec("x", (None, T, F))], layers, {"y": TensorRef("dense"), "seq": TensorRef("drop_seq")})
+    states = _states(rng, [U, 3, 3, 2])
+    want, _ = compare(spec, {"x": _x(rng)}, states=states, mask=holey_mask(B, T), samples=4)
+    assert want.masks["drop/mask"].shape == (4 * B, 1, U)
+    assert want.masks["drop_last/mask"].shape == (4 * B, 2)
+    assert want.masks["lstm/dropout"].shape == (1, 4 * B, U)  # no recurrent_dropout: one mask for the gates
+
+
+def test_initial_state_inputs():
+    rng = np.random.default_rng(7)
+    layer = rnn_layer(
+        "LSTM", "lstm", "x", F, U, rng, initial_state=(TensorRef("h0"), TensorRef("c0")), dropout=0.2,
+        recurrent_dropout=0.3, return_sequences=True,
+    )  # fmt: skip
+    inputs = [InputSpec("x", (None, T, F)), InputSpec("h0", (None, U)), InputSpec("c0", (None, U))]
+    spec = model(inputs, [layer], {"y": TensorRef("lstm")})
+    h0, c0 = _states(rng, [U, U])
+    compare(spec, {"x": _x(rng), "h0": h0, "c0": c0})
+
+
+def test_rnn_around_one_cell_is_its_layer():
+    from rnnserve.modeling import clear_session, keras_model, layer_input, layer_rnn, rnn_cell_gru, set_random_seed
+
+    clear_session()
+    set_random_seed(3)
+    x = layer_input(shape=(T, F), name="x")
+    y = layer_rnn(x, rnn_cell_gru(U, dropout=0.3, recurrent_dropout=0.2), return_sequences=True, name="rnn")
+    spec = keras_model(x, y).to_spec()
+    want, _ = compare(spec, {"x": _x(np.random.default_rng(8))})
+    assert want.masks["rnn/dropout"].shape == (3, 3 * B, F)
+
+
+# ---- sessions: states in, every graph form a stream uses ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("class_name", "extra"), CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("form", list(FORMS))
+def test_stateful_steps_of_every_length(class_name, extra, form):
+    """A session's what-if steps: the states carried so far, chunks of 1 step (the unrolled step graph), of the
+    model's own T and of another length (a Scan graph when the model is unrolled for T)."""
+    rng = np.random.default_rng(9)
+    layers = [
+        rnn_layer(class_name, "a", "x", F, U, rng, dropout=0.3, recurrent_dropout=0.3, return_sequences=True,
+                  stateful=True, unroll=FORMS[form], **extra),
+        rnn_layer("GRU", "b", "a", U, 2, rng, recurrent_dropout=0.5, return_sequences=True, stateful=True,
+                  unroll=FORMS[form]),
+    ]  # fmt: skip
+    spec = model([InputSpec("x", (B, T, F))], layers, {"y": TensorRef("b")})
+    runner = OrtModel(spec, runtime_options())
+    states = _states(rng, [U] * (2 if class_name == "LSTM" else 1) + [2])
+    for steps in (1, T, 4):
+        compare(spec, {"x": _x(rng, steps=steps)}, states=states, runner=runner, seed=steps)
+    built = runner._dropout_graphs  # noqa: SLF001 - which dropout graphs the lengths asked for
+    assert set(built) == ({1, None, 0} if form == "unrolled" else {1, None})
+
+
+def test_both_forms_of_the_exported_graph():
+    rng = np.random.default_rng(10)
+    layer = rnn_layer("GRU", "gru", "x", F, U, rng, dropout=0.3, recurrent_dropout=0.2, return_sequences=True)
+    spec = one_layer(layer, F, T)
+    scan, _ = to_onnx(spec, unroll=False, dropout=True)
+    unrolled, _ = to_onnx(spec, unroll=True, dropout=True)
+    assert LOOP_OPS & set(op_types(scan.graph)) and not LOOP_OPS & set(op_types(unrolled.graph))
+    for proto in (scan, unrolled):
+        inputs = {i.name: i for i in proto.graph.input}
+        assert list(inputs) == ["x", MASK_INPUT, "gru/h", "gru/dropout", "gru/recurrent_dropout"]
+        dims = [[d.dim_param or d.dim_value for d in inputs[n].type.tensor_type.shape.dim] for n in list(inputs)[3:]]
+        assert dims == [[3, "batch", F], [3, "batch", U]]
+
+
+# ---- what plain graphs do not pay, what is refused ---------------------------------------------------------------
+
+
+def test_the_default_graph_has_no_mask_inputs_and_plain_runs_build_no_dropout_graph():
+    rng = np.random.default_rng(11)
+    layers = [
+        rnn_layer("LSTM", "lstm", "x", F, U, rng, dropout=0.3, recurrent_dropout=0.2, return_sequences=True),
+        _dropout("drop", "lstm", 0.5),
+    ]
+    spec = model([InputSpec("x", (None, None, F))], layers, {"y": TensorRef("drop")})
+    plain, _ = to_onnx(spec)
+    assert [i.name for i in plain.graph.input] == ["x", MASK_INPUT, "lstm/h", "lstm/c"]
+    runner = OrtModel(spec, runtime_options())
+    for steps in (1, T):
+        runner.run({"x": _x(rng, steps=steps)})
+    assert runner._dropout_graphs == {}  # noqa: SLF001
+    run_samples_ort(runner, {"x": _x(rng)}, None, None, DropoutRequest(2, 0))
+    assert list(runner._dropout_graphs) == [None]  # noqa: SLF001
+
+
+def test_a_model_without_dropout_gives_identical_samples_and_builds_no_graph():
+    rng = np.random.default_rng(12)
+    layer = rnn_layer("GRU", "gru", "x", F, U, rng, return_sequences=True)
+    spec = one_layer(layer, F)
+    runner = OrtModel(spec, runtime_options())
+    x = _x(rng)
+    samples = run_samples_ort(runner, {"x": x}, None, holey_mask(B, T), DropoutRequest(5, 1))
+    plain = runner.run({"x": x}, mask=holey_mask(B, T))
+    assert samples.masks == {} and runner._dropout_graphs == {}  # noqa: SLF001
+    assert samples.outputs["y"].shape == (5, B, T, U)
+    assert all(np.array_equal(samples.outputs["y"][n], plain.outputs["y"]) for n in range(5))
+
+
+def _refused(spec: ModelSpec, x: np.ndarray) -> None:
+    for run in (
+        lambda: run_samples(ReferenceModel(spec), {"x": x}, None, None, DropoutRequest(2, 0)),
+        lambda: run_samples_ort(OrtModel(spec, RuntimeOptions()), {"x": x}, None, None, DropoutRequest(2, 0)),
+        lambda: to_onnx(spec, dropout=True),
+    ):
+        with pytest.raises(InvalidInput, match="Monte-Carlo dropout supports"):
+            run()
+
+
+def test_bidirectional_and_time_distributed_dropout_are_refused_on_both_paths():
+    rng = np.random.default_rng(13)
+    bi = bidirectional_layer("GRU", "bi", "x", F, U, rng, dropout=0.3, return_sequences=True)
+    _refused(one_layer(bi, F), _x(rng))
+    td = LayerSpec(
+        "TimeDistributed",
+        "td",
+        {"name": "td", "layer": {"class_name": "Dropout", "config": {"rate": 0.2, "noise_shape": None, "seed": None}}},
+        {},
+        (TensorRef("x"),),
+    )
+    _refused(one_layer(td, F), _x(rng))
+
+
+def test_stacked_cells_with_a_dropout_rate_are_refused_not_ignored():
+    from rnnserve.modeling import (
+        clear_session,
+        keras_model,
+        layer_input,
+        layer_rnn,
+        rnn_cell_gru,
+        rnn_cell_lstm,
+        set_random_seed,
+    )
+
+    clear_session()
+    set_random_seed(4)
+    x = layer_input(shape=(T, F), name="x")
+    cells: Any = [rnn_cell_gru(U, dropout=0.3), rnn_cell_lstm(2)]
+    spec = keras_model(x, layer_rnn(x, cells, return_sequences=True, name="rnn")).to_spec()
+    _refused(spec, _x(np.random.default_rng(14)))
+
+
+def test_a_package_exported_unrolled_for_its_length(tmp_path):
+    """A package whose graph was unrolled for T at export (its layers say unroll=False, its input no length)."""
+    from rnnserve.export.package import write_package
+    from rnnserve.runtime.repository import load_runner
+
+    rng = np.random.default_rng(15)
+    layers = [
+        rnn_layer("LSTM", "lstm", "x", F, U, rng, dropout=0.2, recurrent_dropout=0.3, return_sequences=True),
+        _dropout("drop", "lstm", 0.4),
+    ]
+    spec = model([InputSpec("x", (None, None, F))], layers, {"y": TensorRef("drop")})
+    runner = load_runner(write_package(spec, tmp_path / "pkg", unroll=True, time_steps=T), "m", runtime_options())
+    for steps in (T, 3, 1):
+        compare(spec, {"x": _x(rng, steps=steps)}, runner=runner, seed=steps)
+    assert set(runner._dropout_graphs) == {None, 0, 1}  # noqa: SLF001
