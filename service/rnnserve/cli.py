@@ -22,6 +22,7 @@ from rnnserve.settings import (
     ALIASES,
     ENV_PREFIX,
     NOT_SETTINGS,
+    OTHER_FLAGS,
     DeprecatedSettingWarning,
     Settings,
     SettingsError,
@@ -47,8 +48,8 @@ METAVARS = {"_url": "URL", "_ms": "MS", "_s": "SECONDS", "_bytes": "BYTES", "_ke
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per `Settings` field (`--x-y`, help from its docstring), grouped by its section, and the old names
-    (`ALIASES`) as hidden flags of their own."""
+    """One flag per `Settings` field (`--x-y`, help from its docstring; `OTHER_FLAGS` give a few more names), grouped
+    by its section, and the old names (`ALIASES`) as hidden flags of their own."""
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML file of settings (x_y = value)")
     for section, names in sections().items():
         group = parser.add_argument_group(f"{section} settings")
@@ -56,7 +57,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             old = [flag(alias) for alias, field in ALIASES.items() if field == name]
             was = f" Was {', '.join(old)} (deprecated)." if old else ""
             text = f"{description(name)} Default: {shown_default(name)}. Env: {variable(name)}.{was}"
-            group.add_argument(flag(name), dest=name, help=text.replace("%", "%%"), **argument_kind(name))
+            others = [flag(other) for other in OTHER_FLAGS.get(name, ())]
+            group.add_argument(flag(name), *others, dest=name, help=text.replace("%", "%%"), **argument_kind(name))
     for alias, name in ALIASES.items():
         parser.add_argument(flag(alias), dest=alias_dest(alias), help=argparse.SUPPRESS, **argument_kind(name))
 

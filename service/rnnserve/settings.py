@@ -232,6 +232,12 @@ ALIASES: dict[str, str] = {
 """Old names -> fields. Each is still read as a flag (`--store`), a variable (`RNNSERVE_STORE`) and a config key
 (`store`), with a `DeprecatedSettingWarning` naming the new one."""
 
+OTHER_FLAGS: dict[str, tuple[str, ...]] = {
+    "api_keys_file": ("api_keys",),
+}
+"""Fields -> more names of their flag, on the command line only and without a warning: `--api-keys FILE`, as the
+tenants' issue names it, is `--api-keys-file FILE`."""
+
 NOT_SETTINGS = frozenset(
     {
         "RNNSERVE_TEST_PROVIDER",  # tests/graph_provider.py: the provider of the parity and export tests
@@ -394,6 +400,9 @@ def markdown_table() -> str:
     for section, names in sections().items():
         for name in names:
             meaning = description(name).replace("|", "\\|")
+            others = OTHER_FLAGS.get(name, ())
+            if others:
+                meaning += " Also " + ", ".join(f"`{flag(other)}`" for other in others) + "."
             default = shown_default(name) if _described_default(name) else f"`{shown_default(name)}`"
             lines.append(f"| {section} | `{flag(name)}` | `{variable(name)}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"

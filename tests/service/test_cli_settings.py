@@ -393,6 +393,16 @@ def test_invalid_settings_are_refused(bad: dict) -> None:
         Settings(**bad)
 
 
+def test_api_keys_is_another_name_of_the_keys_file_flag(capsys: pytest.CaptureFixture[str], no_warnings: None) -> None:
+    keys = Path("/etc/rnnserve/keys")
+    assert settings_from(serve_args("--api-keys", str(keys))).api_keys_file == keys  # as the tenants' issue names it
+    assert settings_from(serve_args("--api-keys-file", str(keys))).api_keys_file == keys
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    assert "--api-keys-file PATH, --api-keys PATH" in capsys.readouterr().out
+    assert "Also `--api-keys`." in markdown_table()
+
+
 def test_rnnserve_serve_runs_a_server_from_flags_environment_and_config_file(tmp_path: Path) -> None:
     models = write_models(tmp_path / "models", ["gru"])
     port = free_port()
