@@ -42,6 +42,7 @@ _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _STAGE_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 Labels = tuple[str, ...]
+_STATUS_CLASSES = tuple(f"{n}xx" for n in range(10))
 _bound_text = cast(Callable[[float], str], floatToGoString)  # how prometheus_client writes `le` (untyped there)
 
 
@@ -165,6 +166,12 @@ class Metrics:
         self.latency = self._histogram(
             "rnnserve_request_seconds", "Request latency", ["route", "method"], _LATENCY_BUCKETS
         )
+        self.tenant_requests = self._counter(
+            "rnnserve_tenant_requests",
+            "HTTP requests and WebSocket messages by the tenant of their API key ('-': none or an unknown one), on a "
+            "server with keys",
+            ["tenant", "route", "method", "status_class"],
+        )
         # Gauges say how workers combine (their multiprocess_mode); one process ignores it. A worker sets the
         # session count from the shared store when it is scraped: the most recent value is the store's.
         self.sessions_active = Gauge(
@@ -250,6 +257,11 @@ class Metrics:
         """One HTTP request or WebSocket message."""
         self.requests.inc((route, method, str(status)))
         self.latency.observe((route, method), seconds)
+
+    def tenant_request(self, tenant: str, route: str, method: str, status: int) -> None:
+        """One HTTP request or WebSocket message of `tenant` (a name from the keys file, `default` for the single
+        `api_key`, `-` for none: a bounded set), by status class (2xx, 4xx, ...)."""
+        self.tenant_requests.inc((tenant, route, method, _STATUS_CLASSES[status // 100]))
 
     def step_done(self, model: str, timesteps: int) -> None:
         """One session step of `timesteps` timesteps."""

@@ -180,7 +180,7 @@ def _amount(value: str, where: str) -> int:
 
 
 def tag(tenant: str | None) -> str:
-    """The tenant as a metrics label ('-' on a server without keys)."""
+    """The tenant as a metrics label: its name, or '-' for a request that has none (no key, an unknown one)."""
     return tenant or "-"
 
 

@@ -24,6 +24,7 @@ WORKER = textwrap.dedent(
     assert metrics.shared
     for _ in range(steps):
         metrics.observe("/v1/sessions/{session_id}/step", "POST", 200, 0.002)
+        metrics.tenant_request("alice", "/v1/sessions/{session_id}/step", "POST", 200)
         metrics.step_done("m", 2)
     metrics.model_call("m", steps, steps, 0.001, [0.0005] * steps)
     metrics.stage("m", "encode", 0.00002)
@@ -63,6 +64,8 @@ def test_any_worker_reports_the_sum_of_every_worker(tmp_path: Path) -> None:
     text = python(RENDER, env=env)
     step = '{method="POST",route="/v1/sessions/{session_id}/step",status="200"}'
     assert sample(text, "rnnserve_requests_total", step) == 7
+    by_tenant = '{method="POST",route="/v1/sessions/{session_id}/step",status_class="2xx",tenant="alice"}'
+    assert sample(text, "rnnserve_tenant_requests_total", by_tenant) == 7
     assert sample(text, "rnnserve_session_steps_total", '{model="m"}') == 7
     assert sample(text, "rnnserve_session_timesteps_total", '{model="m"}') == 14
     assert sample(text, "rnnserve_model_calls_total", '{model="m"}') == 2
@@ -81,6 +84,7 @@ def test_shared_metrics_have_the_single_process_names(tmp_path: Path) -> None:
     alone = Metrics()
     assert not alone.shared
     alone.observe("/v1/sessions/{session_id}/step", "POST", 200, 0.002)
+    alone.tenant_request("alice", "/v1/sessions/{session_id}/step", "POST", 200)
     alone.step_done("m", 2)
     alone.model_call("m", 1, 1, 0.001, [0.0005])
     alone.stage("m", "encode", 0.00002)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from app_harness import ServerThread
+from prometheus_client.parser import text_string_to_metric_families
 from service_client import assert_problem
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -142,6 +143,49 @@ def test_unknown_and_missing_keys_are_401(tenant_server: ServerThread) -> None:
         assert_problem(client.get("/v1/models", headers=auth("sha256:" + "0" * 64)), 401)
         assert_problem(client.get("/v1/models", headers=auth(hashlib.sha256(CAROL.encode()).hexdigest())), 401)
         assert client.get("/v1/models", headers=auth(CAROL)).status_code == 200
+
+
+def tenant_counts(text: str) -> dict[tuple[str, str, str, str], float]:
+    """`rnnserve_tenant_requests_total` of a /metrics text: (tenant, route, method, status class) -> count."""
+    return {
+        (s.labels["tenant"], s.labels["route"], s.labels["method"], s.labels["status_class"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "rnnserve_tenant_requests"
+        for s in family.samples
+        if s.name == "rnnserve_tenant_requests_total"
+    }
+
+
+def test_metrics_count_each_tenants_requests(tenant_server: ServerThread) -> None:
+    step = "/v1/sessions/{session_id}/step"
+    with httpx.Client(base_url=tenant_server.url, timeout=30) as client:
+        for _ in range(3):
+            assert client.get("/v1/models", headers=auth(ALICE)).status_code == 200
+        assert client.get("/v1/models", headers=auth(BOB)).status_code == 200
+        sid = client.post("/v1/sessions", json={"model": "gru"}, headers=auth(BOB)).json()["session_id"]
+        for _ in range(2):  # a hot route, served before FastAPI's routing
+            assert client.post(f"/v1/sessions/{sid}/step", json={"inputs": X}, headers=auth(BOB)).status_code == 200
+        assert client.post(f"/v1/sessions/{sid}/step", json={"inputs": X}, headers=auth(ALICE)).status_code == 404
+        assert client.get("/v1/models").status_code == 401  # no key: no tenant
+        with connect(f"{tenant_server.ws_url}/v1/sessions/{sid}/stream", additional_headers=auth(BOB)) as ws:
+            ws.send(json.dumps({"inputs": X}))
+            assert json.loads(ws.recv(timeout=30))["step"] == 3
+        counts = tenant_counts(client.get("/metrics").text)
+        assert client.delete(f"/v1/sessions/{sid}", headers=auth(BOB)).status_code == 204
+    assert counts[("alice", "/v1/models", "GET", "2xx")] == 3
+    assert counts[("bob", "/v1/models", "GET", "2xx")] == 1
+    assert counts[("bob", "/v1/sessions", "POST", "2xx")] == 1
+    assert counts[("bob", step, "POST", "2xx")] == 2
+    assert counts[("alice", step, "POST", "4xx")] == 1
+    assert counts[("-", "/v1/models", "GET", "4xx")] == 1
+    assert counts[("bob", "/v1/sessions/{session_id}/stream", "WS", "2xx")] == 1
+    assert ("alice", step, "POST", "2xx") not in counts
+    assert {tenant for tenant, *_ in counts} <= {"alice", "bob", "carol", "-"}  # bounded: the keys file's tenants
+
+
+def test_a_server_without_keys_counts_no_tenants(client: httpx.Client) -> None:
+    assert client.get("/v1/models").status_code == 200
+    assert tenant_counts(client.get("/metrics").text) == {}
 
 
 def test_the_keys_file_syntax() -> None:

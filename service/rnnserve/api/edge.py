@@ -9,7 +9,8 @@
   is rendered as problem+json (RFC 9457) on /v1 and everywhere else, as `{"error": ...}` on /v2
   (`respond_error` for the plain ASGI endpoints, `install_error_handlers` for FastAPI's routes), and on a
   WebSocket stream as a text reply, with the stream's close codes (`ws_accept`, `ws_refuse`, `ws_serve`);
-* request metrics: `EdgeApp` counts every HTTP request, `ws_serve` every WebSocket message, by route template.
+* request metrics: `EdgeApp` counts every HTTP request, `ws_serve` every WebSocket message, by route template (and,
+  on a server with keys, by tenant).
 
 `EdgeApp` is the application: FastAPI, with the hot routes of one table (`HotRoute`, declared in
 `rnnserve.api.routes`) dispatched to their plain ASGI endpoints before FastAPI's middleware, routing and dependency
@@ -28,7 +29,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, cast
 
@@ -53,7 +54,7 @@ from rnnserve.errors import (
 from rnnserve.inference import InferenceService
 from rnnserve.metrics import Metrics
 from rnnserve.settings import Settings
-from rnnserve.tenants import authenticate
+from rnnserve.tenants import authenticate, current_tenant, tag
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ Endpoint = Callable[[Scope, Receive, Send], Awaitable[int]]
 
 @dataclass(slots=True)
 class Serving:
-    """The app's settings and metrics, and the data plane once the lifespan has opened its resources.
+    """The app's settings and metrics, and the data plane once the lifespan has opened its resources; whether
+    requests are counted by tenant (a server with keys).
 
     Read with plain attribute lookups (`app.serving`): a lookup on Starlette's `app.state` is a failed normal lookup
     and then `State.__getattr__`, and the hot endpoints read it on every request (bench/README.md has the cost)."""
@@ -74,6 +76,10 @@ class Serving:
     settings: Settings
     metrics: Metrics
     service: InferenceService = None  # type: ignore[assignment]  # set by the lifespan before any request
+    by_tenant: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.by_tenant = self.settings.auth_required
 
 
 def serving(conn: HTTPConnection) -> Serving:
@@ -458,6 +464,7 @@ async def ws_serve(scope: Scope, receive: Receive, send: Send, handler: MessageH
     serving_: Serving = scope["app"].serving
     metrics = serving_.metrics
     route: str = scope["route"].path
+    tenant = tag(current_tenant()) if serving_.by_tenant else None  # the stream's, found at the upgrade
     idle = IdleWatch(serving_.settings.ws_idle_timeout_s)
     try:
         while True:
@@ -472,6 +479,8 @@ async def ws_serve(scope: Scope, receive: Receive, send: Send, handler: MessageH
             if status is None:
                 return
             metrics.observe(route, "WS", status, time.perf_counter() - started)
+            if tenant is not None:
+                metrics.tenant_request(tenant, route, "WS", status)
             if status == SessionNotFound.status:
                 await close(send, CLOSE_SESSION_GONE, "session not found")
                 return
@@ -680,6 +689,7 @@ class EdgeApp(FastAPI):
         if scope["type"] != "http":
             await self._connection(scope, receive, send)
             return
+        serving = self.serving
         hot = None if self.root_path else self._match(scope)
         started = time.perf_counter()
         status = 500  # if the app fails before it starts a response
@@ -698,7 +708,10 @@ class EdgeApp(FastAPI):
             if watch is not None:
                 status = watch.status
                 template = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            self.serving.metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+            metrics = serving.metrics
+            metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+            if serving.by_tenant:  # a server with keys: the tenant the edge found for the request ('-': none)
+                metrics.tenant_request(tag(current_tenant()), template, scope["method"], status)
 
     async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket (hot: `ws_serve` counts its messages) or the lifespan."""
