@@ -91,6 +91,8 @@ def argument_kind(name: str) -> dict[str, Any]:
         return {"type": float, "metavar": metavar or "NUMBER"}
     if kind is Path:
         return {"type": Path, "metavar": metavar or "PATH"}
+    if typing.get_origin(kind) is tuple:
+        return {"metavar": metavar or "A,B,..."}  # comma-separated: the field splits it
     return {"metavar": metavar or "TEXT"}
 
 

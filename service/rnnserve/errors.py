@@ -137,3 +137,11 @@ class Unauthorized(RnnServeError):
     status = HTTPStatus.UNAUTHORIZED
     type = _problem("unauthorized")
     title = "Unauthorized"
+
+
+class CorsRefused(RnnServeError):
+    """A CORS preflight from an origin, or asking for a method or headers, that the CORS settings do not allow."""
+
+    status = HTTPStatus.BAD_REQUEST
+    type = _problem("cors-refused")
+    title = "Cross-origin request refused"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -40,6 +41,16 @@ def bundled_models_dir() -> Path:
     """The repository's own `models/` folder (the demo models), beside the `service/` folder that holds the package."""
     return Path(rnnserve.__file__).resolve().parents[2] / "models"
 
+
+_ORIGIN = re.compile(
+    r"[a-z][a-z0-9+.-]*://"  # scheme
+    r"((\*\.)?[a-z0-9_~-]+(\.[a-z0-9_~-]+)*|\[[0-9a-f:.]+\])"  # host, *.domain or [IPv6]
+    r"(:[0-9]{1,5})?",  # port
+    re.IGNORECASE,
+)
+"""An origin as browsers send it (`scheme://host[:port]`, IPv6 in brackets), or with `*.` for a domain's subdomains."""
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP method or header name (RFC 9110's token; `*` is one)."""
 
 STORE_SCHEMES = ("memory://", "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
@@ -179,6 +190,38 @@ class Settings(BaseSettings):
     tenant_max_state_bytes: int = Field(default=256 * MiB, ge=1024)
     """Most bytes of recurrent state held by one tenant's sessions, unless the keys file sets its quota; more
     answers 429."""
+    cors_allow_origins: tuple[str, ...] = Field(default=(), json_schema_extra={"shown_default": "none (CORS off)"})
+    """CORS: the origins (`scheme://host[:port]`, comma-separated) whose web pages may call the API from a browser;
+    `https://*.example.com` for every subdomain of one, `*` for any origin. Empty (the default): CORS is off, no
+    Access-Control-* header is sent and OPTIONS answers 405."""
+    cors_allow_methods: tuple[str, ...] = ("GET", "POST", "DELETE")
+    """CORS: the methods a page may use (a preflight asking for another answers 400); `*` for any."""
+    cors_allow_headers: tuple[str, ...] = (
+        "Authorization",
+        "Content-Type",
+        "Content-Encoding",
+        "X-Shape",
+        "X-Seq",
+        "X-Return-State",
+        "X-Time-Major",
+        "Inference-Header-Content-Length",
+    )
+    """CORS: the request headers a page may send besides the safelisted ones (Accept, Accept-Language,
+    Content-Language, Content-Type); a preflight asking for another answers 400. `*` for any."""
+    cors_expose_headers: tuple[str, ...] = (
+        "Retry-After",
+        "WWW-Authenticate",
+        "X-Step",
+        "X-Tensors",
+        "Inference-Header-Content-Length",
+    )
+    """CORS: the response headers a page's script may read besides the safelisted ones
+    (Access-Control-Expose-Headers)."""
+    cors_allow_credentials: bool = False
+    """CORS: let pages send cookies or TLS client certificates (Access-Control-Allow-Credentials), only with listed
+    origins, not `*`. The API key is a header a page sets itself: it does not need this."""
+    cors_max_age_s: int = Field(default=600, ge=0, le=86_400)
+    """CORS: seconds a browser may keep a preflight's answer (Access-Control-Max-Age)."""
 
     @field_validator("store_url")
     @classmethod
@@ -189,6 +232,43 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("cors_allow_origins", "cors_allow_methods", "cors_allow_headers", "cors_expose_headers",
+                     mode="before")  # fmt: skip
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A list as text (a flag, a variable): comma-separated, blanks ignored."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("`*` allows every origin: list no other origin with it")
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] (or scheme://*.domain), without a path or "
+                    "a trailing /"
+                )
+        return tuple(origin.lower() for origin in origins)
+
+    @field_validator("cors_allow_methods", "cors_allow_headers", "cors_expose_headers")
+    @classmethod
+    def _tokens(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"{name!r} is not a method or header name")
+        if "*" in names and len(names) > 1:
+            raise ValueError("`*` allows every name: list no other with it")
+        return names
+
+    @field_validator("cors_allow_methods")
+    @classmethod
+    def _upper_case_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(method.upper() for method in methods)
+
     @field_validator("api_key")
     @classmethod
     def _non_empty_key(cls, key: SecretStr | None) -> SecretStr | None:
@@ -198,6 +278,12 @@ class Settings(BaseSettings):
     def _ttl_bounds(self) -> Settings:
         if self.default_ttl_s > self.max_ttl_s:
             raise ValueError(f"default_ttl_s ({self.default_ttl_s}) exceeds max_ttl_s ({self.max_ttl_s})")
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_need_origins(self) -> Settings:
+        if self.cors_allow_credentials and self.cors_allow_origins == ("*",):
+            raise ValueError("cors_allow_credentials needs listed origins in cors_allow_origins, not `*`")
         return self
 
     @property
@@ -366,6 +452,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, tuple):
+            value = ",".join(value)
         if value is not None:
             out[variable(name)] = str(value)
     return out
@@ -378,6 +466,8 @@ def shown_default(name: str) -> str:
     if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
         return str(extra["shown_default"])
     default = info.get_default(call_default_factory=True)
+    if isinstance(default, tuple):
+        return ",".join(default)
     return "unset" if default is None else str(default)
 
 

@@ -91,6 +91,12 @@ SAMPLES: dict[str, Any] = {
     "api_keys_file": "/etc/rnnserve/keys",
     "tenant_max_sessions": 20,
     "tenant_max_state_bytes": 65536,
+    "cors_allow_origins": "https://app.example.com,https://*.example.org",  # a list: comma-separated
+    "cors_allow_methods": "GET,POST",
+    "cors_allow_headers": "Authorization,Content-Type",
+    "cors_expose_headers": "Retry-After",
+    "cors_allow_credentials": True,
+    "cors_max_age_s": 60,
 }
 
 
@@ -106,6 +112,8 @@ def value_of(settings: Settings, name: str) -> Any:
     value = getattr(settings, name)
     if name == "api_key":
         return value and value.get_secret_value()
+    if isinstance(value, tuple):
+        return ",".join(value)
     return str(value) if isinstance(value, Path) else value
 
 
@@ -386,11 +394,36 @@ def test_environment_variables_and_then_arguments_win(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize(
     "bad",
-    [{"port": 70000}, {"store_url": "mysql://x"}, {"default_ttl_s": 100.0, "max_ttl_s": 10.0}, {"max_sessions": 0}],
+    [
+        {"port": 70000},
+        {"store_url": "mysql://x"},
+        {"default_ttl_s": 100.0, "max_ttl_s": 10.0},
+        {"max_sessions": 0},
+        {"cors_allow_origins": "https://app.example.com/"},  # an origin has no path: a browser never sends this one
+        {"cors_allow_origins": "app.example.com"},
+        {"cors_allow_origins": "*,https://app.example.com"},
+        {"cors_allow_origins": "*", "cors_allow_credentials": True},  # credentials need listed origins
+        {"cors_allow_headers": "X Shape"},
+        {"cors_allow_methods": "*,GET"},
+    ],
 )
 def test_invalid_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)
+
+
+def test_cors_lists_are_comma_separated_text_or_toml_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    origins = ("https://app.example.com", "http://localhost:5173", "https://*.example.org")
+    config = tmp_path / "rnnserve.toml"
+    config.write_text(f"cors_allow_origins = {json.dumps(list(origins))}\ncors_allow_methods = ['get', 'post']\n")
+    from_file = load_settings(config=config)
+    assert from_file.cors_allow_origins == origins
+    assert from_file.cors_allow_methods == ("GET", "POST")
+    monkeypatch.setenv(
+        "RNNSERVE_CORS_ALLOW_ORIGINS", " https://App.Example.com ,http://localhost:5173,, https://*.example.org"
+    )
+    assert Settings().cors_allow_origins == origins  # blanks skipped, origins lower-cased as browsers send them
+    assert Settings().cors_allow_methods == ("GET", "POST", "DELETE")
 
 
 def test_api_keys_is_another_name_of_the_keys_file_flag(capsys: pytest.CaptureFixture[str], no_warnings: None) -> None:

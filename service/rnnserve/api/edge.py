@@ -10,7 +10,9 @@
   (`respond_error` for the plain ASGI endpoints, `install_error_handlers` for FastAPI's routes), and on a
   WebSocket stream as a text reply, with the stream's close codes (`ws_accept`, `ws_refuse`, `ws_serve`);
 * request metrics: `EdgeApp` counts every HTTP request, `ws_serve` every WebSocket message, by route template (and,
-  on a server with keys, by tenant).
+  on a server with keys, by tenant);
+* CORS, when `cors_allow_origins` turns it on: `EdgeApp` answers preflights and adds the Access-Control-* headers to
+  every response, hot routes and errors included (`rnnserve.api.cors`).
 
 `EdgeApp` is the application: FastAPI, with the hot routes of one table (`HotRoute`, declared in
 `rnnserve.api.routes`) dispatched to their plain ASGI endpoints before FastAPI's middleware, routing and dependency
@@ -43,7 +45,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from rnnserve.api.cors import Cors
 from rnnserve.errors import (
+    CorsRefused,
     InvalidInput,
     PayloadTooLarge,
     RnnServeError,
@@ -67,8 +71,8 @@ Endpoint = Callable[[Scope, Receive, Send], Awaitable[int]]
 
 @dataclass(slots=True)
 class Serving:
-    """The app's settings and metrics, and the data plane once the lifespan has opened its resources; whether
-    requests are counted by tenant (a server with keys).
+    """The app's settings and metrics, and the data plane once the lifespan has opened its resources; what the
+    settings make of CORS (None: off) and whether requests are counted by tenant (a server with keys).
 
     Read with plain attribute lookups (`app.serving`): a lookup on Starlette's `app.state` is a failed normal lookup
     and then `State.__getattr__`, and the hot endpoints read it on every request (bench/README.md has the cost)."""
@@ -76,9 +80,11 @@ class Serving:
     settings: Settings
     metrics: Metrics
     service: InferenceService = None  # type: ignore[assignment]  # set by the lifespan before any request
+    cors: Cors | None = field(init=False, default=None)
     by_tenant: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.cors = Cors.of(self.settings)
         self.by_tenant = self.settings.auth_required
 
 
@@ -690,8 +696,14 @@ class EdgeApp(FastAPI):
             await self._connection(scope, receive, send)
             return
         serving = self.serving
-        hot = None if self.root_path else self._match(scope)
         started = time.perf_counter()
+        if serving.cors is not None:  # off by default: then this test is all CORS costs a request
+            cors = await _cors(serving.cors, scope, send)
+            if isinstance(cors, int):  # a preflight, answered
+                serving.metrics.observe(PREFLIGHT, "OPTIONS", cors, time.perf_counter() - started)
+                return
+            send = cors
+        hot = None if self.root_path else self._match(scope)
         status = 500  # if the app fails before it starts a response
         if hot is None:
             watch: _StatusWatch | None = _StatusWatch(send)
@@ -723,3 +735,22 @@ class EdgeApp(FastAPI):
         scope["app"] = self
         scope["route"] = route
         await route.endpoint(scope, receive, send)
+
+
+PREFLIGHT = "<cors-preflight>"
+"""The route template under which CORS preflights, answered before routing, are counted."""
+
+
+async def _cors(cors: Cors, scope: Scope, send: Send) -> Send | int:
+    """A request on a server with CORS: a preflight answered (its status), else the `send` that adds the CORS
+    headers to the request's response (`rnnserve.api.cors`)."""
+    origin, method, asked = cors.read(scope)
+    if origin is None or method is None or scope["method"] != "OPTIONS":
+        return cors.sender(send, origin)
+    try:
+        headers = cors.preflight(origin, method, asked)
+    except CorsRefused as exc:
+        return await respond_error(cors.sender(send, None), exc, form_of(scope["path"]), scope)
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+    return 204
