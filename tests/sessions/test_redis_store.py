@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from app_harness import free_port
 from redis.asyncio import Redis
 from redis_server import RedisServer
 from session_records import RecordingEvents, make_record, states_equal
 
-from bench.redis_server import redis_answers, redis_server_binary
+from bench.redis_server import RedisExited, redis_server_binary, start_redis
 from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable
 from rnnserve.sessions.codec import decode_record
 from rnnserve.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
@@ -181,7 +180,13 @@ async def test_the_calls_of_one_loop_iteration_share_one_round_trip(make_store) 
 
 @pytest.fixture
 def tls_redis(tmp_path: Path):
-    """A private redis-server speaking only TLS, with an ACL user `rnn` (password `s3cret`) and no default user."""
+    """A private redis-server speaking only TLS, with an ACL user `rnn` (password `s3cret`) and no default user.
+
+    It once skipped in CI ("exited at start") and passed alone: the likely cause, a port picked free and taken by
+    another process before the server bound it (on every address, IPv6 too, as it bound then), after which any
+    exit at start was taken for a build without TLS. Now it binds 127.0.0.1 alone, `bench.redis_server.start_redis`
+    moves it to another port when it exits at start, and it skips only when the server says it has no TLS; any
+    other failure fails, quoting the server's log (tmp_path/redis-tls.log)."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -190,27 +195,28 @@ def tls_redis(tmp_path: Path):
          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = free_port()
-    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
-    args += ["--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"]
-    args += ["--user", "default", "off", "--user", "rnn", "on", ">s3cret", "~*", "+@all"]
-    process = subprocess.Popen(
-        [redis_server_binary(), *args, "--save", ""], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+
+    def command(port: int) -> list[str]:
+        args = ["--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port), "--dir", str(tmp_path)]
+        args += ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert)]
+        args += ["--tls-auth-clients", "no", "--save", ""]
+        args += ["--user", "default", "off", "--user", "rnn", "on", ">s3cret", "~*", "+@all"]
+        return [redis_server_binary(), *args]
+
+    def url(port: int) -> str:
+        return f"rediss://rnn:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+
     try:
-        deadline = time.monotonic() + 10
-        url = f"rediss://rnn:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
-        while not redis_answers(url):
-            if process.poll() is not None:
-                pytest.skip(f"this redis-server does not speak TLS: {process.stdout.read().decode()[-300:]}")
-            assert time.monotonic() < deadline, "the TLS redis-server did not answer"
-            time.sleep(0.05)
-        yield url
+        process, port = start_redis(command, url, tmp_path / "redis-tls.log", timeout_s=20)
+    except RedisExited as exited:
+        if exited.no_tls:
+            pytest.skip(f"this redis-server does not speak TLS: {exited.output.strip()[-300:]}")
+        raise
+    try:
+        yield url(port)
     finally:
         process.terminate()
         process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 async def test_tls_and_an_acl_user_in_the_url(tls_redis: str) -> None:
