@@ -122,8 +122,66 @@ def test_a_legacy_h5_listing_the_cells_out_of_order_is_refused() -> None:
     assert kind.stored_weight_names(["a/kernel:0"], ["kernel"]) is None
 
 
-def test_bidirectional_does_not_wrap_an_rnn_of_cells() -> None:
-    config = {"name": "bi", "merge_mode": "concat", "layer": {"class_name": "RNN", "config": rnn_config(
-        cell("GRUCell", 2))}}  # fmt: skip
+def _bidi_of(rnn: dict[str, Any], **options: Any) -> dict[str, Any]:
+    config = {"name": "bi", "merge_mode": "concat", "layer": {"class_name": "RNN", "config": rnn}, **options}
+    return get_kind("Bidirectional").normalise(json.loads(json.dumps(config)), "bi", "3")
+
+
+STACK = {"class_name": "StackedRNNCells", "config": {"name": "s", "cells": [cell("GRUCell", 4), cell("LSTMCell", 3)]}}
+
+
+def test_bidirectional_wraps_an_rnn_of_stacked_cells() -> None:
+    kind = get_kind("Bidirectional")
+    config = _bidi_of(rnn_config(STACK, return_sequences=True, return_state=True))
+    inner = config["layer"]["config"]
+    # Keras forces zero_output_for_mask = return_sequences on the loop and on every cell (a cell is its layer)
+    assert inner["zero_output_for_mask"] is True
+    assert all(c["config"]["zero_output_for_mask"] is True for c in inner["cells"])
+    own = ("gru_cell/h", "lstm_cell/h", "lstm_cell/c")
+    assert kind.state_names(config) == tuple(f"{d}/{s}" for d in ("forward", "backward") for s in own)
+    assert kind.output_features(config, 5) == [6, 4, 3, 3, 4, 3, 3]
+    shapes = kind.weight_shapes(config, 5)
+    assert shapes["forward/gru_cell/kernel"] == (5, 12) and shapes["backward/lstm_cell/kernel"] == (4, 12)
+    assert kind.vars_path("forward/lstm_cell") == "forward_layer/cell/cells/lstm_cell/vars"
+    assert kind.vars_path("backward") == "backward_layer/cell/vars"
+    assert set(kind.parts(config)) == {"forward/gru_cell", "forward/lstm_cell", "backward/gru_cell",
+                                       "backward/lstm_cell"}  # fmt: skip
+
+
+def test_a_bidirectional_single_cell_is_the_cell_layer() -> None:
+    config = _bidi_of(rnn_config(cell("GRUCell", 3, dropout=0.25)))
+    kind = get_kind("Bidirectional")
+    assert kind.state_names(config) == ("forward/h", "backward/h")
+    own = ("kernel", "recurrent_kernel", "bias")
+    assert list(kind.weight_shapes(config, 2)) == [f"{d}/{w}" for d in ("forward", "backward") for w in own]
+    assert kind.own_config(config)["dropout"] == 0.25  # what Monte-Carlo dropout and the penalties read
+
+
+def test_a_legacy_h5_bidirectional_stack_is_read_direction_by_direction() -> None:
+    kind = get_kind("Bidirectional")
+    cells = ["gru_cell/kernel", "gru_cell/recurrent_kernel", "gru_cell/bias", "lstm_cell/kernel"]
+    names = [f"{d}/{n}" for d in ("forward", "backward") for n in cells]
+    paths = [f"m/bi/{d}_rnn/stacked_rnn_cells/{n}:0" for d in ("backward", "forward") for n in cells]
+    assert kind.stored_weight_names(paths, names) == [*names[4:], *names[:4]]
+    swapped = [*paths[:2], paths[3], paths[2], *paths[4:]]
+    with pytest.raises(ModelFileError, match="in order"):
+        kind.stored_weight_names(swapped, names)
+    with pytest.raises(ModelFileError, match="direction"):
+        kind.stored_weight_names(["m/bi/x/gru_cell/kernel", *paths[1:]], names)
+    assert kind.stored_weight_names(["bi/forward_gru/gru_cell/kernel:0"], ["forward/kernel"]) is None
+
+
+def test_a_bidirectional_backward_rnn_other_than_the_forward_copy_is_refused() -> None:
+    forward = rnn_config(STACK)
+    backward = {"class_name": "RNN", "config": rnn_config({**STACK, "config": {"name": "s", "cells": [
+        cell("GRUCell", 4), cell("LSTMCell", 2)]}}, go_backwards=True)}  # fmt: skip
+    with pytest.raises(UnsupportedLayer, match="backward_layer"):
+        _bidi_of(forward, backward_layer=backward)
+    same = {"class_name": "RNN", "config": rnn_config(STACK, go_backwards=True)}
+    assert _bidi_of(forward, backward_layer=same)["layer"]["config"]["stacked"] is True
+
+
+def test_bidirectional_does_not_wrap_a_cell_or_dense() -> None:
+    config = {"name": "bi", "merge_mode": "concat", "layer": cell("GRUCell", 2)}
     with pytest.raises(UnsupportedLayer, match="RNN"):
         get_kind("Bidirectional").normalise(json.loads(json.dumps(config)), "bi", "3")

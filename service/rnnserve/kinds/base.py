@@ -115,6 +115,12 @@ class LayerKind:
         inner = self.inner(config)
         return config if inner is None else inner[1]
 
+    def parts(self, config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        """Weight-name prefix -> the config holding the arguments of the weights under it (their regularizers and
+        constraints, the dropout rates of their cell): `{"": own_config}` for one layer; a Bidirectional's
+        directions (`forward`, `backward`), stacked cells' keys (`gru_cell`, ...), or both (`forward/gru_cell`)."""
+        return {"": self.own_config(config)}
+
     def state_names(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         """The states the layer carries, relative to its name, in Keras order (`h`, `c`, `forward/h`, ...)."""
         return ()
@@ -162,6 +168,15 @@ class LayerKind:
         raise UnsupportedLayer(
             f"no ONNX converter for Keras layer class {self.class_name!r}", layer_class=self.class_name
         )
+
+
+def match_in_order(paths: Sequence[str], names: Sequence[str], what: str) -> list[str]:
+    """`names` for a legacy `.h5`'s weight `paths` listed in creation order, each path ending in the last component
+    of its name (`.../gru_cell/kernel:0` for `gru_cell/kernel`); ModelFileError when they do not line up."""
+    bases = [p.rsplit("/", 1)[-1].split(":", 1)[0] for p in paths]
+    if len(paths) != len(names) or any(n.rsplit("/", 1)[-1] != b for n, b in zip(names, bases, strict=True)):
+        raise ModelFileError(f"{what} weights {list(paths)} do not match the cells' {list(names)} in order")
+    return list(names)
 
 
 _KINDS: dict[str, LayerKind] = {}

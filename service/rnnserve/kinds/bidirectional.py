@@ -1,27 +1,22 @@
-"""Bidirectional(SimpleRNN|GRU|LSTM) (SEMANTICS §3-4).
+"""Bidirectional(SimpleRNN|GRU|LSTM|CuDNNGRU|CuDNNLSTM|RNN(cell)) (SEMANTICS §3-4).
 
 The forward pass runs as the inner layer says; the backward pass reads the sequence the other way
 (`go_backwards` negated, as Keras builds `backward_layer`). With `return_sequences` the backward outputs are
 flipped back into input time order, and Keras forces `zero_output_for_mask = return_sequences` on both passes.
-States: forward then backward (LSTM `h, c` each).
+States: forward then backward (LSTM `h, c` each; stacked cells every cell's, `forward/gru_cell/h`, ...).
+The inner layer is any `LoopKind` (`kinds/recurrent.py`): its own reference, ONNX cell, loop arguments and state
+widths are what both passes use, so `RNN(cell)` and `RNN(StackedRNNCells)` are wrapped with their own converters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rnnserve.errors import UnsupportedLayer
+from rnnserve.errors import ModelFileError, UnsupportedLayer
 from rnnserve.export.builder import GraphBuilder
 from rnnserve.export.context import LayerCall, LayerResult, Value
-from rnnserve.export.converters.recurrent import (
-    Direction,
-    output_value,
-    run_direction,
-    sequence_input,
-    state_value,
-    wants_unroll,
-)
+from rnnserve.export.converters.recurrent import Direction, output_value, run_direction, sequence_input, wants_unroll
 from rnnserve.export.weights import check_weights, sub_weights
 from rnnserve.importers.jsonish import short
 from rnnserve.importers.keras_layers import describe
@@ -33,12 +28,13 @@ from rnnserve.kinds.base import (
     Shape,
     find_kind,
     get_kind,
+    match_in_order,
     register_kind,
     registered_kinds,
 )
-from rnnserve.kinds.config import inner_layer, plain, wrapper_keys
-from rnnserve.kinds.recurrent import RecurrentKind
-from rnnserve.spec import LayerSpec
+from rnnserve.kinds.config import inner_layer, wrapper_keys
+from rnnserve.kinds.recurrent import LoopKind, cell_vars_path
+from rnnserve.spec import LayerSpec, StateSpec
 
 if TYPE_CHECKING:
     from rnnserve.layers.model import Node
@@ -67,14 +63,15 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
     inner = layer.config["layer"]
     inner_class, inner_config = inner["class_name"], inner["config"]
     inner_kind = find_kind(inner_class)
-    if not isinstance(inner_kind, RecurrentKind):
+    if not isinstance(inner_kind, LoopKind):
         raise UnsupportedLayer(f"layer {layer.name!r}: Bidirectional({inner_class}) is not supported", layer=layer.name)
     if layer.config.get("backward_layer"):
         raise UnsupportedLayer(f"layer {layer.name!r}: a custom Bidirectional backward_layer is not supported")
     x = sequence_input(call)
     check_weights(layer, x.shape[-1])
     build = inner_kind.build_cell
-    units = int(inner_config["units"])
+    units = _units(inner_kind, inner_config)
+    widths = inner_kind.state_widths(inner_config)
     sequences = bool(inner_config.get("return_sequences", False))
     go_backwards = bool(inner_config.get("go_backwards", False))
     unroll = wants_unroll(layer, call.unroll)
@@ -83,7 +80,7 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
         "forward": Direction(go_backwards=go_backwards, **forced),
         "backward": Direction(go_backwards=not go_backwards, reverse_output=sequences, **forced),
     }
-    n_states = len(inner_kind.cell_states)
+    n_states = len(widths)
     outputs: list[Value] = []
     finals: list[str] = []
     for k, (direction_name, direction) in enumerate(passes.items()):
@@ -95,17 +92,34 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
         finals.extend(states)
     merged = _merge(g, layer.config.get("merge_mode", "concat"), outputs[0], outputs[1], units)
     if inner_config.get("return_state", False):
-        merged += [state_value(s, x, units) for s in finals]
+        batch = x.shape[1] if x.time_major else x.shape[0]
+        merged += [Value(s, (batch, w)) for s, w in zip(finals, [*widths, *widths], strict=True)]
     return LayerResult(tuple(merged), tuple(finals))
 
 
+def _units(kind: LoopKind, config: Mapping[str, Any]) -> int:
+    """The width of one direction's output (stacked cells: the last cell's units)."""
+    loop = kind.recurrent_config(config)
+    assert loop is not None
+    return int(loop["units"])
+
+
 # Bidirectional: the backward layer must equal the forward one but for these keys (and initializers,
-# regularizers, constraints).
+# regularizers, constraints), at any depth (stacked cells' configs too).
 _NOT_COMPARED = frozenset({"name", "go_backwards", "dropout", "recurrent_dropout", "seed", "zero_output_for_mask"})
 
 
 def _compared(key: str) -> bool:
     return key not in _NOT_COMPARED and not key.endswith(("_initializer", "_regularizer", "_constraint"))
+
+
+def _comparable(value: Any) -> Any:
+    """A normalised config without the keys the two directions may differ in, nested configs included."""
+    if isinstance(value, Mapping):
+        return {k: _comparable(v) for k, v in value.items() if _compared(k)}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
 
 
 class Bidirectional(LayerKind):
@@ -136,17 +150,19 @@ class Bidirectional(LayerKind):
             )
         class_name, raw, inner_name = inner_layer(config, "layer", where)
         kind = find_kind(class_name)
-        if kind is None or not kind.is_recurrent:
-            recurrent = sorted(n for n, k in registered_kinds().items() if k.is_recurrent)
+        if not isinstance(kind, LoopKind):
+            recurrent = sorted(n for n, k in registered_kinds().items() if isinstance(k, LoopKind))
             raise UnsupportedLayer(f"{where}: wraps a {class_name!r}; rnnserve supports {', '.join(recurrent)}")
-        forward = plain(kind, raw, inner_name, keras_version)
+        forward = kind.normalise(raw, inner_name, keras_version)
         if config.get("backward_layer") is not None:
             _check_backward(config, kind, forward, where, keras_version)
-        forward["zero_output_for_mask"] = forward["return_sequences"]
+        forward = kind.loop_config(forward, zero_output_for_mask=forward["return_sequences"])
         return {"name": name, "merge_mode": merge_mode, "layer": {"class_name": class_name, "config": forward}}
 
-    def _inner_kind(self, config: Mapping[str, Any]) -> LayerKind:
-        return get_kind(config["layer"]["class_name"])
+    def _inner_kind(self, config: Mapping[str, Any]) -> LoopKind:
+        kind = get_kind(config["layer"]["class_name"])
+        assert isinstance(kind, LoopKind)
+        return kind
 
     def weight_shapes(self, config: Mapping[str, Any], in_features: int | None) -> dict[str, Shape]:
         inner = config["layer"]
@@ -155,7 +171,7 @@ class Bidirectional(LayerKind):
 
     def output_features(self, config: Mapping[str, Any], in_features: int | None) -> list[int | None]:
         inner = config["layer"]
-        units = int(inner["config"]["units"])
+        units = _units(self._inner_kind(config), inner["config"])
         state_sizes = self._inner_kind(config).output_features(inner["config"], in_features)[1:]
         merge_mode = config["merge_mode"]
         merged = 2 * units if merge_mode == "concat" else units
@@ -163,7 +179,26 @@ class Bidirectional(LayerKind):
         return [*ys, *state_sizes, *state_sizes]
 
     def vars_path(self, prefix: str) -> str:
-        return f"{prefix}_layer/cell/vars"
+        """`forward_layer/cell/vars`; a stacked cell's `forward_layer/cell/cells/gru_cell/vars` (prefix
+        `forward/gru_cell`)."""
+        direction, _, cell_key = prefix.partition("/")
+        return f"{direction}_layer/{cell_vars_path(cell_key)}"
+
+    def stored_weight_names(self, paths: Sequence[str], names: Sequence[str]) -> list[str] | None:
+        """Stacked cells in a legacy `.h5` (`bi/forward_rnn/stacked_rnn_cells/gru_cell/kernel`): each direction's
+        weights in creation order, as `RNN` reads them; otherwise matched by direction and name."""
+        if not any("/" in n.partition("/")[2] for n in names):
+            return None
+        directions = [_direction_of(p) for p in paths]
+        if None in directions:
+            path = paths[directions.index(None)]
+            raise ModelFileError(f"cannot tell the direction of Bidirectional weight {path!r}")
+        by_path: dict[str, str] = {}
+        for direction in DIRECTIONS:
+            mine = [p for p, d in zip(paths, directions, strict=True) if d == direction]
+            wanted = [n for n in names if n.startswith(f"{direction}/")]
+            by_path.update(zip(mine, match_in_order(mine, wanted, f"the {direction} stacked cells'"), strict=True))
+        return [by_path[p] for p in paths]
 
     def output_count(self, config: Mapping[str, Any]) -> int:
         outputs = 2 if config.get("merge_mode") is None else 1  # merge_mode=None: [forward_y, backward_y]
@@ -176,13 +211,25 @@ class Bidirectional(LayerKind):
         return self._inner_kind(config).state_names(inner["config"])
 
     def recurrent_config(self, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        return config["layer"]["config"]  # type: ignore[no-any-return]
+        return self._inner_kind(config).recurrent_config(config["layer"]["config"])
 
     def inner(self, config: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
         return config["layer"]["class_name"], config["layer"]["config"]
 
+    def own_config(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._inner_kind(config).own_config(config["layer"]["config"])
+
+    def parts(self, config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        inner = self._inner_kind(config).parts(config["layer"]["config"])
+        return {f"{d}/{p}" if p else d: c for d in DIRECTIONS for p, c in inner.items()}
+
     def state_names(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(f"{d}/{s}" for d in DIRECTIONS for s in self.cell_state_names(config))
+
+    def states(self, layer: LayerSpec) -> list[StateSpec]:
+        widths = self._inner_kind(layer.config).state_widths(layer.config["layer"]["config"])
+        names = self.state_names(layer.config)
+        return [StateSpec(f"{layer.name}/{s}", layer.name, w) for s, w in zip(names, [*widths, *widths], strict=True)]
 
     def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
         sequences = 2 if config["merge_mode"] is None else 1
@@ -201,16 +248,22 @@ class Bidirectional(LayerKind):
         return convert_bidirectional(g, call)
 
 
+def _direction_of(path: str) -> str | None:
+    """The direction a legacy `.h5` weight path names (`bi/forward_rnn/...`), None when none or two."""
+    found = {p.split("_", 1)[0] for p in path.split("/")[1:-1] if p.startswith(("forward_", "backward_"))}
+    return found.pop() if len(found) == 1 else None
+
+
 def _check_backward(
     config: Mapping[str, Any], kind: LayerKind, forward: Mapping[str, Any], where: str, keras_version: str
 ) -> None:
     """Keras 3 always stores `backward_layer`; accept it when it is the copy Keras derives from `layer`."""
     back_class, raw, back_name = inner_layer(config, "backward_layer", where)
-    backward = plain(kind, raw, back_name, keras_version) if back_class == kind.class_name else None
+    backward = kind.normalise(raw, back_name, keras_version) if back_class == kind.class_name else None
     same = (
         backward is not None
         and backward["go_backwards"] != forward["go_backwards"]
-        and all(backward[k] == v for k, v in forward.items() if _compared(k))
+        and _comparable(backward) == _comparable(forward)
     )
     if not same:
         raise UnsupportedLayer(

@@ -1,4 +1,5 @@
-"""What SimpleRNN, GRU and LSTM share: a cell run over time (`RecurrentKind`); each has its own module.
+"""What SimpleRNN, GRU and LSTM share: a cell run over time (`RecurrentKind`); each has its own module. What they
+share with `RNN(cell)` (`kinds/rnn.py`), and what Bidirectional asks of the layer it wraps: `LoopKind`.
 
 Config keys (Keras 3 names, every key present): `name, units, activation, use_bias, kernel_initializer,
 recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer,
@@ -27,6 +28,7 @@ from rnnserve.spec import LayerSpec
 if TYPE_CHECKING:
     from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
     from rnnserve.layers.model import Node
+    from rnnserve.layers.recurrent import RecurrentLayer
 
 RNN_DEFAULTS: Mapping[str, Any] = {
     "units": REQUIRED,
@@ -55,15 +57,63 @@ RNN_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-class RecurrentKind(LayerKind):
-    """A Keras recurrent layer: one cell (`cell_states`, `gates` weight blocks) run over the time axis."""
+def cell_vars_path(cell_key: str = "") -> str:
+    """Where a `.keras` archive keeps a recurrent layer's cell variables, under the layer's group: `cell/vars`, or
+    for stacked cells the variables of the cell saved as `cell_key` (`cell/cells/gru_cell/vars`)."""
+    return f"cell/cells/{cell_key}/vars" if cell_key else "cell/vars"
+
+
+class LoopKind(LayerKind):
+    """A layer that runs a cell, or stacked cells, over the time axis, with Keras' loop arguments
+    (`return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask, time_major`) at the top
+    of its normalised config: SimpleRNN, GRU, LSTM and their cuDNN variants (`RecurrentKind`), and `RNN(cell)`.
+    Bidirectional wraps any of them through the methods below."""
 
     is_recurrent = True
-    defaults: ClassVar[Mapping[str, Any]] = RNN_DEFAULTS
-    activation_keys: ClassVar[tuple[str, ...]] = ("activation",)
     call_params = ("sequences", "initial_state", "mask", "training")
     takes_initial_state = True
     uses_mask = True
+
+    def loop_config(self, config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+        """`config` with loop arguments changed (Bidirectional: `go_backwards` flipped, `zero_output_for_mask`)."""
+        return {**config, **changes}
+
+    def state_widths(self, config: Mapping[str, Any]) -> list[int]:
+        """The width of every state, in `state_names` order."""
+        raise NotImplementedError
+
+    def recurrent_layer(
+        self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
+    ) -> RecurrentLayer:
+        """The numpy reference of the layer (`rnnserve.layers.recurrent`)."""
+        raise NotImplementedError
+
+    def build_cell(
+        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+    ) -> Cell:
+        """The ONNX cell (one step); with `native`, also its fused op for unmasked passes, where it has one."""
+        raise NotImplementedError
+
+    def recurrent_config(self, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        return config
+
+    def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
+        return KEEP_MASK if index == 0 and config["return_sequences"] else NO_MASK
+
+    def reads_backwards(self, config: Mapping[str, Any]) -> bool:
+        return bool(config.get("go_backwards"))
+
+    def reference(self, layer: LayerSpec) -> Node:
+        from rnnserve.layers.model import RecurrentNode
+
+        return RecurrentNode(self.recurrent_layer(layer.config, layer.weights, layer.name))
+
+
+class RecurrentKind(LoopKind):
+    """A Keras recurrent layer: one cell (`cell_states`, `gates` weight blocks) run over the time axis."""
+
+    defaults: ClassVar[Mapping[str, Any]] = RNN_DEFAULTS
+    activation_keys: ClassVar[tuple[str, ...]] = ("activation",)
     gates: ClassVar[int] = 1
     cell_states: ClassVar[tuple[str, ...]] = ("h",)
     native: ClassVar[NativeForm]  # its onnxruntime fused op
@@ -74,12 +124,6 @@ class RecurrentKind(LayerKind):
         self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
     ) -> SimpleRNNCell | GRUCell | LSTMCell:
         """The numpy reference cell (`rnnserve.layers.cells`)."""
-        raise NotImplementedError
-
-    def build_cell(
-        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
-    ) -> Cell:
-        """The ONNX cell (one step); with `native`, also its fused op for unmasked passes."""
         raise NotImplementedError
 
     def split_bias(self, config: Mapping[str, Any]) -> bool:
@@ -102,28 +146,23 @@ class RecurrentKind(LayerKind):
         return [units] * (1 + states)
 
     def vars_path(self, prefix: str) -> str:
-        return "cell/vars"
+        return cell_vars_path()
 
     def output_count(self, config: Mapping[str, Any]) -> int:
         return 1 + len(self.cell_states) if config.get("return_state") else 1
 
-    def recurrent_config(self, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        return config
-
     def state_names(self, config: Mapping[str, Any]) -> tuple[str, ...]:
         return self.cell_states
 
-    def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
-        return KEEP_MASK if index == 0 and config["return_sequences"] else NO_MASK
+    def state_widths(self, config: Mapping[str, Any]) -> list[int]:
+        return [int(config["units"])] * len(self.cell_states)
 
-    def reads_backwards(self, config: Mapping[str, Any]) -> bool:
-        return bool(config.get("go_backwards"))
-
-    def reference(self, layer: LayerSpec) -> Node:
-        from rnnserve.layers.model import RecurrentNode
+    def recurrent_layer(
+        self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
+    ) -> RecurrentLayer:
         from rnnserve.layers.recurrent import RecurrentLayer
 
-        return RecurrentNode(RecurrentLayer.from_config(layer.class_name, layer.config, layer.weights, layer.name))
+        return RecurrentLayer.from_config(self.class_name, config, weights, name)
 
     def convert(self, g: GraphBuilder, call: LayerCall) -> LayerResult:
         check_weights(call.layer, sequence_input(call).shape[-1])

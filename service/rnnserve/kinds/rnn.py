@@ -31,13 +31,15 @@ from rnnserve.export.converters.recurrent import wants_unroll as _wants_unroll
 from rnnserve.export.weights import check_weights, sub_weights
 from rnnserve.importers.jsonish import array, short
 from rnnserve.importers.keras_layers import describe
-from rnnserve.kinds.base import KEEP_MASK, NO_MASK, LayerKind, MaskRule, Shape, get_kind, register_kind
+from rnnserve.kinds.base import Shape, get_kind, match_in_order, register_kind
 from rnnserve.kinds.config import inner_layer, plain, wrapper_keys
-from rnnserve.kinds.recurrent import RecurrentKind
+from rnnserve.kinds.recurrent import LoopKind, RecurrentKind, cell_vars_path
 from rnnserve.spec import LayerSpec, StateSpec
 
 if TYPE_CHECKING:
-    from rnnserve.layers.model import Node
+    import numpy as np
+
+    from rnnserve.layers.recurrent import RecurrentLayer
 
 # The built-in cells and the layer each one is the cell of.
 CELL_LAYERS: Mapping[str, str] = {"SimpleRNNCell": "SimpleRNN", "GRUCell": "GRU", "LSTMCell": "LSTM"}
@@ -68,12 +70,9 @@ def _cell_kind(cell: Mapping[str, Any]) -> RecurrentKind:
     return kind
 
 
-class RNN(LayerKind):
+class RNN(LoopKind):
     class_name = "RNN"
     defaults: ClassVar[Mapping[str, Any]] = LOOP_DEFAULTS
-    call_params = ("sequences", "initial_state", "mask", "training")
-    takes_initial_state = True
-    uses_mask = True
 
     # ---- config ---------------------------------------------------------------------------------------------------
 
@@ -127,11 +126,22 @@ class RNN(LayerKind):
 
     def own_config(self, config: Mapping[str, Any]) -> Mapping[str, Any]:
         """A single cell's arguments are its layer's (regularizers, constraints, dropout rates: what penalties and
-        Monte-Carlo dropout read); stacked cells keep theirs per cell, under `cells`."""
+        Monte-Carlo dropout read); stacked cells keep theirs per cell, under `cells` (see `parts`)."""
         return config if config["stacked"] else config["cells"][0]["config"]
 
-    def _widths(self, config: Mapping[str, Any]) -> list[int]:
-        """The width of every state, in state order."""
+    def parts(self, config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        """Stacked cells: each cell's key (its weights' prefix) -> its config, which holds its regularizers,
+        constraints and dropout rates."""
+        if not config["stacked"]:
+            return {"": config["cells"][0]["config"]}
+        return {c["key"]: c["config"] for c in config["cells"]}
+
+    def loop_config(self, config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+        """The loop arguments are also in every cell's config (a single cell is its layer): both change."""
+        cells = [{**c, "config": {**c["config"], **changes}} for c in config["cells"]]
+        return {**config, **changes, "cells": cells}
+
+    def state_widths(self, config: Mapping[str, Any]) -> list[int]:
         return [int(c["config"]["units"]) for c in config["cells"] for _ in _cell_kind(c).cell_states]
 
     def weight_shapes(self, config: Mapping[str, Any], in_features: int | None) -> dict[str, Shape]:
@@ -147,26 +157,21 @@ class RNN(LayerKind):
         return shapes
 
     def vars_path(self, prefix: str) -> str:
-        return f"cell/cells/{prefix}/vars" if prefix else "cell/vars"
+        return cell_vars_path(prefix)
 
     def stored_weight_names(self, paths: Sequence[str], names: Sequence[str]) -> list[str] | None:
         """Stacked cells in a legacy `.h5`: the cells' weights are listed in creation order (cell after cell),
         each ending in its Keras name; a single cell's are matched by name as a layer's are."""
         if not any("/" in n for n in names):
             return None
-        bases = [p.rsplit("/", 1)[-1].split(":", 1)[0] for p in paths]
-        if len(paths) != len(names) or any(not n.endswith(f"/{b}") for n, b in zip(names, bases, strict=True)):
-            raise ModelFileError(
-                f"the stacked cells' weights {list(paths)} do not match the cells' {list(names)} in order"
-            )
-        return list(names)
+        return match_in_order(paths, names, "the stacked cells'")
 
     def output_features(self, config: Mapping[str, Any], in_features: int | None) -> list[int | None]:
-        widths: list[int | None] = list(self._widths(config)) if config["return_state"] else []
+        widths: list[int | None] = list(self.state_widths(config)) if config["return_state"] else []
         return [int(config["cells"][-1]["config"]["units"]), *widths]
 
     def output_count(self, config: Mapping[str, Any]) -> int:
-        return 1 + (len(self._widths(config)) if config.get("return_state") else 0)
+        return 1 + (len(self.state_widths(config)) if config.get("return_state") else 0)
 
     def recurrent_config(self, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return {**{k: config[k] for k in LOOP_DEFAULTS}, "units": int(config["cells"][-1]["config"]["units"])}
@@ -179,58 +184,61 @@ class RNN(LayerKind):
 
     def states(self, layer: LayerSpec) -> list[StateSpec]:
         names = self.state_names(layer.config)
-        widths = self._widths(layer.config)
+        widths = self.state_widths(layer.config)
         return [StateSpec(f"{layer.name}/{s}", layer.name, w) for s, w in zip(names, widths, strict=True)]
-
-    def output_mask(self, config: Mapping[str, Any], index: int) -> MaskRule:
-        return KEEP_MASK if index == 0 and config["return_sequences"] else NO_MASK
-
-    def reads_backwards(self, config: Mapping[str, Any]) -> bool:
-        return bool(config.get("go_backwards"))
 
     # ---- numpy reference and ONNX -----------------------------------------------------------------------------------
 
-    def reference(self, layer: LayerSpec) -> Node:
-        single = self._single(layer)
-        if single is not None:
-            return _cell_kind(layer.config["cells"][0]).reference(single)
+    def recurrent_layer(
+        self, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str = ""
+    ) -> RecurrentLayer:
+        """A single cell's layer, or the loop around `StackedCells` of the cells' numpy references."""
+        if not config["stacked"]:
+            cell = config["cells"][0]
+            return _cell_kind(cell).recurrent_layer(cell["config"], weights, name)
         from rnnserve.layers.cells import StackedCells
-        from rnnserve.layers.model import RecurrentNode
         from rnnserve.layers.recurrent import RecurrentLayer
 
-        config = layer.config
         cells = tuple(
-            _cell_kind(c).make_cell(c["config"], sub_weights(layer.weights, c["key"]), f"{layer.name}/{c['key']}")
+            _cell_kind(c).make_cell(c["config"], sub_weights(weights, c["key"]), f"{name}/{c['key']}")
             for c in config["cells"]
         )
-        return RecurrentNode(
-            RecurrentLayer(
-                cell=StackedCells(cells),
-                return_sequences=bool(config["return_sequences"]),
-                return_state=bool(config["return_state"]),
-                go_backwards=bool(config["go_backwards"]),
-                zero_output_for_mask=bool(config["zero_output_for_mask"]),
-                time_major=bool(config["time_major"]),
-            )
+        return RecurrentLayer(
+            cell=StackedCells(cells),
+            return_sequences=bool(config["return_sequences"]),
+            return_state=bool(config["return_state"]),
+            go_backwards=bool(config["go_backwards"]),
+            zero_output_for_mask=bool(config["zero_output_for_mask"]),
+            time_major=bool(config["time_major"]),
         )
+
+    def build_cell(
+        self, g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, *, native: bool
+    ) -> Cell:
+        """A single cell's (with its fused op when `native`), or one cell running the stacked cells in turn."""
+        if not config["stacked"]:
+            cell = config["cells"][0]
+            return _cell_kind(cell).build_cell(g, cell["config"], weights, name, native=native)
+        return _stack(g, config, weights, name)
 
     def convert(self, g: GraphBuilder, call: LayerCall) -> LayerResult:
         single = self._single(call.layer)
         if single is not None:
             kind = _cell_kind(call.layer.config["cells"][0])
             return kind.convert(g, LayerCall(single, call.inputs, call.initial_state, call.unroll))
-        return _convert_stacked(g, call, self._widths(call.layer.config))
+        return _convert_stacked(g, call, self.state_widths(call.layer.config))
 
 
-def _stack(g: GraphBuilder, layer: LayerSpec, widths: Sequence[int]) -> Cell:
+def _stack(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
     """One ONNX cell running the stacked cells in turn: the first one's input projection is hoisted out of the loop
     (as for any cell), the others project the previous cell's output inside the step."""
     parts: list[tuple[Cell, int]] = []
-    for c in layer.config["cells"]:
+    widths: list[int] = []
+    for c in config["cells"]:
         kind = _cell_kind(c)
-        name = f"{layer.name}/{c['key']}"
-        cell = kind.build_cell(g, c["config"], sub_weights(layer.weights, c["key"]), name, native=False)
+        cell = kind.build_cell(g, c["config"], sub_weights(weights, c["key"]), f"{name}/{c['key']}", native=False)
         parts.append((cell, len(kind.cell_states)))
+        widths += [int(c["config"]["units"])] * len(kind.cell_states)
 
     def step(b: GraphBuilder, xp_t: str, states: Sequence[str]) -> tuple[str, tuple[str, ...]]:
         new_states: list[str] = []
@@ -255,7 +263,7 @@ def _convert_stacked(g: GraphBuilder, call: LayerCall, widths: Sequence[int]) ->
     config = layer.config
     x = sequence_input(call)
     check_weights(layer, x.shape[-1])
-    cell = _stack(g, layer, widths)
+    cell = _stack(g, config, layer.weights, layer.name)
     direction = Direction(
         go_backwards=bool(config["go_backwards"]),
         return_sequences=bool(config["return_sequences"]),

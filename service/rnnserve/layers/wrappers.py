@@ -10,6 +10,7 @@ import numpy as np
 
 from rnnserve.errors import InvalidInput, ModelFileError, UnsupportedLayer
 from rnnserve.kinds import find_kind, registered_kinds
+from rnnserve.kinds.recurrent import LoopKind
 from rnnserve.layers.cells import States
 from rnnserve.layers.recurrent import RecurrentLayer
 
@@ -58,18 +59,17 @@ class Bidirectional:
         if merge_mode not in MERGE_MODES:
             raise ModelFileError(f"layer {name!r}: merge_mode={merge_mode!r} is not one of {MERGE_MODES}")
         class_name, forward_config = _inner(config, "layer", name)
+        forward_kind = _loop_kind(class_name, name)
         if config.get("backward_layer") is not None:
             backward_class, backward_config = _inner(config, "backward_layer", name)
         else:
             backward_class = class_name
-            backward_config = {**forward_config, "go_backwards": not forward_config.get("go_backwards", False)}
-        for cls_name in (class_name, backward_class):
-            kind = find_kind(cls_name)
-            if kind is None or not kind.is_recurrent:
-                raise UnsupportedLayer(f"layer {name!r}: Bidirectional around {cls_name!r} is not supported")
+            flipped = not forward_config.get("go_backwards", False)
+            backward_config = forward_kind.loop_config(forward_config, go_backwards=flipped)
+        backward_kind = _loop_kind(backward_class, name)
         return cls(
-            _sublayer(class_name, forward_config, _prefixed(weights, "forward/"), f"{name}/forward"),
-            _sublayer(backward_class, backward_config, _prefixed(weights, "backward/"), f"{name}/backward"),
+            _sublayer(forward_kind, forward_config, _prefixed(weights, "forward/"), f"{name}/forward"),
+            _sublayer(backward_kind, backward_config, _prefixed(weights, "backward/"), f"{name}/backward"),
             merge_mode,
         )
 
@@ -103,12 +103,20 @@ class Bidirectional:
         return _merge(self.merge_mode, y, y_rev), forward_states + backward_states
 
 
+def _loop_kind(class_name: str, name: str) -> LoopKind:
+    kind = find_kind(class_name)
+    if not isinstance(kind, LoopKind):
+        raise UnsupportedLayer(f"layer {name!r}: Bidirectional around {class_name!r} is not supported")
+    return kind
+
+
 def _sublayer(
-    class_name: str, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str
+    kind: LoopKind, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str
 ) -> RecurrentLayer:
-    """A Bidirectional half: Keras forces `zero_output_for_mask = return_sequences` on both."""
-    forced = {**config, "zero_output_for_mask": bool(config.get("return_sequences", False))}
-    return RecurrentLayer.from_config(class_name, forced, weights, name)
+    """A Bidirectional half, the wrapped kind's own reference: Keras forces `zero_output_for_mask =
+    return_sequences` on both."""
+    forced = kind.loop_config(config, zero_output_for_mask=bool(config.get("return_sequences", False)))
+    return kind.recurrent_layer(forced, weights, name)
 
 
 @dataclass(frozen=True)
