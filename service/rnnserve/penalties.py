@@ -15,7 +15,8 @@ rnnserve reports them (`GET /v1/models/{m}`, predict with `return_losses`):
 
 A weight's regularizer and constraint sit in its layer's config (a wrapper's: in the wrapped layer's) under
 `<weight>_regularizer` / `<weight>_constraint`, except `recurrent_kernel`, whose keys are `recurrent_*`. A
-Bidirectional layer's `forward/` and `backward/` weights each take the wrapped layer's.
+Bidirectional layer's `forward/` and `backward/` weights each take the wrapped layer's; stacked cells'
+(`RNN(StackedRNNCells)`: `gru_cell/kernel`, `forward/gru_cell/kernel`) their own cell's (`LayerKind.parts`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def config_key(weight: str, what: str) -> str:
     return f"{_KEY_BASE.get(base, base)}_{what}"
 
 
-def _own_config(layer: LayerSpec) -> Mapping[str, Any]:
-    return kind_of(layer).own_config(layer.config)
+def _weight_configs(layer: LayerSpec) -> dict[str, Mapping[str, Any]]:
+    """Weight name -> the config holding its regularizer and constraint."""
+    kind = kind_of(layer)
+    parts = kind.parts(layer.config)
+    own = kind.own_config(layer.config)
+    return {weight: parts.get(weight.rpartition("/")[0], own) for weight in layer.weights}
 
 
 def _regularizer(value: Any, argument: str) -> tuple[reg.Regularizer | None, str | None]:
@@ -66,11 +71,11 @@ def weight_penalties(spec: ModelSpec) -> dict[str, Any]:
     layers = []
     total = 0.0
     for layer in spec.layers:
-        config = _own_config(layer)
+        configs = _weight_configs(layer)
         entries = []
         for weight, value in layer.weights.items():
             key = config_key(weight, "regularizer")
-            identifier = config.get(key)
+            identifier = configs[weight].get(key)
             if identifier is None:
                 continue
             regularizer, error = _regularizer(identifier, key)
@@ -113,10 +118,10 @@ def constraint_report(spec: ModelSpec) -> list[dict[str, Any]]:
     constraint rnnserve does not know has `satisfied` null and `error`."""
     found = []
     for layer in spec.layers:
-        config = _own_config(layer)
+        configs = _weight_configs(layer)
         for weight, value in layer.weights.items():
             key = config_key(weight, "constraint")
-            identifier = config.get(key)
+            identifier = configs[weight].get(key)
             if identifier is None:
                 continue
             entry: dict[str, Any] = {"layer": layer.name, "weight": weight, "constraint": _name(identifier)}

@@ -15,6 +15,7 @@ from export_specs import bidirectional_layer, holey_mask, model, rnn_layer, run_
 from rnnserve.errors import ModelFileError
 from rnnserve.export.package import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, read_package, write_package
 from rnnserve.export.package import _sha256 as sha256
+from rnnserve.importers import load_spec
 from rnnserve.layers.model import ReferenceModel
 from rnnserve.runtime.signature import ModelSignature
 from rnnserve.spec import InputSpec, LayerSpec, TensorRef
@@ -78,6 +79,21 @@ def test_manifest_records_form_signature_source_and_training_settings(package_di
     enc = manifest["training"]["enc"]
     assert enc["dropout"] == 0.3 and enc["recurrent_dropout"] == 0.2 and enc["seed"] == 7
     assert enc["kernel_regularizer"] == L2 and enc["recurrent_constraint"] is None
+
+
+def test_manifest_keeps_each_stacked_cells_training_settings(tmp_path: Path):
+    """RNN(StackedRNNCells) keeps its arguments per cell: the manifest has them under `parts`, by weight prefix
+    (inside a Bidirectional, per direction), dropout rates included (what Monte-Carlo dropout reads)."""
+    fixture = Path(__file__).resolve().parents[1] / "parity" / "fixtures" / "training" / "k3_penalties_cells.keras"
+    training = json.loads((write_package(load_spec(fixture), tmp_path / "c") / MANIFEST_FILE).read_text())["training"]
+    rnn = training["rnn"]["parts"]
+    assert set(rnn) == {"gru_cell", "lstm_cell"}
+    assert rnn["gru_cell"]["dropout"] == 0.2 and rnn["gru_cell"]["recurrent_dropout"] == 0.0
+    assert rnn["lstm_cell"]["recurrent_dropout"] == 0.1
+    assert rnn["gru_cell"]["kernel_regularizer"]["class_name"] == "L2"
+    bi = training["bi"]["parts"]
+    assert set(bi) == {f"{d}/{c}" for d in ("forward", "backward") for c in ("simple_rnn_cell", "gru_cell")}
+    assert bi["backward/simple_rnn_cell"]["bias_constraint"]["class_name"] == "NonNeg"
 
 
 def test_unrolled_package(tmp_path: Path):

@@ -13,7 +13,9 @@ folder, which that script cleans) `training.json` plus, per case, its model file
   (zeros) or the layer's states set (Keras 3: `Variable.assign`; Keras 2: `reset_states(states=...)`) on one layer
   between batches: `b<j>_in_x`, `b<j>_out_0`, `b<j>_state_<i>` (every state after batch j, signature order) and
   `b<j>_reset_<i>` (the values set before batch j, for the reset layer's states);
-* `penalties` cases, a model with weight regularizers, activity regularizers and constraints: `in_x`, `out_<k>`;
+* `penalties` cases, a model with weight regularizers, activity regularizers and constraints (`*_cells`: stacked
+  cells with their own, as `RNN(StackedRNNCells)` and inside a Bidirectional; their weights named as rnnserve names
+  them, `gru_cell/kernel`, `forward/gru_cell_1/recurrent_kernel`): `in_x`, `out_<k>`;
   the entry holds `model.losses` summed before any call (`weights_total`) and per layer, then after `model(x)`
   (`total`, per layer), and for each constrained weight whether Keras' own constraint leaves it unchanged
   (`max |c(w) - w| <= 1e-6`);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +205,24 @@ def constraint_fixed(constraint: Any, weight: Any) -> bool:
     return bool(np.max(np.abs(projected - w)) <= 1e-6)
 
 
+def _cell_key(class_name: str, used: dict[str, int]) -> str:
+    """Keras' saving name of a cell among stacked cells (`gru_cell`, `gru_cell_1`), as rnnserve names their weights."""
+    base = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)).lower()
+    count = used.get(base, 0)
+    used[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def _cells(sub: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(weight prefix, cell) of a layer: its cell, or each of its stacked cells (`RNN(StackedRNNCells)`)."""
+    cell = getattr(sub, "cell", sub)
+    stacked = getattr(cell, "cells", None)
+    if stacked is None:
+        return [(prefix, cell)]
+    used: dict[str, int] = {}
+    return [(f"{prefix}{_cell_key(type(c).__name__, used)}/", c) for c in stacked]
+
+
 def constrained_weights(model: Any, keras2: bool) -> list[tuple[Any, str, Any, Any]]:
     """(layer, weight name, variable, constraint) for every constrained weight of the top-level layers."""
     found = []
@@ -211,8 +232,7 @@ def constrained_weights(model: Any, keras2: bool) -> list[tuple[Any, str, Any, A
         parts = [("forward/", c) for c in cells[:1] if c is not None] + [("backward/", c) for c in cells[1:] if c]
         if not parts:
             parts = [("", inner)]
-        for prefix, sub in parts:
-            cell = getattr(sub, "cell", sub)
+        for prefix, cell in [found_cell for sub_prefix, sub in parts for found_cell in _cells(sub, sub_prefix)]:
             for attr, weight_name in (
                 ("kernel", "kernel"),
                 ("recurrent_kernel", "recurrent_kernel"),
@@ -354,7 +374,67 @@ def penalty_cases() -> list[dict[str, Any]]:
         penalty_case("k3_penalties", k3, False, (3, 6, 3), {"rnn/kernel", "gru/recurrent_kernel", "dense/kernel"}),
         penalty_case("k3_penalties_wrappers", k3_wrappers, False, (3, 7), {"emb/embeddings"}),
         penalty_case("k2_penalties", k2, True, (3, 6, 3), {"lstm/recurrent_kernel", "gru/bias"}),
+        penalty_case("k3_penalties_cells", k3_cells, False, (3, 6, 3), K3_CELLS_PROJECTED),
+        penalty_case("k2_penalties_cells", k2_cells, True, (3, 6, 3), K2_CELLS_PROJECTED),
     ]
+
+
+K3_CELLS_PROJECTED = {
+    "rnn/gru_cell/recurrent_kernel",
+    "bi/forward/simple_rnn_cell/bias",
+    "bi/backward/simple_rnn_cell/bias",
+}
+K2_CELLS_PROJECTED = {"rnn/lstm_cell/kernel", "bi/backward/gru_cell_1/recurrent_kernel"}
+
+
+def k3_cells() -> Any:
+    """Stacked cells with regularizers, constraints and dropout rates of their own, plain and in a Bidirectional."""
+    x = keras.Input((6, 3), name="x")
+    h = L3.RNN(
+        [
+            L3.GRUCell(4, kernel_regularizer=R3.L2(0.01), recurrent_constraint=C3.UnitNorm(axis=0), dropout=0.2),
+            L3.LSTMCell(3, bias_regularizer=R3.L1(0.02), kernel_constraint=C3.MaxNorm(0.9), recurrent_dropout=0.1),
+        ],
+        return_sequences=True,
+        name="rnn",
+    )(x)
+    cells = [
+        L3.SimpleRNNCell(2, recurrent_regularizer=R3.OrthogonalRegularizer(0.05), bias_constraint=C3.NonNeg()),
+        L3.GRUCell(3, kernel_regularizer=R3.L1L2(0.01, 0.02), kernel_constraint=C3.MinMaxNorm(0.5, 1.5, axis=0)),
+    ]
+    y = L3.Bidirectional(L3.RNN(L3.StackedRNNCells(cells)), name="bi")(h)
+    return keras.Model(x, L3.Dense(2, kernel_regularizer=R3.L2(0.03), name="dense")(y), name="model")
+
+
+def k2_cells() -> Any:
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((6, 3), name="x"),
+            L2.RNN(
+                [
+                    L2.LSTMCell(4, kernel_regularizer=R2.L1(0.01), kernel_constraint=C2.MaxNorm(1.0), dropout=0.3),
+                    L2.SimpleRNNCell(3, recurrent_regularizer=R2.L2(0.02), recurrent_dropout=0.2),
+                ],
+                return_sequences=True,
+                name="rnn",
+            ),
+            L2.Bidirectional(
+                L2.RNN(
+                    [
+                        L2.GRUCell(3, bias_regularizer=R2.L1L2(0.01, 0.01), bias_constraint=C2.NonNeg()),
+                        L2.GRUCell(
+                            2,
+                            kernel_regularizer=R2.OrthogonalRegularizer(0.1, mode="columns"),
+                            recurrent_constraint=C2.UnitNorm(axis=0),
+                        ),
+                    ]
+                ),
+                merge_mode="sum",
+                name="bi",
+            ),
+        ],
+        name="model",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- MC dropout

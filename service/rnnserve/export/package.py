@@ -64,16 +64,29 @@ def _layer_configs(layer: LayerSpec) -> Mapping[str, Any]:
     return kind_of(layer).own_config(layer.config)
 
 
+def _training_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in config.items()
+        if key.endswith(("_regularizer", "_constraint")) or key in TRAINING_KEYS
+    }
+
+
 def training_settings(spec: ModelSpec) -> dict[str, dict[str, Any]]:
-    """Per layer, the settings that only matter for training: kept so that nothing in the Keras file is lost."""
+    """Per layer, the settings that only matter for training: kept so that nothing in the Keras file is lost.
+    A layer whose parts have settings of their own (stacked cells, also inside a Bidirectional) keeps them under
+    `parts`, by weight prefix: `{"parts": {"gru_cell": {"dropout": 0.2, ...}, "lstm_cell": {...}}}`."""
     settings: dict[str, dict[str, Any]] = {}
     for layer in spec.layers:
         config = _layer_configs(layer)
-        kept = {
-            key: value
-            for key, value in config.items()
-            if key.endswith(("_regularizer", "_constraint")) or key in TRAINING_KEYS
+        kept = _training_keys(config)
+        parts = {
+            prefix: own
+            for prefix, part in kind_of(layer).parts(layer.config).items()
+            if part != config and (own := _training_keys(part))
         }
+        if parts:
+            kept["parts"] = parts
         if kept:
             settings[layer.name] = kept
     return settings
