@@ -1,6 +1,6 @@
-"""Write the parity fixtures of `RNN(cell)`, `RNN(StackedRNNCells)` and the legacy `CuDNNGRU` / `CuDNNLSTM` layers
-(issue 16, items 2 and 3) into `tests/parity/fixtures/cells/` (its own `cases.json`; `make_fixtures.py` owns the
-files directly in `fixtures/`, and `parity_harness.load_cases` reads both).
+"""Write the parity fixtures of `RNN(cell)`, `RNN(StackedRNNCells)`, `Bidirectional` around both, and the legacy
+`CuDNNGRU` / `CuDNNLSTM` layers (issue 16, items 2 and 3) into `tests/parity/fixtures/cells/` (its own `cases.json`;
+`make_fixtures.py` owns the files directly in `fixtures/`, and `parity_harness.load_cases` reads both).
 
 Regenerate (real Keras lives only in the Keras venv; the tests never import it):
 
@@ -8,7 +8,13 @@ Regenerate (real Keras lives only in the Keras venv; the tests never import it):
 
 Cells: every case is built, given random weights and run by real Keras exactly as `make_fixtures.py` does it (its
 `build_case`, reused here with the output folder and the state naming of cells): Keras 3.15.1 on torch for
-`k3c_*` (`.keras` and, where listed, Keras 3 legacy `.h5`), tf_keras 2.21 for `k2c_*` (`.k2.h5`).
+`k3c_*` (`.keras` and, where listed, Keras 3 legacy `.h5`), tf_keras 2.21 for `k2c_*` (`.k2.h5`). The
+Bidirectional cases (`k3c_bidi_*`, `k2c_bidi_*`) are built the same way (state names `bi/forward/<cell>/h`, ...).
+
+Every case is seeded from its id alone, so adding a case changes no other case's numbers. The torch (Keras 3)
+numbers come out bit for bit the same on every run; TensorFlow's CPU kernels (tf_keras) may differ in the last
+float32 bit between machines (seen: up to 1.2e-7 against the committed files), far inside the tests' tolerance:
+keep the committed files of the cases you did not change.
 
 cuDNN (`k2_cudnn_*`): made with tf_keras 2.21, which still has `CuDNNGRU` / `CuDNNLSTM`
 (`tf_keras.src.layers.rnn.cudnn_gru` / `cudnn_lstm`; they are not exported as `tf_keras.layers` any more and run
@@ -72,22 +78,33 @@ def _snake(class_name: str) -> str:
     return keras.src.utils.naming.to_snake_case(class_name)
 
 
+def _own_state_names(layer: Any) -> list[str]:
+    """A recurrent layer's states relative to its name (`h`; stacked cells `gru_cell/h`, `lstm_cell/c`)."""
+    cell = getattr(layer, "cell", None)
+    cells = getattr(cell, "cells", None)
+    if cells is None:
+        kind = type(cell if cell is not None else layer).__name__
+        return list(("h", "c") if "LSTM" in kind else ("h",))
+    names = []
+    used: dict[str, int] = {}
+    for c in cells:
+        key = _snake(type(c).__name__)
+        used[key] = used.get(key, 0) + 1
+        key = key if used[key] == 1 else f"{key}_{used[key] - 1}"
+        names += [f"{key}/{s}" for s in (("h", "c") if "LSTM" in type(c).__name__ else ("h",))]
+    return names
+
+
 def state_names(model: Any) -> list[str]:
-    """Names of the stateful states, as rnnserve's RNN kind names them (`rnn/h`; stacked `rnn/gru_cell/h`)."""
+    """Names of the stateful states, as rnnserve's RNN kind names them (`rnn/h`; stacked `rnn/gru_cell/h`;
+    Bidirectional `bi/forward/h`, ..., `bi/backward/h`, ...)."""
     names = []
     for layer in base.recurrent_layers(model):
-        cell = getattr(layer, "cell", None)
-        cells = getattr(cell, "cells", None)
-        if cells is None:
-            kind = type(cell if cell is not None else layer).__name__
-            names += [f"{layer.name}/{s}" for s in (("h", "c") if "LSTM" in kind else ("h",))]
-            continue
-        used: dict[str, int] = {}
-        for c in cells:
-            key = _snake(type(c).__name__)
-            used[key] = used.get(key, 0) + 1
-            key = key if used[key] == 1 else f"{key}_{used[key] - 1}"
-            names += [f"{layer.name}/{key}/{s}" for s in (("h", "c") if "LSTM" in type(c).__name__ else ("h",))]
+        if type(layer).__name__ == "Bidirectional":
+            own = _own_state_names(layer.forward_layer)
+            names += [f"{layer.name}/{d}/{s}" for d in ("forward", "backward") for s in own]
+        else:
+            names += [f"{layer.name}/{s}" for s in _own_state_names(layer)]
     return names
 
 
@@ -347,6 +364,162 @@ def keras2_cases() -> None:
     )
 
 
+# ------------------------------------------------------------------------------------------ Bidirectional(RNN(cell))
+
+
+def bidi3(rnn: Any, steps: int = 6, features: int = 3, masking: bool = False, merge_mode: str | None = "concat") -> Any:
+    """Sequential Input((steps, features)) [-> Masking(0.5)] -> Bidirectional(rnn, merge_mode)."""
+    layers = [L3.Masking(0.5, name="masking")] if masking else []
+    bidi = L3.Bidirectional(rnn, merge_mode=merge_mode, name="bi")
+    return base.seq3(keras.Input((steps, features), name="x"), *layers, bidi)
+
+
+def func_bidi3(rnn: Any, steps: int = 6, features: int = 3, merge_mode: str | None = "concat") -> Any:
+    x = keras.Input((steps, features), name="x")
+    return base.func3(x, L3.Bidirectional(rnn, merge_mode=merge_mode, name="bi")(x))
+
+
+def _bidi_stack_initial_state() -> Any:
+    x = keras.Input((6, 3), name="x")
+    hf0, hf1, cf1 = keras.Input((4,), name="hf0"), keras.Input((3,), name="hf1"), keras.Input((3,), name="cf1")
+    hb0, hb1, cb1 = keras.Input((4,), name="hb0"), keras.Input((3,), name="hb1"), keras.Input((3,), name="cb1")
+    rnn = L3.RNN(L3.StackedRNNCells([L3.GRUCell(4), L3.LSTMCell(3)]), return_sequences=True)
+    y = L3.Bidirectional(rnn, merge_mode="sum", name="bi")(x, initial_state=[hf0, [hf1, cf1], hb0, [hb1, cb1]])
+    return base.func3([x, hf0, hf1, cf1, hb0, hb1, cb1], y)
+
+
+def _bidi_state_outputs(cells: list[tuple[str, tuple[str, ...]]], first: int) -> dict[str, int]:
+    """`bi/forward/<cell>/<state>` -> output index, forward then backward, from output `first` on."""
+    names = [f"bi/{d}/{key}{s}" for d in ("forward", "backward") for key, states in cells for s in states]
+    return {name: first + k for k, name in enumerate(names)}
+
+
+def bidirectional3_cases() -> None:
+    keras_and_h5 = ("keras", "h5")
+    case(
+        "k3c_bidi_rnn_simple_concat_seq",
+        lambda: bidi3(L3.RNN(L3.SimpleRNNCell(4, activation="relu"), return_sequences=True)),
+        floats(2, 6, 3),
+        formats=keras_and_h5,
+        notes="Bidirectional(RNN(SimpleRNNCell(relu)), concat) return_sequences; .keras and Keras 3 .h5",
+    )
+    case(
+        "k3c_bidi_rnn_gru_sum_last",
+        lambda: bidi3(L3.RNN(L3.GRUCell(4, reset_after=False)), merge_mode="sum"),
+        floats(3, 6, 3),
+        notes="Bidirectional(RNN(GRUCell(reset_after=False)), sum), last output",
+    )
+    case(
+        "k3c_bidi_rnn_lstm_ave_state",
+        lambda: func_bidi3(L3.RNN(L3.LSTMCell(3), return_sequences=True, return_state=True), merge_mode="ave"),
+        floats(2, 6, 3),
+        formats=keras_and_h5,
+        state_outputs=_bidi_state_outputs([("", ("h", "c"))], 1),
+        notes="Functional Bidirectional(RNN(LSTMCell), ave) return_sequences and return_state: "
+        "[y, forward h, c, backward h, c]",
+    )
+    case(
+        "k3c_bidi_rnn_gru_unroll",
+        lambda: bidi3(L3.RNN(L3.GRUCell(3), return_sequences=True, unroll=True), 5, 2, merge_mode="mul"),
+        floats(2, 5, 2),
+        notes="Bidirectional(RNN(GRUCell) unroll=True, mul) return_sequences (Keras 3.15.1 refuses an inner "
+        "go_backwards=True: its backward copy keeps go_backwards)",
+    )
+    case(
+        "k3c_bidi_stack_concat_masked",
+        lambda: bidi3(
+            L3.RNN(L3.StackedRNNCells([L3.GRUCell(4), L3.LSTMCell(3), L3.SimpleRNNCell(2)]), return_sequences=True),
+            7,
+            masking=True,
+        ),  # fmt: skip
+        masked_floats(3, 7, 3, 0.5),
+        formats=keras_and_h5,
+        notes="Masking -> Bidirectional(RNN(StackedRNNCells([GRUCell, LSTMCell, SimpleRNNCell])), concat) "
+        "return_sequences (masked steps output zeros: Keras forces zero_output_for_mask)",
+    )
+    case(
+        "k3c_bidi_stack_none_state",
+        lambda: func_bidi3(L3.RNN([L3.LSTMCell(3), L3.GRUCell(2)], return_state=True), merge_mode=None),
+        floats(2, 6, 3),
+        state_outputs=_bidi_state_outputs([("lstm_cell/", ("h", "c")), ("gru_cell/", ("h",))], 2),
+        notes="Functional Bidirectional(RNN([LSTMCell, GRUCell]), merge_mode=None) return_state: [forward y, "
+        "backward y, then every cell's states forward then backward (Keras nests the LSTM cell's [h, c])]",
+    )
+    case(
+        "k3c_bidi_stack_mul_explicit_mask",
+        lambda: func_bidi3(
+            L3.RNN(L3.StackedRNNCells([L3.SimpleRNNCell(3), L3.GRUCell(4)]), return_sequences=True),
+            7,
+            merge_mode="mul",
+        ),  # fmt: skip
+        floats(2, 7, 3),
+        mask=step_mask,
+        notes="Functional Bidirectional(RNN(StackedRNNCells([SimpleRNNCell, GRUCell])), mul), explicit mask",
+    )
+    case(
+        "k3c_bidi_stack_initial_state",
+        _bidi_stack_initial_state,
+        with_states(floats(2, 6, 3), {"hf0": 4, "hf1": 3, "cf1": 3, "hb0": 4, "hb1": 3, "cb1": 3}),
+        notes="Functional Bidirectional(RNN(StackedRNNCells([GRUCell, LSTMCell])), sum)(x, initial_state="
+        "[hf0, [hf1, cf1], hb0, [hb1, cb1]]) with model Inputs",
+    )
+    case(
+        "k3c_bidi_stateful_stack",
+        lambda: base.seq3(
+            keras.Input(batch_shape=(2, 5, 3), name="x"),
+            L3.Bidirectional(
+                L3.RNN(L3.StackedRNNCells([L3.GRUCell(3), L3.LSTMCell(2)]), stateful=True, return_sequences=True),
+                name="bi",
+            ),
+        ),
+        floats(2, 5, 3),
+        resets=("none", "none", "zeros", "none"),
+        notes="stateful Bidirectional(RNN(StackedRNNCells([GRUCell, LSTMCell]))) fed 4 batches by predict (both "
+        "directions carry their states to the next batch); reset_state() before batch 2",
+    )
+
+
+def bidi2(rnn: Any, steps: int = 6, features: int = 3, masking: bool = False, merge_mode: str | None = "concat") -> Any:
+    layers = [L2.Masking(0.5, name="masking")] if masking else []
+    bidi = L2.Bidirectional(rnn, merge_mode=merge_mode, name="bi")
+    return base.seq2(tf_keras.Input((steps, features), name="x"), *layers, bidi)
+
+
+def _k2_bidi_stack_state() -> Any:
+    x = tf_keras.Input((6, 3), name="x")
+    rnn = L2.RNN([L2.LSTMCell(3), L2.GRUCell(2)], return_sequences=True, return_state=True)
+    return tf_keras.Model(x, L2.Bidirectional(rnn, merge_mode="ave", name="bi")(x), name="model")
+
+
+def bidirectional2_cases() -> None:
+    k2 = ("k2h5",)
+    case(
+        "k2c_bidi_rnn_lstm_backwards_seq",
+        lambda: bidi2(L2.RNN(L2.LSTMCell(4), return_sequences=True, go_backwards=True)),
+        floats(2, 6, 3),
+        formats=k2,
+        notes="Keras 2 Bidirectional(RNN(LSTMCell, go_backwards=True: the forward half reads from the end), concat) "
+        "return_sequences",
+    )
+    case(
+        "k2c_bidi_stack_sum_masked",
+        lambda: bidi2(
+            L2.RNN([L2.GRUCell(3, reset_after=False), L2.SimpleRNNCell(4)]), 7, masking=True, merge_mode="sum"
+        ),
+        masked_floats(3, 7, 3, 0.5),
+        formats=k2,
+        notes="Keras 2 Masking -> Bidirectional(RNN([GRUCell(reset_after=False), SimpleRNNCell]), sum), last output",
+    )
+    case(
+        "k2c_bidi_stack_ave_state",
+        _k2_bidi_stack_state,
+        floats(2, 6, 3),
+        formats=k2,
+        state_outputs=_bidi_state_outputs([("lstm_cell/", ("h", "c")), ("gru_cell/", ("h",))], 1),
+        notes="Keras 2 Functional Bidirectional(RNN([LSTMCell, GRUCell]), ave) return_sequences, return_state",
+    )
+
+
 # ------------------------------------------------------------------------------------------------------ cuDNN layers
 
 
@@ -481,6 +654,8 @@ def build_cudnn(c: CudnnCase) -> list[dict[str, Any]]:
 def main() -> None:
     keras3_cases()
     keras2_cases()
+    bidirectional3_cases()
+    bidirectional2_cases()
     CELLS.mkdir(exist_ok=True)
     for path in CELLS.iterdir():
         if path.suffix in {".keras", ".h5", ".npz", ".json"}:

@@ -1,5 +1,6 @@
-"""RNN(cell), stacked cells and cuDNN layers served over HTTP, against the Keras numbers of their parity fixtures
-(`tests/parity/make_fixtures_cells.py`); and the Keras Inputs that feed `initial_state`, sent by name."""
+"""RNN(cell), stacked cells, Bidirectional(RNN(cell)) and cuDNN layers served over HTTP, against the Keras numbers of
+their parity fixtures (`tests/parity/make_fixtures_cells.py`); and the Keras Inputs that feed `initial_state`, sent by
+name."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ MODELS = {  # model name in the repository -> fixture file
     "cudnn_gru": "k2_cudnn_gru_seq.k2.h5",
     "stateful_stack": "k3c_stateful_stack.keras",
 }
+# Every Bidirectional(RNN(cell)) model file, each under its file name with "." as "_".
+BIDI_MODELS = {
+    case["file"].replace(".", "_"): case["file"]
+    for case in json.loads((FIXTURES / "cases.json").read_text())["cases"]
+    if case["id"].startswith(("k3c_bidi_", "k2c_bidi_"))
+}
+MODELS.update(BIDI_MODELS)
 
 
 def entry(name: str) -> dict[str, Any]:
@@ -136,3 +144,50 @@ def test_the_open_inference_protocol_takes_initial_state_inputs_by_name(client: 
     assert response.status_code == 200, response.text
     (out,) = response.json()["outputs"]
     assert close(np.reshape(out["data"], out["shape"]), arrays["out_0"])
+
+
+def _predict_case(client: httpx.Client, name: str, prefix: str, states: list[Any] | None) -> dict[str, Any]:
+    """One Keras run of a case as a predict: its inputs (initial-state Inputs by their Keras names), its explicit
+    mask, the states carried from the previous batch of a stateful case."""
+    case, arrays = entry(name), data(name)
+    inputs = {i["name"]: as_list(arrays[f"{prefix}in_{i['name']}"]) for i in case["inputs"]}
+    body: dict[str, Any] = {"inputs": inputs if len(inputs) > 1 else inputs["x"], "return_state": True}
+    if "mask" in arrays:
+        body["mask"] = as_list(arrays["mask"])
+    if states is not None:
+        body["initial_state"] = states
+    response = client.post(f"/v1/models/{name}/predict", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", sorted(BIDI_MODELS))
+def test_bidirectional_rnn_cells_predict_as_keras(client: httpx.Client, name: str) -> None:
+    """Every output in the signature's order, and the states Keras returned; a stateful model's batches replayed
+    with the states of the previous predict (sessions refuse a Bidirectional model)."""
+    case, arrays = entry(name), data(name)
+    model = client.get(f"/v1/models/{name}").json()
+    outputs = [o["name"] for o in model["outputs"]]
+    state_names = [s["name"] for s in model["states"]]
+    assert len(outputs) == len(case["outputs"])
+    batches = case["stateful"]["batches"] if "stateful" in case else [None]
+    states: list[Any] | None = None
+    for j, batch in enumerate(batches):
+        prefix = f"b{j}_" if batch is not None else ""
+        if batch is not None and batch["reset"] == "zeros":
+            states = None
+        body = _predict_case(client, name, prefix, states)
+        for k, output_name in enumerate(outputs):
+            assert close(output(body, output_name), arrays[f"{prefix}out_{k}"]), f"batch {j} output {output_name}"
+        for state_name, k in case["state_outputs"].items():
+            assert close(body["states"][state_names.index(state_name)], arrays[f"out_{k}"]), state_name
+        if batch is not None:
+            for i, state_name in enumerate(case["stateful"]["states"]):
+                got = body["states"][state_names.index(state_name)]
+                assert close(got, arrays[f"{prefix}state_{i}"]), f"batch {j} state {state_name}"
+        states = body["states"]
+
+
+def test_a_bidirectional_rnn_cells_model_refuses_a_session(client: httpx.Client) -> None:
+    response = client.post("/v1/sessions", json={"model": "k3c_bidi_stateful_stack_keras"})
+    assert_problem(response, 409, contains="Bidirectional")
