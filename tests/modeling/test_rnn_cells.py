@@ -1,5 +1,6 @@
 """layer_rnn() with rnn_cell_simple/gru/lstm and rnn_cells_stack(): the configs Keras writes, the weights and states the
-importers name, and numbers equal to the matching layer's (single cell) and to onnxruntime's (stacked cells)."""
+importers name, and numbers equal to the matching layer's (single cell) and to onnxruntime's (stacked cells); and
+bidirectional() around layer_rnn(), against the Keras fixture of the same model."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from rnnserve.errors import InvalidArgument
 from rnnserve.importers import load_spec
 from rnnserve.layers.model import ReferenceModel
 from rnnserve.modeling import (
+    bidirectional,
     clear_session,
     keras_model,
     keras_model_sequential,
     layer_gru,
     layer_input,
     layer_lstm,
+    layer_masking,
     layer_rnn,
     rnn_cell_gru,
     rnn_cell_lstm,
@@ -102,3 +105,47 @@ def test_cells_take_no_loop_arguments_and_rnn_takes_only_cells() -> None:
     x = layer_input(shape=(6, 3))
     with pytest.raises(InvalidArgument, match="initial_state"):
         layer_rnn(cell=[rnn_cell_gru(2), rnn_cell_gru(3)])(x, initial_state=[layer_input(shape=(3,))])
+
+
+def _unnamed(value: Any) -> Any:
+    """A config without its layer and cell names (Keras numbers them by the session's count)."""
+    if isinstance(value, dict):
+        return {k: _unnamed(v) for k, v in value.items() if k != "name"}
+    if isinstance(value, list):
+        return [_unnamed(v) for v in value]
+    return value
+
+
+def test_bidirectional_around_stacked_cells_is_the_keras_model() -> None:
+    """bidirectional(layer_rnn(rnn_cells_stack(...))): Keras' config and weight names; with the fixture's weights,
+    Keras' numbers on the numpy reference and on onnxruntime."""
+    x = layer_input(shape=(7, 3), name="x")
+    masked = layer_masking(x, mask_value=0.5, name="masking")
+    cells = rnn_cells_stack([rnn_cell_gru(4), rnn_cell_lstm(3), rnn_cell_simple(2)])
+    model = keras_model(x, bidirectional(masked, layer_rnn(cell=cells, return_sequences=True), name="bi"))
+    keras = load_spec(CELLS / "k3c_bidi_stack_concat_masked.keras")
+    built = model.to_spec()
+    assert _unnamed(built.layer("bi").config) == _unnamed(keras.layer("bi").config)
+    assert list(built.layer("bi").weights) == list(keras.layer("bi").weights)
+    assert [s.name for s in state_layout(built)] == [s.name for s in state_layout(keras)]
+    model.layers[-1].set_weights(list(keras.layer("bi").weights.values()))
+    spec = model.to_spec()
+    with np.load(CELLS / "k3c_bidi_stack_concat_masked.npz") as data:
+        feeds, want = {"x": data["in_x"]}, data["out_0"]
+    for runner in (ReferenceModel(spec), OrtModel(spec)):
+        got = runner.run(feeds).outputs["bi"]
+        assert np.all(np.abs(got - want) <= 1e-5 + 1e-5 * np.abs(want))
+
+
+def test_bidirectional_copies_a_single_cell_rnn_both_ways() -> None:
+    x = layer_input(shape=(6, 3), name="x")
+    bi = bidirectional(layer=layer_rnn(cell=rnn_cell_lstm(3, dropout=0.25), return_state=True), merge_mode="sum")
+    outputs = bi(x)
+    assert [tuple(o.shape) for o in outputs] == [(None, 3)] + [(None, 3)] * 4
+    spec = keras_model(x, outputs).to_spec()
+    assert [s.name for s in state_layout(spec)] == [f"{bi.name}/{d}/{s}" for d in ("forward", "backward")
+                                                     for s in ("h", "c")]  # fmt: skip
+    forward, backward = bi.forward, bi.backward
+    assert (forward.go_backwards, backward.go_backwards) == (False, True)
+    assert forward.cells[0] is not backward.cells[0] and backward.cells[0].layer.dropout == 0.25
+    assert not np.array_equal(forward.weights["kernel"], backward.weights["kernel"])

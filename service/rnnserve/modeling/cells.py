@@ -153,8 +153,28 @@ class RNN(Layer):
         return isinstance(self.cell, StackedRNNCells)
 
     @property
+    def units(self) -> int:
+        """The width of the output: the last cell's units."""
+        return self.cells[-1].units
+
+    @property
     def state_widths(self) -> list[int]:
         return [c.units for c in self.cells for _ in c.state_names]
+
+    def copy(self, name: str, **loop: Any) -> RNN:
+        """A fresh RNN with fresh cells of the same arguments (new weights) and `loop` arguments changed, as Keras
+        builds Bidirectional's two directions from the wrapped layer's config."""
+        cells = [type(c)(**c.get_config()) for c in self.cells]
+        cell: RNNCell | StackedRNNCells = StackedRNNCells(cells, name=self.cell.name) if self.stacked else cells[0]
+        arguments = {
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "unroll": self.unroll,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+        return RNN(cell, **{**arguments, **loop}, name=name)
 
     def layer_config(self) -> dict[str, Any]:
         return {

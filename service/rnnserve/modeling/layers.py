@@ -182,8 +182,9 @@ def bidirectional(
     backward_layer: Any = None,
     **kwargs: Any,
 ) -> Any:
-    """Bidirectional wrapper; `backward_layer` must be NULL (the backward copy of `layer` is made for you).
-    `merge_mode=NULL` returns the forward and backward outputs unmerged."""
+    """Bidirectional wrapper around a recurrent layer (`layer_simple_rnn`, `layer_gru`, `layer_lstm` or `layer_rnn`
+    with a cell or stacked cells); `backward_layer` must be NULL (the backward copy of `layer`, fresh weights and
+    cells, is made for you). `merge_mode=NULL` returns the forward and backward outputs unmerged."""
     return compose(object, Bidirectional(layer, merge_mode, weights=weights, backward_layer=backward_layer, **kwargs))
 
 

@@ -11,6 +11,7 @@ from rnnserve.errors import InvalidArgument
 from rnnserve.kinds import bidirectional, time_distributed
 from rnnserve.modeling import arguments
 from rnnserve.modeling.base import Layer
+from rnnserve.modeling.cells import RNN
 from rnnserve.modeling.core import Dense
 from rnnserve.modeling.recurrent import RecurrentLayer
 from rnnserve.modeling.tensors import KerasTensor, Shape
@@ -18,11 +19,17 @@ from rnnserve.modeling.tensors import KerasTensor, Shape
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-def _copy_rnn(layer: RecurrentLayer, name: str, go_backwards: bool) -> RecurrentLayer:
+def _copy_rnn(layer: RecurrentLayer | RNN, name: str, go_backwards: bool) -> RecurrentLayer | RNN:
     """A fresh layer from `layer`'s config, as Keras builds the two directions (new weights, same arguments)."""
-    config = {**layer.get_config(), "name": name, "go_backwards": go_backwards}
-    config["zero_output_for_mask"] = layer.return_sequences  # Keras forces it on both directions (SEMANTICS §4)
+    forced = layer.return_sequences  # Keras forces zero_output_for_mask on both directions (SEMANTICS §4)
+    if isinstance(layer, RNN):
+        return layer.copy(name, go_backwards=go_backwards, zero_output_for_mask=forced)
+    config = {**layer.get_config(), "name": name, "go_backwards": go_backwards, "zero_output_for_mask": forced}
     return type(layer)(**config)
+
+
+def _state_widths(layer: RecurrentLayer | RNN) -> list[int]:
+    return layer.state_widths if isinstance(layer, RNN) else [layer.units] * len(layer.state_names)
 
 
 class Bidirectional(Layer):
@@ -40,9 +47,9 @@ class Bidirectional(Layer):
         backward_layer: Any = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(layer, RecurrentLayer):
+        if not isinstance(layer, (RecurrentLayer, RNN)):
             raise arguments.invalid(
-                "layer", layer, "must be a recurrent layer (layer_simple_rnn, layer_gru or layer_lstm)"
+                "layer", layer, "must be a recurrent layer (layer_simple_rnn, layer_gru, layer_lstm or layer_rnn)"
             )
         if backward_layer is not None:
             raise arguments.invalid(
@@ -60,7 +67,7 @@ class Bidirectional(Layer):
 
     @property
     def state_count(self) -> int:
-        return len(self.forward.state_names)
+        return len(_state_widths(self.forward))
 
     def layer_config(self) -> dict[str, Any]:
         # Keras 3.15 writes backward_layer even when it is the automatic copy.
@@ -73,7 +80,8 @@ class Bidirectional(Layer):
     def spec_config(self) -> dict[str, Any]:
         """The normalised config describes both directions by `layer` (the backward one is its flipped copy)."""
         config = super().spec_config()
-        config["layer"]["config"]["seed"] = self.forward.seed
+        if isinstance(self.forward, RecurrentLayer):
+            config["layer"]["config"]["seed"] = self.forward.seed
         return config
 
     def check_call(self, x: KerasTensor, initial_state: tuple[KerasTensor, ...]) -> None:
@@ -106,7 +114,7 @@ class Bidirectional(Layer):
         y: Shape = (batch, x.shape[1], units) if self.return_sequences else (batch, units)
         outputs = [(y, "float32", x.has_mask and self.return_sequences)] * (2 if self.merge_mode is None else 1)
         if self.return_state:
-            outputs += [((batch, self.forward.units), "float32", False) for _ in range(2 * self.state_count)]
+            outputs += [((batch, w), "float32", False) for w in 2 * _state_widths(self.forward)]
         return outputs
 
 
