@@ -360,6 +360,7 @@ def test_bidirectional_and_time_distributed_dropout_are_refused_on_both_paths():
 
 def test_stacked_cells_with_a_dropout_rate_are_refused_not_ignored():
     from rnnserve.modeling import (
+        bidirectional,
         clear_session,
         keras_model,
         layer_input,
@@ -375,6 +376,10 @@ def test_stacked_cells_with_a_dropout_rate_are_refused_not_ignored():
     cells: Any = [rnn_cell_gru(U, dropout=0.3), rnn_cell_lstm(2)]
     spec = keras_model(x, layer_rnn(x, cells, return_sequences=True, name="rnn")).to_spec()
     _refused(spec, _x(np.random.default_rng(14)))
+    x = layer_input(shape=(T, F), name="x")
+    cells = [rnn_cell_gru(U), rnn_cell_lstm(2, recurrent_dropout=0.2)]
+    spec = keras_model(x, bidirectional(x, layer_rnn(cell=cells), name="bi")).to_spec()
+    _refused(spec, _x(np.random.default_rng(15)))
 
 
 def test_a_package_exported_unrolled_for_its_length(tmp_path):
@@ -392,3 +397,40 @@ def test_a_package_exported_unrolled_for_its_length(tmp_path):
     for steps in (T, 3, 1):
         compare(spec, {"x": _x(rng, steps=steps)}, runner=runner, seed=steps)
     assert set(runner._dropout_graphs) == {None, 0, 1}  # noqa: SLF001
+
+
+def test_the_data_plane_answers_dropout_on_either_runner(tmp_path):
+    """`InferenceService.predict` with dropout: on onnxruntime for an `OrtModel`, on the numpy reference for another
+    runner; the same numbers."""
+    import asyncio
+
+    from rnnserve.batching.direct import DirectExecutor
+    from rnnserve.inference import InferenceService, PredictRequest
+    from rnnserve.runtime.repository import ModelRepository
+    from rnnserve.sessions.memory import MemorySessionStore
+    from rnnserve.settings import Settings
+
+    rng = np.random.default_rng(16)
+    layer = rnn_layer("GRU", "gru", "x", F, U, rng, dropout=0.3, recurrent_dropout=0.3, return_sequences=True)
+    spec = one_layer(layer, F)
+    x = _x(rng)
+
+    async def predict(runner):
+        repository = ModelRepository(tmp_path)
+        repository.add("m", runner)
+        store, executor = MemorySessionStore(max_sessions=2), DirectExecutor(threads=1)
+        service = InferenceService(repository, store, executor, Settings(models=tmp_path))
+        try:
+            return await service.predict("m", PredictRequest({"x": x}, dropout=DropoutRequest(4, 2)))
+        finally:
+            await service.aclose()
+            await store.aclose()
+            await executor.aclose()
+
+    runner = OrtModel(spec, runtime_options())
+    on_ort = asyncio.run(predict(runner))
+    assert list(runner._dropout_graphs) == [None]  # noqa: SLF001
+    on_reference = asyncio.run(predict(ReferenceModel(spec)))
+    assert on_ort.outputs["y"].shape == (4, B, T, U)
+    assert_close(on_ort.outputs["y"], on_reference.outputs["y"], "y")
+    assert on_ort.dropout == on_reference.dropout == {"samples": 4, "seed": 2, "reduce": "none"}
