@@ -104,10 +104,13 @@ def cell_layer(layer: LayerSpec) -> LayerSpec | None:
 
 
 def _cells_drop(layer: LayerSpec) -> bool:
-    """Whether stacked cells (`RNN(StackedRNNCells)`) hold a dropout rate (their configs are per cell)."""
-    cells = layer.config.get("cells") if layer.class_name == "RNN" and layer.config.get("stacked") else None
-    return bool(cells) and any(
-        _rate(c["config"], "dropout") or _rate(c["config"], "recurrent_dropout") for c in cells or ()
+    """Whether stacked cells (`RNN(StackedRNNCells)`, also inside a Bidirectional) hold a dropout rate: their
+    configs are per cell, the layer's parts other than its own config (`LayerKind.parts`)."""
+    kind = kind_of(layer)
+    own = kind.own_config(layer.config)
+    return any(
+        part != own and (_rate(part, "dropout") or _rate(part, "recurrent_dropout"))
+        for part in kind.parts(layer.config).values()
     )
 
 
