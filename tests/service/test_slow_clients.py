@@ -166,3 +166,24 @@ def test_an_idle_websocket_is_closed_and_an_active_one_is_not(make_server: Calla
             assert time.monotonic() - started < 2.0
             assert ws.close_code == 1001
         assert client.get(f"/v1/sessions/{sid}").json()["step"] == 4  # the session stays
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """uvicorn's keep-alive timeout, kept by the connection's one timer (not a timer per response): an idle
+    connection is closed after it, a connection whose requests keep coming is not."""
+    server = make_server(request_timeout_s=5.0)
+    server.server.config.timeout_keep_alive = 1  # read by each new connection
+    request = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+    with _connect(server) as sock:
+        for _ in range(4):  # 2 s of requests 0.5 s apart, on one connection
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.5)
+        sock.sendall(request)
+        started = time.monotonic()
+        reply = _read_all(sock)  # the response, then the server's close once the connection idled 1 s
+        elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:100]
+    assert 0.8 < elapsed < 3.0, elapsed
