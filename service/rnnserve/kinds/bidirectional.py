@@ -10,13 +10,20 @@ widths are what both passes use, so `RNN(cell)` and `RNN(StackedRNNCells)` are w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rnnserve.errors import ModelFileError, UnsupportedLayer
 from rnnserve.export.builder import GraphBuilder
 from rnnserve.export.context import LayerCall, LayerResult, Value
-from rnnserve.export.converters.recurrent import Direction, output_value, run_direction, sequence_input, wants_unroll
+from rnnserve.export.converters.recurrent import (
+    Cell,
+    Direction,
+    output_value,
+    run_direction,
+    sequence_input,
+    wants_unroll,
+)
 from rnnserve.export.weights import check_weights, sub_weights
 from rnnserve.importers.jsonish import short
 from rnnserve.importers.keras_layers import describe
@@ -37,6 +44,8 @@ from rnnserve.kinds.recurrent import LoopKind, cell_vars_path
 from rnnserve.spec import LayerSpec, StateSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from rnnserve.layers.model import Node
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -58,7 +67,15 @@ def _merge(g: GraphBuilder, mode: str | None, forward: Value, backward: Value, u
     return [Value(merged, forward.shape, mask=forward.mask, time_major=forward.time_major)]
 
 
-def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
+DirectionCell = Callable[
+    [GraphBuilder, Mapping[str, Any], Mapping[str, "np.ndarray"], str, Value, bool], tuple[Cell, Value]
+]
+"""(builder, the inner layer's config, one direction's weights, its name `<layer>/<direction>`, the layer's input,
+native) -> that direction's ONNX cell and the input it reads (Monte-Carlo dropout's: masks applied)."""
+
+
+def convert_bidirectional(g: GraphBuilder, call: LayerCall, direction_cell: DirectionCell | None = None) -> LayerResult:
+    """Both passes with the inner kind's own cell, or with `direction_cell`'s (`rnnserve.export.dropout`)."""
     layer = call.layer
     inner = layer.config["layer"]
     inner_class, inner_config = inner["class_name"], inner["config"]
@@ -85,9 +102,13 @@ def convert_bidirectional(g: GraphBuilder, call: LayerCall) -> LayerResult:
     finals: list[str] = []
     for k, (direction_name, direction) in enumerate(passes.items()):
         name = f"{layer.name}/{direction_name}"
-        cell = build(g, inner_config, sub_weights(layer.weights, direction_name), name, native=not unroll)
+        weights = sub_weights(layer.weights, direction_name)
+        if direction_cell is None:
+            cell, x_read = build(g, inner_config, weights, name, native=not unroll), x
+        else:
+            cell, x_read = direction_cell(g, inner_config, weights, name, x, not unroll)
         initial = call.initial_state[k * n_states : (k + 1) * n_states]
-        y, states = run_direction(g, cell, x, initial, direction, hint=name)
+        y, states = run_direction(g, cell, x_read, initial, direction, hint=name)
         outputs.append(output_value(y, x, units, sequences))
         finals.extend(states)
     merged = _merge(g, layer.config.get("merge_mode", "concat"), outputs[0], outputs[1], units)

@@ -20,7 +20,7 @@ outputs are `[y, *states]` in that order, as Keras returns them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rnnserve.errors import ModelFileError, UnsupportedLayer
@@ -229,14 +229,30 @@ class RNN(LoopKind):
         return _convert_stacked(g, call, self.state_widths(call.layer.config))
 
 
-def _stack(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+CellBuilder = Callable[[GraphBuilder, Mapping[str, Any], Mapping[str, "np.ndarray"], str], Cell]
+"""(builder, cell entry of the config, the cell's weights, its name) -> the ONNX cell of one stacked cell."""
+
+
+def _plain_cell(g: GraphBuilder, entry: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+    return _cell_kind(entry).build_cell(g, entry["config"], weights, name, native=False)
+
+
+def _stack(
+    g: GraphBuilder,
+    config: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    name: str,
+    build: CellBuilder | None = None,
+) -> Cell:
     """One ONNX cell running the stacked cells in turn: the first one's input projection is hoisted out of the loop
-    (as for any cell), the others project the previous cell's output inside the step."""
+    (as for any cell), the others project the previous cell's output inside the step. `build` makes each cell
+    (named `<name>/<key>`) in place of its kind's own: Monte-Carlo dropout's cells with their masks
+    (`rnnserve.export.dropout`), whose projections (`Cell.project`, `Cell.project_step`) apply the input masks."""
     parts: list[tuple[Cell, int]] = []
     widths: list[int] = []
     for c in config["cells"]:
         kind = _cell_kind(c)
-        cell = kind.build_cell(g, c["config"], sub_weights(weights, c["key"]), f"{name}/{c['key']}", native=False)
+        cell = (build or _plain_cell)(g, c, sub_weights(weights, c["key"]), f"{name}/{c['key']}")
         parts.append((cell, len(kind.cell_states)))
         widths += [int(c["config"]["units"])] * len(kind.cell_states)
 
@@ -246,7 +262,8 @@ def _stack(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.
         output = ""
         for k, (cell, count) in enumerate(parts):
             if k > 0:
-                xp_t = b.op("MatMul", output, cell.kernel)
+                project = cell.project_step
+                xp_t = b.op("MatMul", output, cell.kernel) if project is None else project(b, output)
                 if cell.bias is not None:
                     xp_t = b.op("Add", xp_t, cell.bias)
             output, own = cell.step(b, xp_t, states[offset : offset + count])
@@ -255,15 +272,17 @@ def _stack(g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.
         return output, tuple(new_states)
 
     first = parts[0][0]
-    return Cell(parts[-1][0].units, first.kernel, first.bias, step, None, tuple(widths))
+    return Cell(parts[-1][0].units, first.kernel, first.bias, step, None, tuple(widths), project=first.project)
 
 
-def _convert_stacked(g: GraphBuilder, call: LayerCall, widths: Sequence[int]) -> LayerResult:
+def _convert_stacked(
+    g: GraphBuilder, call: LayerCall, widths: Sequence[int], build: CellBuilder | None = None
+) -> LayerResult:
     layer = call.layer
     config = layer.config
     x = sequence_input(call)
     check_weights(layer, x.shape[-1])
-    cell = _stack(g, config, layer.weights, layer.name)
+    cell = _stack(g, config, layer.weights, layer.name, build)
     direction = Direction(
         go_backwards=bool(config["go_backwards"]),
         return_sequences=bool(config["return_sequences"]),
@@ -276,6 +295,19 @@ def _convert_stacked(g: GraphBuilder, call: LayerCall, widths: Sequence[int]) ->
         batch = x.shape[1] if x.time_major else x.shape[0]
         outputs += [Value(s, (batch, w)) for s, w in zip(finals, widths, strict=True)]
     return LayerResult(tuple(outputs), finals)
+
+
+def convert_stacked(g: GraphBuilder, call: LayerCall, build: CellBuilder) -> LayerResult:
+    """An `RNN(StackedRNNCells)` layer with its cells made by `build` (Monte-Carlo dropout's, with their masks)."""
+    return _convert_stacked(g, call, RNN().state_widths(call.layer.config), build)
+
+
+def stack_cells(
+    g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, build: CellBuilder
+) -> Cell:
+    """The one ONNX cell of stacked cells (`config`: an RNN's, stacked), each made by `build` (a Bidirectional
+    direction of Monte-Carlo dropout's graph)."""
+    return _stack(g, config, weights, name, build)
 
 
 register_kind(RNN())

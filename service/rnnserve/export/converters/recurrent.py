@@ -51,6 +51,9 @@ class Cell:
     # the hoisted projection `x -> (B, T, G)` in place of `x @ kernel` (MC dropout's per-gate input masks,
     # `rnnserve.export.dropout`); the bias is still added after it
     project: Callable[[GraphBuilder, Value], str] | None = None
+    # a stacked cell's in-step projection of its input (the previous cell's output, `(B, F)` -> `(B, G)`) in place
+    # of `input @ kernel` (MC dropout's input masks of stacked cells); the bias is still added after it
+    project_step: Callable[[GraphBuilder, str], str] | None = None
 
     def state_width(self, k: int) -> int:
         return self.state_units[k] if self.state_units else self.units
