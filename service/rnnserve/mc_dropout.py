@@ -1,7 +1,7 @@
 """Monte-Carlo dropout on request: Keras' training-time dropout, drawn `samples` times from a seed.
 
 What Keras does in `model(x, training=True)` (keras 3.15 `layers/rnn/*.py`, `dropout_rnn_cell.py`; tf_keras 2.21
-`layers/rnn/gru.py`, `lstm.py`, `dropout_rnn_cell_mixin.py`: the same in both):
+`layers/rnn/gru.py`, `lstm.py`, `dropout_rnn_cell_mixin.py`: the same in both but where said):
 
 * a recurrent cell draws its masks once per call, `(batch, features)` for the input and `(batch, units)` for the
   state, and uses them at every timestep (`DropoutRNNCell.get_dropout_mask` caches them until the layer's call
@@ -12,35 +12,64 @@ What Keras does in `model(x, training=True)` (keras 3.15 `layers/rnn/*.py`, `dro
   and for the state: `x_g = (x * m_g) K_g`, `h_g = (h * r_g) R_g`; GRU's candidate uses `h_h` (reset_before:
   `(r * h_h) R_h`) and the update `z * h + (1 - z) * hh` the undropped `h`; LSTM's carry uses the undropped `c`.
   Otherwise (`implementation = 2`, the default) `get_dropout_mask` returns ONE input mask that every gate shares
-  (`inputs = inputs * dp_mask` before the fused kernel), and there is no recurrent mask. (A Keras 2 file that saved
-  `implementation: 1` with `recurrent_dropout = 0` would draw per-gate input masks; the importers drop
-  `implementation`, so rnnserve draws the shared one there);
+  (`inputs = inputs * dp_mask` before the fused kernel; tf_keras draws one per gate and uses the first), and there
+  is no recurrent mask. (A Keras 2 file that saved `implementation: 1` with `recurrent_dropout = 0` would draw
+  per-gate input masks; the importers drop `implementation`, so rnnserve draws the shared one there);
+* tf_keras 2 only: a GRU or LSTM *layer* (not `RNN(cell)`) with a `dropout`, no `recurrent_dropout`, tanh and
+  sigmoid, a bias, `unroll=False` (and GRU `reset_after=True`) runs its fused kernel (`_could_use_gpu_kernel`, the
+  same path on CPU), which first multiplies the WHOLE input by `get_dropout_mask_for_cell(inputs)[0]`: a mask of
+  the input's shape `(batch, time, features)`, a fresh one at every timestep (measured: P(keep at t = keep at t+1)
+  = 0.585 at rate 0.3, as for independent draws). Keras 3 draws one mask for the sequence there
+  (`get_dropout_mask(sequences[:, 0, :])`, broadcast over time). rnnserve follows the file's Keras version
+  (`CellSite.per_step`);
+* `Bidirectional`: both versions build each direction as its own copy of the wrapped layer (fresh cells), so each
+  direction draws its own masks, of the same shapes, in the same way; `go_backwards` changes only the order the
+  steps are read in, never the masks (they are the same at every step; tf_keras' per-step input mask multiplies
+  the input before the loop reads it). Measured (4000 rows, keep/drop of each mask element compared between the
+  directions): P(equal) 0.58, 0.68, 0.52, 0.82 at rates 0.3, 0.2, 0.4, 0.1, as for independent draws, in Keras 3
+  and tf_keras, single layers and stacked cells, `go_backwards` either way. One exception, Keras 3: a wrapped
+  layer (or cell) with an explicit `seed` gives both copies that seed, so two seed generators in the same state
+  draw identical masks (P(equal) = 1.000, every gate; a `SimpleRNN` layer loses its seed in the copy, as Keras 3
+  does not write it in the layer's config, so its directions stay independent): the backward masks then repeat the
+  forward ones (`CellSite.shares`). tf_keras cells take no seed;
+* `RNN(StackedRNNCells)` (also in a Bidirectional): every cell is a `DropoutRNNCell` of its own, its masks reset
+  by the layer at each call; cell k draws its input masks on ITS input, the previous cell's output `(batch,
+  units_{k-1})` (Keras 3 computes it at step 0 to size them), and its recurrent masks on its own state `(batch,
+  units_k)`, with the per-gate rule above per cell (a GRUCell with recurrent_dropout: 3 + 3 masks; an LSTMCell
+  with dropout only: one). Measured draw order: cell 0 input, cell 0 recurrent, cell 1 input, ...; the masks of
+  two cells are independent (a product of two 0.5-rate masks keeps 0.2476 of the elements);
 * a `Dropout` layer draws an element-wise mask of its input's shape (`noise_shape` broadcasts it): a sequence
   input gets a different mask at every timestep.
 
 rnnserve draws every mask in numpy from `seed` (one generator, consumed in layer order: every recurrent layer's
-masks, input then recurrent, then every Dropout layer's), so a request gives the same numbers every time. Samples
-are rows: the request's batch repeated `samples` times (row `n * B + b` is sample n of row b), each row with its
-own masks, run in one call. The server runs them on onnxruntime (`run_samples_ort`): the model's Monte-Carlo
-dropout graph (`rnnserve.export.dropout`) takes the masks as inputs, is built the first time a request asks for
-dropout and runs on the model's execution provider (CUDA included). `run_samples` runs the same masks through the
-numpy reference (`rnnserve.layers.model`), which the graph is tested against. Bidirectional, TimeDistributed and
-stacked `RNN(cells)` layers with a dropout rate are refused (not implemented); `RNN` around one cell is its layer.
+masks, cell by cell in the order the layer runs them (directions forward then backward, stacked cells in order),
+input then recurrent, then every Dropout layer's and per-step input mask as the run reaches it), so a request
+gives the same numbers every time. Masks are named `<layer>/dropout`, `<layer>/recurrent_dropout` for a layer's
+one cell, `<layer>/<part>/...` for a direction's or a stacked cell's (`LayerKind.parts`' keys: `bi/forward`,
+`rnn/gru_cell`, `bi/backward/lstm_cell_1`), `<layer>/mask` for a Dropout layer's. Samples are rows: the request's
+batch repeated `samples` times (row `n * B + b` is sample n of row b), each row with its own masks, run in one
+call. The server runs them on onnxruntime (`run_samples_ort`): the model's Monte-Carlo dropout graph
+(`rnnserve.export.dropout`) takes the masks as inputs, is built the first time a request asks for dropout and runs
+on the model's execution provider (CUDA included). `run_samples` runs the same masks through the numpy reference
+(`rnnserve.layers.model`), which the graph is tested against. TimeDistributed(Dropout) is refused (not
+implemented); `RNN` around one cell is its layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rnnserve.errors import InvalidInput
-from rnnserve.export.dropout import DropoutSite, dropout_sites, unsupported
-from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, States
-from rnnserve.layers.model import MaskPreserving, Node, RecurrentNode, ReferenceModel
+from rnnserve.export.dropout import CellSite, DropoutSite, dropout_sites, unsupported
+from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, StackedCells, States
+from rnnserve.layers.model import BidirectionalNode, MaskPreserving, Node, RecurrentNode, ReferenceModel
+from rnnserve.layers.recurrent import RecurrentLayer
 from rnnserve.runtime.signature import ModelSignature, RunResult
+from rnnserve.spec import LayerSpec
 
 if TYPE_CHECKING:
     from rnnserve.runtime.ort_model import OrtModel
@@ -102,13 +131,16 @@ class MaskSource:
         self.given = given
         self.drawn: Masks = {}
 
-    def get(self, name: str, shape: tuple[int, ...], rate: float) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], rate: float, same_as: str | None = None) -> np.ndarray:
+        """The mask `name`: the given one, or drawn now, or (`same_as`, drawn before it) a copy of that mask."""
         if self.given is not None:
             if name not in self.given:
                 raise InvalidInput(f"mask {name!r} is missing (given: {sorted(self.given)})")
             mask = np.asarray(self.given[name], dtype=np.float64)
             if mask.shape != shape:
                 raise InvalidInput(f"mask {name!r} has shape {mask.shape}, expected {shape}")
+        elif same_as is not None:
+            mask = self.drawn[same_as].copy()
         else:
             mask = _bernoulli(self.rng, shape, rate)
         self.drawn[name] = mask
@@ -188,8 +220,9 @@ _Site = DropoutSite  # a layer that drops something (`rnnserve.export.dropout.dr
 
 
 def dropped_nodes(reference: ReferenceModel, sites: Sequence[_Site], masks: MaskSource, rows: int) -> list[Node]:
-    """The reference's nodes, each dropping layer given its masks (drawn now, in layer order; a Dropout layer's
-    when its input arrives, since only then is its shape known)."""
+    """The reference's nodes, each dropping layer given its masks (drawn now, in layer order, a layer's cells in the
+    order it runs them; a Dropout layer's, and a per-step input mask, when its input arrives, since only then is its
+    shape known)."""
     by_layer = {site.layer: site for site in sites}
     nodes: list[Node] = []
     for layer, node in zip(reference.spec.layers, reference.nodes, strict=True):
@@ -198,43 +231,99 @@ def dropped_nodes(reference: ReferenceModel, sites: Sequence[_Site], masks: Mask
             nodes.append(node)
         elif site.dropout_layer:
             nodes.append(MaskPreserving(_dropout_layer(site, masks)))
+        elif isinstance(node, RecurrentNode):
+            nodes.append(RecurrentNode(_dropped_layer(node.layer, site.cells, masks, rows, layer)))
+        elif isinstance(node, BidirectionalNode):
+            bi = node.layer
+            half = len(site.cells) // 2
+            forward = _dropped_layer(bi.forward, site.cells[:half], masks, rows, layer)
+            backward = _dropped_layer(bi.backward, site.cells[half:], masks, rows, layer)
+            nodes.append(BidirectionalNode(replace(bi, forward=forward, backward=backward)))
         else:
-            recurrent_layer = node.layer if isinstance(node, RecurrentNode) else None
-            cell = None if recurrent_layer is None else recurrent_layer.cell
-            if recurrent_layer is None or not isinstance(cell, (SimpleRNNCell, GRUCell, LSTMCell)):
-                raise unsupported(layer)
-            inputs, recurrent = _recurrent_masks(site, masks, rows)
-            dropped: Any = DroppedCell(cell, inputs, recurrent)  # a Cell to the loop, like the layer's own
-            nodes.append(RecurrentNode(replace(recurrent_layer, cell=dropped)))
+            raise unsupported(layer)
     return nodes
 
 
-def _recurrent_masks(site: _Site, masks: MaskSource, rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A recurrent layer's input masks `(1 or gates, rows, features)` (one per gate with a recurrent_dropout:
-    Keras' implementation 1 vs 2, see the module docstring), then its recurrent masks `(gates, rows, units)`."""
-    inputs = (
-        masks.get(f"{site.layer}/dropout", (site.input_masks, rows, site.features), site.dropout)
-        if site.dropout
-        else None
+def _dropped_layer(
+    layer: RecurrentLayer, cells: Sequence[CellSite], masks: MaskSource, rows: int, spec: LayerSpec
+) -> RecurrentLayer:
+    """A recurrent layer (or a Bidirectional direction) whose cells (`cells`, in its cells' order) drop."""
+    cell = layer.cell
+    own = cell.cells if isinstance(cell, StackedCells) else (cell,)
+    if len(own) != len(cells):
+        raise unsupported(spec)
+    dropped: list[Any] = []  # a Cell to the loop, like the layer's own
+    for one, site in zip(own, cells, strict=True):
+        if not (site.dropout or site.recurrent_dropout):
+            dropped.append(one)
+        elif site.per_step:
+            return _input_dropped(layer, site, masks)
+        elif isinstance(one, (SimpleRNNCell, GRUCell, LSTMCell)):
+            dropped.append(DroppedCell(one, *_recurrent_masks(site, masks, rows)))
+        else:
+            raise unsupported(spec)
+    return replace(layer, cell=StackedCells(tuple(dropped)) if isinstance(cell, StackedCells) else dropped[0])
+
+
+@dataclass(frozen=True)
+class _InputDropped(RecurrentLayer):
+    """A recurrent layer run on its input times a mask of the input's shape (tf_keras 2's fused GRU/LSTM path)."""
+
+    drop: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __call__(
+        self,
+        x: np.ndarray,
+        mask: np.ndarray | None = None,
+        initial_states: Sequence[np.ndarray | None] | None = None,
+    ) -> tuple[np.ndarray, States]:
+        assert self.drop is not None
+        return super().__call__(self.drop(np.asarray(x, dtype=np.float64)), mask, initial_states)
+
+
+def _input_dropped(layer: RecurrentLayer, site: CellSite, masks: MaskSource) -> RecurrentLayer:
+    name = site.input_mask
+    assert name is not None
+
+    def drop(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x * masks.get(name, x.shape, site.dropout, _shared(site, name)))
+
+    return _InputDropped(**{f.name: getattr(layer, f.name) for f in fields(layer)}, drop=drop)
+
+
+def _shared(site: CellSite, name: str) -> str | None:
+    """The mask that `name` repeats (a seeded Bidirectional's backward copy: Keras 3 draws both alike)."""
+    return None if site.shares is None else site.shares + name[len(site.prefix) :]
+
+
+def _recurrent_masks(site: CellSite, masks: MaskSource, rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A cell's input masks `(1 or gates, rows, features)` (one per gate with a recurrent_dropout: Keras'
+    implementation 1 vs 2, see the module docstring), then its recurrent masks `(gates, rows, units)`."""
+    inputs, recurrent = site.input_mask, site.recurrent_mask
+    return (
+        None
+        if inputs is None
+        else masks.get(inputs, (site.input_masks, rows, site.features), site.dropout, _shared(site, inputs)),
+        None
+        if recurrent is None
+        else masks.get(recurrent, (site.gates, rows, site.units), site.recurrent_dropout, _shared(site, recurrent)),
     )
-    recurrent = (
-        masks.get(f"{site.layer}/recurrent_dropout", (site.gates, rows, site.units), site.recurrent_dropout)
-        if site.recurrent_dropout
-        else None
-    )
-    return inputs, recurrent
 
 
 def draw_masks(sites: Sequence[_Site], masks: MaskSource, rows: int, shapes: Mapping[str, tuple[int, ...]]) -> Masks:
-    """Every mask of `sites` in the order the reference draws them (`dropped_nodes`, then the Dropout layers as
-    their inputs arrive); `shapes`: the Dropout layers' masks' (the graph's inputs say them)."""
+    """Every mask of `sites` in the order the reference draws them (`dropped_nodes`, then the Dropout layers' and
+    the per-step input masks as their inputs arrive); `shapes`: those masks' (the graph's inputs say them)."""
     for site in sites:
-        if not site.dropout_layer:
-            _recurrent_masks(site, masks, rows)
+        for cell in site.cells:
+            if not cell.per_step:
+                _recurrent_masks(cell, masks, rows)
     for site in sites:
         if site.dropout_layer:
             name = f"{site.layer}/mask"
-            masks.get(name, shapes[name], site.dropout)
+            masks.get(name, shapes[name], site.rate)
+        for cell in site.cells:
+            if cell.per_step and cell.input_mask is not None:
+                masks.get(cell.input_mask, shapes[cell.input_mask], cell.dropout, _shared(cell, cell.input_mask))
     return masks.drawn
 
 
@@ -243,7 +332,7 @@ def _dropout_layer(site: _Site, masks: MaskSource) -> Any:
         shape = x.shape
         if site.noise_shape is not None:
             shape = tuple(x.shape[k] if n is None else int(n) for k, n in enumerate(site.noise_shape))
-        return np.asarray(x * masks.get(f"{site.layer}/mask", shape, site.dropout))
+        return np.asarray(x * masks.get(f"{site.layer}/mask", shape, site.rate))
 
     return apply
 

@@ -92,8 +92,10 @@ def test_the_bound_catches_a_wrong_mask_rule(monkeypatch: pytest.MonkeyPatch, ru
     case = next(c for c in DROPOUT_CASES if c["id"] == "k3_mc_dropout_stack")
     original = mc_dropout.MaskSource.get
 
-    def wrong(self: mc_dropout.MaskSource, name: str, shape: tuple[int, ...], rate: float) -> np.ndarray:
-        return WRONG_RULES[rule](name, original(self, name, shape, rate))  # type: ignore[no-untyped-call]
+    def wrong(
+        self: mc_dropout.MaskSource, name: str, shape: tuple[int, ...], rate: float, same_as: str | None = None
+    ) -> np.ndarray:
+        return WRONG_RULES[rule](name, original(self, name, shape, rate, same_as))  # type: ignore[no-untyped-call]
 
     monkeypatch.setattr(mc_dropout.MaskSource, "get", wrong)
     x = arrays(case)["in_x"]

@@ -2,20 +2,27 @@
 
 `to_onnx(spec, dropout=True)` exports it; `rnnserve.mc_dropout` draws the masks and states the rules, which this
 graph computes exactly as the numpy reference (`mc_dropout.DroppedCell`) does. Besides the model's own inputs, it
-takes one float32 input per mask, named as `mc_dropout.Masks` names them, with the masks' own shapes:
+takes one float32 input per mask, named as `mc_dropout.Masks` names them, with the masks' own shapes. Each cell
+that drops something has a prefix: a recurrent layer's (or `RNN(cell)`'s) is the layer's name, a Bidirectional
+direction's `<layer>/forward`, `<layer>/backward`, a stacked cell's `<layer>/<key>` (`rnn/gru_cell`, inside a
+Bidirectional `bi/forward/gru_cell`): the keys of `LayerKind.parts` under the layer's name. Its masks:
 
-* `<layer>/dropout` `(g, batch, features)`: a recurrent layer's input masks, one per gate (`g` = 3 for GRU, 4 for
-  LSTM) when it has a `recurrent_dropout`, else one (`g` = 1) that every gate shares;
-* `<layer>/recurrent_dropout` `(g, batch, units)`: its state masks, one per gate;
+* `<prefix>/dropout` `(g, batch, features)`: the cell's input masks, one per gate (`g` = 3 for GRU, 4 for
+  LSTM) when it has a `recurrent_dropout`, else one (`g` = 1) that every gate shares; a stacked cell's input is
+  the previous cell's output. A tf_keras 2 GRU/LSTM layer on its fused path (`CellSite.per_step`) has instead one
+  mask of its input's shape, `(batch, time, features)` (time first when the layer is `time_major`);
+* `<prefix>/recurrent_dropout` `(g, batch, units)`: its state masks, one per gate;
 * `<layer>/mask`: a Dropout layer's, its input's shape (`batch` and `time` symbolic, as the data inputs' are),
   with the fixed sizes of its `noise_shape` (1 broadcasts).
 
-A layer with an input mask and no `recurrent_dropout` is the layer itself run on `x * m` (its fused onnxruntime op
-kept for unmasked passes); with a `recurrent_dropout` its cell is built here, per gate:
+A layer (or a direction) with an input mask and no `recurrent_dropout` is the layer itself run on `x * m` (its
+fused onnxruntime op kept for unmasked passes); with a `recurrent_dropout` its cell is built here, per gate:
 `x_g = (x * m_g) K_g` (hoisted out of the loop as one batched MatMul over the gates and timesteps) and
-`h_g = (h * r_g) R_g` (one batched MatMul over the gates a step), in both loop forms (Scan, unrolled). The mask
-inputs are loop invariants read from the outer scope. A model's default graph is not touched: this one is built
-only when a request first asks for dropout (`OrtModel.run_with_masks`).
+`h_g = (h * r_g) R_g` (one batched MatMul over the gates a step), in both loop forms (Scan, unrolled). Stacked
+cells are the stack of `kinds/rnn.py` with cells made here: a cell after the first applies its input masks to the
+previous cell's output inside the step (`Cell.project_step`). The mask inputs are loop invariants read from the
+outer scope. A model's default graph is not touched: this one is built only when a request first asks for dropout
+(`OrtModel.run_with_masks`).
 """
 
 from __future__ import annotations
@@ -42,38 +49,74 @@ from rnnserve.export.converters.recurrent import (
 )
 from rnnserve.export.registry import Converter, get_converter
 from rnnserve.export.weights import check_weights
-from rnnserve.kinds import kind_of
+from rnnserve.kinds import get_kind, kind_of
+from rnnserve.kinds.recurrent import LoopKind
 from rnnserve.spec import LayerSpec, ModelSpec
 
 GATES: Mapping[str, int] = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 """The recurrent classes whose cells Monte-Carlo dropout applies masks to, and their gates."""
+DIRECTIONS = ("forward", "backward")  # a Bidirectional's, in the order it runs them (`kinds/bidirectional.py`)
+
+
+@dataclass(frozen=True)
+class CellSite:
+    """One cell of a layer that drops something: a recurrent layer's (or `RNN(cell)`'s), one direction's of a
+    Bidirectional, one of stacked cells (see the module docstring for `prefix`). Its rates may be zero (a stacked
+    cell without dropout next to one with): it then takes no mask."""
+
+    prefix: str
+    class_name: str  # the layer the cell is the cell of: SimpleRNN, GRU, LSTM
+    dropout: float
+    recurrent_dropout: float
+    features: int  # the cell's input width (a stacked cell's: the previous cell's units)
+    units: int
+    per_step: bool = False  # tf_keras 2's fused GRU/LSTM path: one input mask of the input's shape
+    shares: str | None = None  # the prefix of the cell whose masks these repeat (Keras 3: a seeded Bidirectional)
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.class_name]
+
+    @property
+    def input_masks(self) -> int:
+        """How many input masks the cell draws: one per gate with `recurrent_dropout`, else one."""
+        return self.gates if self.recurrent_dropout else 1
+
+    @property
+    def input_mask(self) -> str | None:
+        return f"{self.prefix}/dropout" if self.dropout else None
+
+    @property
+    def recurrent_mask(self) -> str | None:
+        return f"{self.prefix}/recurrent_dropout" if self.recurrent_dropout else None
+
+    @property
+    def mask_names(self) -> tuple[str, ...]:
+        return tuple(name for name in (self.input_mask, self.recurrent_mask) if name is not None)
 
 
 @dataclass(frozen=True)
 class DropoutSite:
-    """A layer that drops something in training: a recurrent layer's rates, or a Dropout layer's."""
+    """A layer that drops something in training: a Dropout layer (`rate`, `noise_shape`), or a recurrent layer
+    (its `cells`, every one in the order the layer runs them: directions forward then backward, stacked cells in
+    stack order)."""
 
     layer: str
-    dropout: float
-    recurrent_dropout: float
+    rate: float = 0.0  # a Dropout layer's
     dropout_layer: bool = False
     noise_shape: tuple[int | None, ...] | None = None
-    gates: int = 1  # a recurrent layer's
-    features: int = 0  # a recurrent layer's input width
-    units: int = 0
-
-    @property
-    def input_masks(self) -> int:
-        """How many input masks a recurrent layer draws: one per gate with `recurrent_dropout`, else one."""
-        return self.gates if self.recurrent_dropout else 1
+    cells: tuple[CellSite, ...] = ()
 
     @property
     def mask_names(self) -> tuple[str, ...]:
         """The masks it takes, in the order they are drawn."""
         if self.dropout_layer:
             return (f"{self.layer}/mask",)
-        names = (f"{self.layer}/dropout",) if self.dropout else ()
-        return names + ((f"{self.layer}/recurrent_dropout",) if self.recurrent_dropout else ())
+        return tuple(name for cell in self.cells for name in cell.mask_names)
+
+    def cell(self, prefix: str) -> CellSite | None:
+        """Its cell of that prefix (one that drops something), None for any other."""
+        return next((c for c in self.cells if c.prefix == prefix and (c.dropout or c.recurrent_dropout)), None)
 
 
 def _rate(config: Mapping[str, Any], key: str) -> float:
@@ -84,7 +127,8 @@ def _rate(config: Mapping[str, Any], key: str) -> float:
 def unsupported(layer: LayerSpec) -> InvalidInput:
     return InvalidInput(
         f"dropout: layer {layer.name!r} ({layer.class_name}) drops units in training, and Monte-Carlo dropout "
-        "supports SimpleRNN, GRU, LSTM and Dropout layers only"
+        "supports SimpleRNN, GRU, LSTM (as layers, RNN cells, stacked cells, in a Bidirectional) and Dropout layers "
+        "only"
     )
 
 
@@ -103,20 +147,71 @@ def cell_layer(layer: LayerSpec) -> LayerSpec | None:
     return None
 
 
-def _cells_drop(layer: LayerSpec) -> bool:
-    """Whether stacked cells (`RNN(StackedRNNCells)`, also inside a Bidirectional) hold a dropout rate: their
-    configs are per cell, the layer's parts other than its own config (`LayerKind.parts`)."""
-    kind = kind_of(layer)
-    own = kind.own_config(layer.config)
-    return any(
-        part != own and (_rate(part, "dropout") or _rate(part, "recurrent_dropout"))
-        for part in kind.parts(layer.config).values()
+LoopCell = tuple[str, str, Mapping[str, Any], bool]
+"""(part, cell class, cell config, whether the cell is a GRU/LSTM/SimpleRNN layer's own rather than an RNN's)."""
+
+
+def loop_cells(class_name: str, config: Mapping[str, Any]) -> list[LoopCell] | None:
+    """Every cell a layer of `class_name` runs, in order, with its part (`LayerKind.parts`' key: "", a stacked cell's
+    key, a direction, or both); None for a layer that runs no SimpleRNN/GRU/LSTM cell."""
+    if class_name in GATES:
+        return [("", class_name, config, True)]
+    if class_name == "RNN":
+        cells = config["cells"]
+        if not config.get("stacked", True):
+            return [("", cells[0]["layer"], cells[0]["config"], False)] if cells[0]["layer"] in GATES else None
+        if any(c["layer"] not in GATES for c in cells):
+            return None
+        return [(c["key"], c["layer"], c["config"], False) for c in cells]
+    if class_name == "Bidirectional":
+        inner = config["layer"]
+        one = loop_cells(inner["class_name"], inner["config"])
+        if one is None:
+            return None
+        return [(f"{d}/{p}" if p else d, cls, cfg, own) for d in DIRECTIONS for p, cls, cfg, own in one]
+    return None
+
+
+def fused_keras2(class_name: str, config: Mapping[str, Any], keras_version: str) -> bool:
+    """Whether tf_keras 2 runs a GRU/LSTM layer of `config` (with a `dropout` and no `recurrent_dropout`) on its
+    fused path, which draws the input mask over the whole input, timesteps included (`_could_use_gpu_kernel`:
+    tanh and sigmoid, a bias, not unrolled; GRU `reset_after`; on CPU too)."""
+    return (
+        keras_version.strip().split(".", 1)[0] == "2"
+        and class_name in ("GRU", "LSTM")
+        and config.get("activation") == "tanh"
+        and config.get("recurrent_activation") == "sigmoid"
+        and bool(config.get("use_bias", True))
+        and not config.get("unroll", False)
+        and (class_name == "LSTM" or bool(config.get("reset_after", True)))
     )
+
+
+def _cell_sites(layer: LayerSpec, cells: Sequence[LoopCell], keras_version: str) -> tuple[CellSite, ...]:
+    found = []
+    for part, class_name, config, own_layer in cells:
+        rates = (_rate(config, "dropout"), _rate(config, "recurrent_dropout"))
+        kernel = layer.weights[f"{part}/kernel" if part else "kernel"]
+        shares = None
+        if part.startswith("backward") and config.get("seed") is not None:
+            shares = f"{layer.name}/forward{part[len('backward') :]}"
+        found.append(
+            CellSite(
+                f"{layer.name}/{part}" if part else layer.name,
+                class_name,
+                *rates,
+                features=int(np.shape(kernel)[0]),
+                units=int(config["units"]),
+                per_step=own_layer and not rates[1] and fused_keras2(class_name, config, keras_version),
+                shares=shares,
+            )
+        )
+    return tuple(found)
 
 
 def dropout_sites(spec: ModelSpec) -> list[DropoutSite]:
     """The layers of `spec` that apply dropout in training, in layer order; `InvalidInput` when one of them is of a
-    kind Monte-Carlo dropout does not support (Bidirectional, TimeDistributed(Dropout), stacked cells)."""
+    kind Monte-Carlo dropout does not support (TimeDistributed(Dropout), a layer running other cells)."""
     sites = []
     for layer in spec.layers:
         kind = kind_of(layer)
@@ -127,21 +222,19 @@ def dropout_sites(spec: ModelSpec) -> list[DropoutSite]:
             if rate:
                 if kind.inner(layer.config) is not None:
                     raise unsupported(layer)
-                sites.append(DropoutSite(layer.name, rate, 0.0, True, None if noise is None else tuple(noise)))
+                sites.append(DropoutSite(layer.name, rate, True, None if noise is None else tuple(noise)))
             continue
-        rates = (_rate(own, "dropout"), _rate(own, "recurrent_dropout"))
         if kind.inner(layer.config) is not None and _rate(own, "rate"):
             raise unsupported(layer)  # TimeDistributed(Dropout)
-        if _cells_drop(layer):
-            raise unsupported(layer)
-        if not any(rates):
+        drops = any(
+            _rate(part, "dropout") or _rate(part, "recurrent_dropout") for part in kind.parts(layer.config).values()
+        )
+        if not drops:
             continue
-        cell = cell_layer(layer)
-        if cell is None:
+        cells = loop_cells(layer.class_name, layer.config)
+        if cells is None:
             raise unsupported(layer)
-        kernel = np.shape(cell.weights["kernel"])
-        units = int(cell.config["units"])
-        sites.append(DropoutSite(layer.name, *rates, gates=GATES[cell.class_name], features=kernel[0], units=units))
+        sites.append(DropoutSite(layer.name, cells=_cell_sites(layer, cells, spec.keras_version)))
     return sites
 
 
@@ -150,7 +243,7 @@ def dropout_sites(spec: ModelSpec) -> list[DropoutSite]:
 
 class MaskInputs:
     """The mask inputs of one export: declared with the model's inputs (so no generated name takes theirs), the
-    shape of a Dropout layer's filled in when its input is known."""
+    shape of a Dropout layer's (and of a per-step input mask) filled in when its input is known."""
 
     def __init__(self, g: GraphBuilder, sites: Sequence[DropoutSite], batch_dim: str, time_dim: str) -> None:
         self.sites = {s.layer: s for s in sites}
@@ -158,14 +251,18 @@ class MaskInputs:
         self.time_dim = time_dim
         self.inputs: dict[str, onnx.ValueInfoProto] = {}
         for site in sites:
-            for name in site.mask_names:
-                shape: list[int | str] | None = None
-                if not site.dropout_layer:
-                    width = site.units if name.endswith("/recurrent_dropout") else site.features
-                    gates = site.gates if name.endswith("/recurrent_dropout") else site.input_masks
-                    shape = [gates, batch_dim, width]
-                g.add_input(name, TensorProto.FLOAT, shape)
-                self.inputs[name] = g.inputs[-1]
+            if site.dropout_layer:
+                self._declare(g, f"{site.layer}/mask", None)
+            for cell in site.cells:
+                if cell.input_mask is not None:
+                    shape: list[int | str] = [cell.input_masks, batch_dim, cell.features]
+                    self._declare(g, cell.input_mask, None if cell.per_step else shape)
+                if cell.recurrent_mask is not None:
+                    self._declare(g, cell.recurrent_mask, [cell.gates, batch_dim, cell.units])
+
+    def _declare(self, g: GraphBuilder, name: str, shape: list[int | str] | None) -> None:
+        g.add_input(name, TensorProto.FLOAT, shape)
+        self.inputs[name] = g.inputs[-1]
 
     def converter(self, layer: LayerSpec, default: Converter) -> Converter:
         """The converter of `layer` in this graph: `default` unless the layer drops something."""
@@ -174,18 +271,14 @@ class MaskInputs:
             return default
         if site.dropout_layer:
             return lambda g, call: self._dropout_layer(g, call, site)
-        return lambda g, call: _recurrent(g, call, site)
+        return lambda g, call: self._recurrent(g, call, site)
 
-    def _dropout_layer(self, g: GraphBuilder, call: LayerCall, site: DropoutSite) -> LayerResult:
-        """`x * mask`, the mask's input declared with `x`'s shape (noise_shape's fixed sizes where it has them)."""
-        if len(call.inputs) != 1:
-            raise InvalidInput(f"dropout: layer {call.layer.name!r} takes one input, got {len(call.inputs)}")
-        x = call.inputs[0]
-        name = f"{site.layer}/mask"
-        noise = site.noise_shape
+    def _shaped_like(self, name: str, x: Value, owner: str, noise: Sequence[int | None] | None = None) -> None:
+        """Declare mask `name` with `x`'s shape: `batch` and `time` symbolic as the data inputs' are, fixed sizes
+        where `x` (or the `noise` shape, 1 broadcasting) has them."""
         if noise is not None and len(noise) != len(x.shape):
             raise InvalidInput(
-                f"dropout: layer {site.layer!r} has noise_shape {list(noise)} for an input of {len(x.shape)} dimensions"
+                f"dropout: layer {owner!r} has noise_shape {list(noise)} for an input of {len(x.shape)} dimensions"
             )
         batch_axis = 1 if x.time_major else 0
         shape = self.inputs[name].type.tensor_type.shape
@@ -201,27 +294,109 @@ class MaskInputs:
             elif size is not None:
                 dim.dim_value = int(size)
             else:
-                raise InvalidInput(f"dropout: the input of layer {site.layer!r} has an unknown size on axis {k}")
+                raise InvalidInput(f"dropout: the input of layer {owner!r} has an unknown size on axis {k}")
+
+    def _dropout_layer(self, g: GraphBuilder, call: LayerCall, site: DropoutSite) -> LayerResult:
+        """`x * mask`, the mask's input declared with `x`'s shape (noise_shape's fixed sizes where it has them)."""
+        if len(call.inputs) != 1:
+            raise InvalidInput(f"dropout: layer {call.layer.name!r} takes one input, got {len(call.inputs)}")
+        x = call.inputs[0]
+        name = f"{site.layer}/mask"
+        self._shaped_like(name, x, site.layer, site.noise_shape)
         return LayerResult((replace(x, name=g.op("Mul", x.name, name, hint=f"{site.layer}/dropped")),))
 
+    # ---- recurrent layers ---------------------------------------------------------------------------------------
 
-# ---- recurrent layers ---------------------------------------------------------------------------------------------
+    def _recurrent(self, g: GraphBuilder, call: LayerCall, site: DropoutSite) -> LayerResult:
+        layer = call.layer
+        if layer.class_name == "Bidirectional":
+            from rnnserve.kinds.bidirectional import convert_bidirectional
+
+            inner_class = layer.config["layer"]["class_name"]
+
+            def direction(
+                g: GraphBuilder, config: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str, x: Value,
+                native: bool,
+            ) -> tuple[Cell, Value]:  # fmt: skip
+                return self._loop_cell(g, site, inner_class, config, weights, name, x, native)
+
+            return convert_bidirectional(g, call, direction)
+        if layer.class_name == "RNN" and layer.config["stacked"]:
+            from rnnserve.kinds.rnn import convert_stacked
+
+            return convert_stacked(g, call, _stacked_builder(site))
+        single = cell_layer(layer)
+        cell_site = site.cell(layer.name)
+        if single is None or cell_site is None:
+            raise unsupported(layer)
+        x = sequence_input(call)
+        check_weights(single, x.shape[-1])
+        if not cell_site.recurrent_dropout:  # one input mask the gates share: the layer itself on x * m
+            dropped = self._input_dropped(g, cell_site, x)
+            return get_converter(layer.class_name)(g, replace(call, inputs=(dropped,)))
+        cell = dropped_cell(g, cell_site, single.config, single.weights)
+        return convert_recurrent(g, replace(call, layer=single, inputs=(x,)), cell)
+
+    def _loop_cell(
+        self,
+        g: GraphBuilder,
+        site: DropoutSite,
+        class_name: str,
+        config: Mapping[str, Any],
+        weights: Mapping[str, np.ndarray],
+        name: str,
+        x: Value,
+        native: bool,
+    ) -> tuple[Cell, Value]:
+        """One Bidirectional direction (`name`: `<layer>/<direction>`) of an inner layer of `class_name`: its cell
+        with its masks, and the input it reads (`x * m` where the direction's gates share one input mask)."""
+        kind = _loop_kind(class_name)
+        if class_name == "RNN" and config["stacked"]:
+            from rnnserve.kinds.rnn import stack_cells
+
+            return stack_cells(g, config, weights, name, _stacked_builder(site)), x
+        cell_site = site.cell(name)
+        if cell_site is None:
+            return kind.build_cell(g, config, weights, name, native=native), x
+        if not cell_site.recurrent_dropout:
+            return kind.build_cell(g, config, weights, name, native=native), self._input_dropped(g, cell_site, x)
+        cell_config = config["cells"][0]["config"] if class_name == "RNN" else config
+        return dropped_cell(g, cell_site, cell_config, weights), x
+
+    def _input_dropped(self, g: GraphBuilder, cell: CellSite, x: Value) -> Value:
+        """`x * m`: the one input mask of a cell without `recurrent_dropout`, the same at every timestep, or (the
+        fused path of tf_keras 2) a mask of `x`'s shape."""
+        mask = cell.input_mask
+        assert mask is not None
+        if cell.per_step:
+            self._shaped_like(mask, x, cell.prefix)
+            return replace(x, name=g.op("Mul", x.name, mask, hint=f"{cell.prefix}/x_dropped"))
+        m = g.op("Gather", mask, g.constant(0, "int64"), axis=0, hint=f"{cell.prefix}/m")  # (B, F)
+        dropped = g.op("Mul", x.name, g.op("Unsqueeze", m, g.ints([x.time_axis])), hint=f"{cell.prefix}/x_dropped")
+        return replace(x, name=dropped)
 
 
-def _recurrent(g: GraphBuilder, call: LayerCall, site: DropoutSite) -> LayerResult:
-    layer = cell_layer(call.layer)
-    if layer is None:
-        raise unsupported(call.layer)
-    x = sequence_input(call)
-    check_weights(layer, x.shape[-1])
-    input_mask = f"{site.layer}/dropout" if site.dropout else None
-    if not site.recurrent_dropout:  # one input mask the gates share: the layer itself on x * m
-        assert input_mask is not None
-        m = g.op("Gather", input_mask, g.constant(0, "int64"), axis=0, hint=f"{site.layer}/m")  # (B, F)
-        dropped = g.op("Mul", x.name, g.op("Unsqueeze", m, g.ints([x.time_axis])), hint=f"{site.layer}/x_dropped")
-        return get_converter(call.layer.class_name)(g, replace(call, inputs=(replace(x, name=dropped),)))
-    cell = _dropped_cell(g, layer, input_mask, f"{site.layer}/recurrent_dropout")
-    return convert_recurrent(g, replace(call, layer=layer, inputs=(x,)), cell)
+def _loop_kind(class_name: str) -> LoopKind:
+    kind = get_kind(class_name)
+    assert isinstance(kind, LoopKind)
+    return kind
+
+
+def _stacked_builder(
+    site: DropoutSite,
+) -> Callable[[GraphBuilder, Mapping[str, Any], Mapping[str, np.ndarray], str], Cell]:
+    """The cells of stacked cells (`kinds.rnn._stack`), each with its masks (its name is its prefix)."""
+
+    def build(g: GraphBuilder, entry: Mapping[str, Any], weights: Mapping[str, np.ndarray], name: str) -> Cell:
+        cell_site = site.cell(name)
+        if cell_site is None:
+            return _loop_kind(entry["layer"]).build_cell(g, entry["config"], weights, name, native=False)
+        return dropped_cell(g, cell_site, entry["config"], weights)
+
+    return build
+
+
+# ---- cells with masks ---------------------------------------------------------------------------------------------
 
 
 def _blocks(array: np.ndarray, units: int, gates: int) -> np.ndarray:
@@ -234,25 +409,43 @@ def _per_gate(b: GraphBuilder, values: str) -> str:
     return b.op("Reshape", b.op("Transpose", values, perm=[1, 0, 2]), b.ints([0, -1]))
 
 
-def _dropped_cell(g: GraphBuilder, layer: LayerSpec, input_mask: str | None, recurrent_mask: str) -> Cell:
-    """The cell of a SimpleRNN/GRU/LSTM `layer` with per-gate masks, as `mc_dropout.DroppedCell` computes it."""
-    config, weights, name = layer.config, layer.weights, layer.name
-    units = int(config["units"])
-    gates = GATES[layer.class_name]
+def dropped_cell(g: GraphBuilder, site: CellSite, config: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> Cell:
+    """The cell of `site` (a SimpleRNN/GRU/LSTM cell of `config`) with its masks, as `mc_dropout.DroppedCell`
+    computes it: `project` applies the input masks to a layer's input (hoisted), `project_step` to a stacked cell's
+    (the previous cell's output, in the step); the step applies the recurrent masks."""
+    name, units, gates = site.prefix, int(config["units"]), site.gates
+    input_mask, recurrent_mask = site.input_mask, site.recurrent_mask
+    assert not site.per_step, "a per-step input mask is applied to the layer's input (MaskInputs._input_dropped)"
+    if recurrent_mask is None:  # no recurrent_dropout: the cell's own step, one input mask the gates share
+        plain = _loop_kind(site.class_name).build_cell(g, config, weights, name, native=False)
+        assert input_mask is not None
+        m = g.op("Gather", input_mask, g.constant(0, "int64"), axis=0, hint=f"{name}/m")  # (B, F)
+
+        def shared(b: GraphBuilder, x: Value) -> str:
+            dropped = b.op("Mul", x.name, b.op("Unsqueeze", m, b.ints([x.time_axis])), hint=f"{name}/x_dropped")
+            return b.op("MatMul", dropped, plain.kernel, hint=f"{name}/xk")
+
+        def shared_step(b: GraphBuilder, x_t: str) -> str:
+            return b.op("MatMul", b.op("Mul", x_t, m), plain.kernel)
+
+        return replace(plain, native=None, project=shared, project_step=shared_step)
+
     activation = cell_activation(config, "activation", name)
     gate_activation = activation if gates == 1 else cell_activation(config, "recurrent_activation", name)
     kernel = np.asarray(weights["kernel"])
     recurrent = np.asarray(weights["recurrent_kernel"])
     bias = np.asarray(weights["bias"]) if "bias" in weights else None
-    reset_after = layer.class_name == "GRU" and bool(config.get("reset_after", True))
+    reset_after = site.class_name == "GRU" and bool(config.get("reset_after", True))
     input_bias = None if bias is None else (bias[0] if reset_after else bias)
+    project = project_step = None
     if input_mask is None:
-        kernel_name, project = g.initializer(kernel, f"{name}/kernel"), None
+        kernel_name = g.initializer(kernel, f"{name}/kernel")
     else:
-        kernel_name = g.initializer(_blocks(kernel, units, gates)[:, None], f"{name}/kernel_gates")
+        kernel_name = g.initializer(_blocks(kernel, units, gates)[:, None], f"{name}/kernel_gates")  # (g, 1, F, U)
         project = _projection(name, kernel_name, units, gates, input_mask)
+        project_step = _step_projection(kernel_name, input_mask)
 
-    if layer.class_name == "SimpleRNN":
+    if site.class_name == "SimpleRNN":
         r0 = g.op("Gather", recurrent_mask, g.constant(0, "int64"), axis=0, hint=f"{name}/r")
         rk = g.initializer(recurrent, f"{name}/recurrent_kernel")
 
@@ -261,7 +454,7 @@ def _dropped_cell(g: GraphBuilder, layer: LayerSpec, input_mask: str | None, rec
             return h, (h,)
 
         step: StepFn = simple
-    elif layer.class_name == "LSTM":
+    elif site.class_name == "LSTM":
         stacked = g.initializer(_blocks(recurrent, units, 4), f"{name}/recurrent_kernel_gates")
 
         def lstm(b: GraphBuilder, xp_t: str, states: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -283,7 +476,19 @@ def _dropped_cell(g: GraphBuilder, layer: LayerSpec, input_mask: str | None, rec
         None if input_bias is None else g.initializer(input_bias, f"{name}/bias"),
         step,
         project=project,
+        project_step=project_step,
     )
+
+
+def _step_projection(blocks: str, input_mask: str) -> Callable[[GraphBuilder, str], str]:
+    """`x_t -> concat_g((x_t * m_g) K_g)` in a step: `(g, B, 1, F)` against the `(g, 1, F, U)` kernel blocks."""
+
+    def project(b: GraphBuilder, x_t: str) -> str:
+        dropped = b.op("Mul", b.op("Unsqueeze", x_t, b.ints([0])), input_mask)  # (g, B, F)
+        per_gate = b.op("MatMul", b.op("Unsqueeze", dropped, b.ints([2])), blocks)  # (g, B, 1, U)
+        return _per_gate(b, b.op("Squeeze", per_gate, b.ints([2])))
+
+    return project
 
 
 def _gru_step(
