@@ -5,6 +5,8 @@ Regenerate (real Keras lives only in the Keras venv; the tests never import it):
 
     cd /work/main && KERAS_BACKEND=torch /work/keras-venv/bin/python tests/parity/make_fixtures_training.py
 
+(`... make_fixtures_training.py wrappers` writes just the Bidirectional and stacked-cells dropout cases.)
+
 Keras 3 cases use keras 3.15.1 on the torch backend; Keras 2 cases use tf_keras 2.21. Weights are random (scale
 0.5, fixed seeds). The script writes into `tests/parity/fixtures/training/` (apart from `make_fixtures.py`'s
 folder, which that script cleans) `training.json` plus, per case, its model file and an `.npz` (no pickles):
@@ -21,7 +23,9 @@ folder, which that script cleans) `training.json` plus, per case, its model file
   (`max |c(w) - w| <= 1e-6`);
 * `dropout` cases, `model(x, training=True)` drawn `samples` times (one call on x repeated `samples` times along
   the batch: Keras draws masks per row): per output element the mean, variance and 4th central moment over the
-  draws (`mean_<k>`, `var_<k>`, `m4_<k>`), the inference output (`out_<k>`) and `in_x`.
+  draws (`mean_<k>`, `var_<k>`, `m4_<k>`), the inference output (`out_<k>`) and `in_x`. Keras 3 only for single
+  layers; Keras 3 and tf_keras 2 for Bidirectional (one seeded in Keras 3; tf_keras' fused LSTM path) and stacked
+  cells (`*_mc_dropout_bidi`, `*_mc_dropout_cells`).
 """
 
 from __future__ import annotations
@@ -440,11 +444,13 @@ def k2_cells() -> Any:
 # ----------------------------------------------------------------------------------------------------- MC dropout
 
 
-def dropout_case(case_id: str, build: Callable[[], Any], shape: tuple[int, ...], samples: int) -> dict[str, Any]:
-    rng = seed_everything(case_id, False)
+def dropout_case(
+    case_id: str, build: Callable[[], Any], shape: tuple[int, ...], samples: int, keras2: bool = False
+) -> dict[str, Any]:
+    rng = seed_everything(case_id, keras2)
     model = build()
     randomize(model, rng)
-    file = save(model, case_id, False)
+    file = save(model, case_id, keras2)
     x = rng.normal(size=shape).astype(np.float32)
     inference = as_list(model(x, training=False))
     # One training call on the batch repeated `samples` times: Keras draws its masks per row, so row n*B + b is an
@@ -462,7 +468,7 @@ def dropout_case(case_id: str, build: Callable[[], Any], shape: tuple[int, ...],
         "kind": "dropout",
         "file": file,
         "data": save_npz(case_id, arrays),
-        "keras_version": keras.__version__,
+        "keras_version": tf_keras.__version__ if keras2 else keras.__version__,
         "samples": samples,
         "notes": "model(x, training=True) drawn `samples` times: per-element mean, variance, 4th central moment",
     }
@@ -494,11 +500,88 @@ def dropout_cases() -> list[dict[str, Any]]:
     return [
         dropout_case("k3_mc_dropout_stack", stack, (2, 5, 3), DROPOUT_SAMPLES),
         dropout_case("k3_mc_dropout_gates", gru_input_only, (2, 6, 2), DROPOUT_SAMPLES),
+        *dropout_wrapper_cases(),
     ]
 
 
-def main() -> None:
+def dropout_wrapper_cases() -> list[dict[str, Any]]:
+    """Bidirectional and stacked cells with dropout rates: each direction and each cell with masks of its own. Two
+    outputs each (the wrapper's and the layer before it), and merge modes that add the directions, so that a wrong
+    rule (directions sharing masks or not, a cell's input masks, per-step masks) moves some element's mean or
+    variance past the bound."""
+
+    def k3_bidi() -> Any:
+        # `bi` unseeded (directions drawn apart); `bi_seeded`: Keras 3 gives both copies the seed, so they draw the
+        # same masks (visible in the variance of their sum)
+        x = keras.Input((5, 3), name="x")
+        h = L3.Bidirectional(
+            L3.GRU(3, dropout=0.3, recurrent_dropout=0.25, return_sequences=True), merge_mode="ave", name="bi"
+        )(x)
+        y = L3.Bidirectional(
+            L3.LSTM(2, dropout=0.4, recurrent_dropout=0.3, seed=11, return_sequences=True),
+            merge_mode="sum",
+            name="bi_seeded",
+        )(h)
+        return keras.Model(x, [y, h], name="model")
+
+    def k2_bidi() -> Any:
+        # `bi_fused`'s LSTM (dropout only) runs tf_keras' fused path: its input mask is drawn for every timestep
+        x = tf_keras.Input((5, 3), name="x")
+        h = L2.Bidirectional(
+            L2.GRU(3, dropout=0.3, recurrent_dropout=0.25, return_sequences=True), merge_mode="sum", name="bi"
+        )(x)
+        y = L2.Bidirectional(L2.LSTM(2, dropout=0.45, return_sequences=True), merge_mode="ave", name="bi_fused")(h)
+        return tf_keras.Model(x, [y, h], name="model")
+
+    def k3_cells() -> Any:
+        x = keras.Input((5, 3), name="x")
+        cells = [
+            L3.GRUCell(4, dropout=0.3, recurrent_dropout=0.2),
+            L3.SimpleRNNCell(3, recurrent_dropout=0.35),
+            L3.LSTMCell(2, dropout=0.5),
+        ]
+        h = L3.RNN(cells, return_sequences=True, name="rnn")(x)
+        inner = [L3.GRUCell(3, dropout=0.45, recurrent_dropout=0.3), L3.LSTMCell(2, recurrent_dropout=0.25)]
+        y = L3.Bidirectional(L3.RNN(L3.StackedRNNCells(inner), return_sequences=True), merge_mode="sum", name="bi")(h)
+        return keras.Model(x, [y, h], name="model")
+
+    def k2_cells() -> Any:
+        x = tf_keras.Input((5, 3), name="x")
+        cells = [
+            L2.LSTMCell(4, dropout=0.3, recurrent_dropout=0.2),
+            L2.SimpleRNNCell(3, recurrent_dropout=0.35),
+            L2.GRUCell(2, dropout=0.5),
+        ]
+        h = L2.RNN(cells, return_sequences=True, name="rnn")(x)
+        inner = [L2.SimpleRNNCell(3, dropout=0.45), L2.GRUCell(2, dropout=0.2, recurrent_dropout=0.3)]
+        y = L2.Bidirectional(L2.RNN(inner, return_sequences=True), merge_mode="ave", name="bi")(h)
+        return tf_keras.Model(x, [y, h], name="model")
+
+    return [
+        dropout_case("k3_mc_dropout_bidi", k3_bidi, (2, 5, 3), DROPOUT_SAMPLES),
+        dropout_case("k2_mc_dropout_bidi", k2_bidi, (2, 5, 3), DROPOUT_SAMPLES, keras2=True),
+        dropout_case("k3_mc_dropout_cells", k3_cells, (2, 5, 3), DROPOUT_SAMPLES),
+        dropout_case("k2_mc_dropout_cells", k2_cells, (2, 5, 3), DROPOUT_SAMPLES, keras2=True),
+    ]
+
+
+def main(only: list[str]) -> None:
+    """Every case (the folder cleaned first), or with `only` (group names: `wrappers` = the Bidirectional and
+    stacked-cells dropout cases) just those, their entries replaced or added in `training.json`, the other files
+    left as they are (a model file holds its save date, so regenerating it changes its bytes)."""
     OUT.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, Callable[[], list[dict[str, Any]]]] = {"wrappers": dropout_wrapper_cases}
+    if only:
+        unknown = sorted(set(only) - set(groups))
+        if unknown:
+            raise SystemExit(f"unknown group(s) {unknown}; known: {sorted(groups)}")
+        index = json.loads((OUT / "training.json").read_text())
+        fresh = [case for name in only for case in groups[name]()]
+        ids = {case["id"] for case in fresh}
+        index["cases"] = [c for c in index["cases"] if c["id"] not in ids] + fresh
+        (OUT / "training.json").write_text(json.dumps(index, indent=1) + "\n")
+        print(f"{len(fresh)} cases written, {len(index['cases'])} in {OUT / 'training.json'}")
+        return
     for path in OUT.iterdir():
         path.unlink()
     cases = reset_cases() + penalty_cases() + dropout_cases()
@@ -509,4 +592,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
