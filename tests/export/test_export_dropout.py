@@ -512,6 +512,18 @@ def test_stacked_cells_each_with_its_own_masks(go_backwards, return_sequences, f
     assert not np.allclose(want.outputs[spec.output_names[0]][0], want.outputs[spec.output_names[0]][1])
 
 
+@pytest.mark.parametrize("form", list(FORMS))
+def test_stacked_cells_in_steps_of_every_length(form):
+    """A session's what-if steps on stacked cells: 1 step (the unrolled step graph), the model's T, another length."""
+    spec = _stacked_spec(37, bidirectional=False, return_sequences=True, unroll=FORMS[form])
+    rng = np.random.default_rng(38)
+    runner = OrtModel(spec, runtime_options())
+    states = _states(rng, STACK_STATES)
+    for steps in (1, T, 4):
+        compare(spec, {"x": _x(rng, steps=steps)}, states=states, runner=runner, seed=steps)
+    assert {1, None} <= set(runner._dropout_graphs)  # noqa: SLF001
+
+
 @pytest.mark.parametrize("merge_mode", MERGE_MODES, ids=[str(m) for m in MERGE_MODES])
 @pytest.mark.parametrize("form", list(FORMS))
 def test_stacked_cells_in_a_bidirectional(merge_mode, form):
