@@ -50,9 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         grpc_server = None
         try:
             if settings.grpc_port is not None:  # grpcio is imported only when gRPC is on
-                from rnnserve.grpc.server import GrpcServer
+                from rnnserve.grpc.server import grpc_server as make_grpc_server
 
-                grpc_server = GrpcServer(settings, serving.service)
+                grpc_server = make_grpc_server(settings, serving.service)
                 app.state.grpc_port = await grpc_server.start()
             yield
         finally:

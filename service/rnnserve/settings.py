@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
     """Also serve the Open Inference Protocol over gRPC (KServe v2, Triton's ModelStreamInfer) on this TCP port of
     the same host (0 picks a free one). Unset: off, so a deployment opens one port unless it asks for two."""
+    grpc_server: Literal["h2", "grpcio"] = "h2"
+    """What serves gRPC: `h2`, HTTP/2 on the server's own event loop (the h2 library; about a third of grpcio's CPU
+    per stream message), or `grpcio`, grpcio's asyncio server. Both serve the same methods with the same answers."""
     workers: int = Field(default=1, ge=1, le=64)
     """uvicorn worker processes. More than one needs a shared session store (redis://)."""
 

@@ -36,9 +36,15 @@ def start_server(models_dir: Path, **overrides: Any) -> Grpc:
     return Grpc(running, running.app.state.grpc_port)
 
 
+@pytest.fixture(scope="session", params=["h2", "grpcio"])
+def grpc_server(request: pytest.FixtureRequest) -> str:
+    """What serves gRPC (the `grpc_server` setting): every gRPC test runs on both."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def server(models_dir: Path) -> Iterator[Grpc]:
-    running = start_server(models_dir)
+def server(models_dir: Path, grpc_server: str) -> Iterator[Grpc]:
+    running = start_server(models_dir, grpc_server=grpc_server)
     yield running
     running.stop()
 
@@ -50,12 +56,12 @@ def client(server: Grpc) -> Iterator[triton.InferenceServerClient]:
 
 
 @pytest.fixture
-def make_server(models_dir: Path) -> Iterator[Callable[..., Grpc]]:
-    """Start extra servers with other settings; they stop after the test."""
+def make_server(models_dir: Path, grpc_server: str) -> Iterator[Callable[..., Grpc]]:
+    """Start extra servers with other settings (on the same `grpc_server`); they stop after the test."""
     started: list[Grpc] = []
 
     def start(**overrides: Any) -> Grpc:
-        running = start_server(models_dir, **overrides)
+        running = start_server(models_dir, **{"grpc_server": grpc_server, **overrides})
         started.append(running)
         return running
 

@@ -18,7 +18,7 @@ from app_harness import ServerThread, free_port
 from v2.v2_server import settings_for
 
 from rnnserve.grpc.protos import grpc_service_pb2_grpc
-from rnnserve.grpc.server import GrpcServer
+from rnnserve.grpc.server import grpc_server as make_grpc_server
 from rnnserve.settings import Settings
 
 PROTOS = Path(__file__).resolve().parents[2] / "service" / "rnnserve" / "grpc" / "protos"
@@ -34,9 +34,9 @@ def test_grpc_is_off_by_default(models_dir: Path) -> None:
         running.stop()
 
 
-def test_the_server_listens_on_the_port_it_is_given(models_dir: Path) -> None:
+def test_the_server_listens_on_the_port_it_is_given(models_dir: Path, grpc_server: str) -> None:
     port = free_port()
-    running = ServerThread(settings_for(models_dir, grpc_port=port)).start()
+    running = ServerThread(settings_for(models_dir, grpc_port=port, grpc_server=grpc_server)).start()
     try:
         assert running.app.state.grpc_port == port
         with triton.InferenceServerClient(f"127.0.0.1:{port}") as client:
@@ -47,12 +47,13 @@ def test_the_server_listens_on_the_port_it_is_given(models_dir: Path) -> None:
         client.is_server_live(client_timeout=2)  # stopped with the app
 
 
-async def test_a_port_in_use_is_an_error_at_startup() -> None:
+async def test_a_port_in_use_is_an_error_at_startup(grpc_server: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = GrpcServer(Settings(grpc_port=port), service=SimpleNamespace(metrics=None))  # type: ignore[arg-type]
+        settings = Settings(grpc_port=port, grpc_server=grpc_server)
+        server = make_grpc_server(settings, service=SimpleNamespace(metrics=None))  # type: ignore[arg-type]
         with pytest.raises(OSError, match=f"cannot serve gRPC on 127.0.0.1:{port}"):
             await server.start()
         await server.stop()

@@ -54,6 +54,7 @@ SAMPLES: dict[str, Any] = {
     "host": "0.0.0.0",
     "port": 9001,
     "grpc_port": 8001,
+    "grpc_server": "grpcio",
     "workers": 2,
     "log_level": "debug",
     "log_format": "json",

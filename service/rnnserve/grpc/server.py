@@ -1,18 +1,26 @@
-"""The gRPC server: grpcio's asyncio server (`grpc.aio`), in the process and event loop of the HTTP server and on
-its data plane, started and stopped by the app's lifespan (`rnnserve.app`) when `grpc_port` is set.
+"""The gRPC server, in the process and event loop of the HTTP server and on its data plane, started and stopped by
+the app's lifespan (`rnnserve.app`) when `grpc_port` is set. `grpc_server` says which serves it:
 
-It binds `host:grpc_port` (0 picks a free port). Messages up to `max_body_bytes` are read (a larger one is
-refused with RESOURCE_EXHAUSTED by gRPC itself). With several worker processes (`workers`), each binds the port
-with SO_REUSEPORT and the kernel spreads the connections over them, as it does for uvicorn's HTTP socket; with
-one, the port is bound exclusively, so that a port already in use is an error at startup.
+* `h2` (the default): `H2GrpcServer`, HTTP/2 on the event loop's own socket (`rnnserve.grpc.h2server`);
+* `grpcio`: `GrpcServer`, grpcio's asyncio server (`grpc.aio`), whose C core hands each message over from its own
+  thread: about three times the CPU per stream message (bench/README.md, "gRPC").
+
+Both serve `InferenceServicer`, so every method answers the same. Each binds `host:grpc_port` (0 picks a free
+port) and reads messages up to `max_body_bytes` (a larger one is refused with RESOURCE_EXHAUSTED). With several
+worker processes (`workers`), each binds the port with SO_REUSEPORT and the kernel spreads the connections over
+them, as it does for uvicorn's HTTP socket; with one, the port is bound exclusively, so that a port already in use
+is an error at startup.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import grpc
 
+from rnnserve.grpc import h2server
+from rnnserve.grpc.protos import grpc_service_pb2 as pb
 from rnnserve.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from rnnserve.grpc.servicer import InferenceServicer
 from rnnserve.inference import InferenceService
@@ -24,8 +32,56 @@ STOP_GRACE_S = 5.0
 """On shutdown, how long calls in progress may run on before they are cancelled."""
 
 
+class Server(Protocol):
+    """`start()` binds and serves (returns the port); `stop()` ends the calls in progress (after `STOP_GRACE_S`)
+    and unbinds."""
+
+    async def start(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+def grpc_server(settings: Settings, service: InferenceService) -> Server:
+    """The server `settings.grpc_server` names."""
+    return (H2GrpcServer if settings.grpc_server == "h2" else GrpcServer)(settings, service)
+
+
+class H2GrpcServer:
+    """The service on `rnnserve.grpc.h2server`."""
+
+    def __init__(self, settings: Settings, service: InferenceService) -> None:
+        if settings.grpc_port is None:
+            raise ValueError("the gRPC server needs settings.grpc_port")
+        self.settings = settings
+        servicer = InferenceServicer(service, settings)
+        self.methods = h2server.methods_of(pb.DESCRIPTOR.services_by_name["GRPCInferenceService"], servicer)
+        self.port: int | None = None
+        self._listening: h2server.Listening | None = None
+
+    async def start(self) -> int:
+        settings = self.settings
+        assert settings.grpc_port is not None
+        try:
+            self._listening = await h2server.serve(
+                settings.host,
+                settings.grpc_port,
+                self.methods,
+                settings.max_body_bytes,
+                reuse_port=settings.workers > 1,
+            )
+        except OSError as exc:
+            raise OSError(f"cannot serve gRPC on {_host(settings.host)}:{settings.grpc_port}: {exc}") from None
+        self.port = self._listening.port
+        log.info("serving gRPC (Open Inference Protocol, h2) on %s:%d", _host(settings.host), self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._listening is not None:
+            await self._listening.shutdown(STOP_GRACE_S)
+
+
 class GrpcServer:
-    """`start()` binds and serves; `stop()` ends the calls in progress (after `STOP_GRACE_S`) and unbinds."""
+    """The service on grpcio's asyncio server."""
 
     def __init__(self, settings: Settings, service: InferenceService) -> None:
         if settings.grpc_port is None:
@@ -52,7 +108,7 @@ class GrpcServer:
             raise OSError(f"cannot serve gRPC on {self.address}: {exc}") from None
         await self._server.start()
         self.port = port
-        log.info("serving gRPC (Open Inference Protocol) on %s", self.address.rsplit(":", 1)[0] + f":{port}")
+        log.info("serving gRPC (Open Inference Protocol, grpcio) on %s", self.address.rsplit(":", 1)[0] + f":{port}")
         return port
 
     async def stop(self) -> None:
