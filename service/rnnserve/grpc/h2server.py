@@ -41,7 +41,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +96,18 @@ class Context:
         raise Abort(code, details)
 
 
-def methods_of(service: Any, servicer: object) -> dict[str, Method]:
-    """`/package.Service/Method` -> Method, for every method of `service` (a protobuf ServiceDescriptor) that
-    `servicer` implements, its request class found in the descriptor's file module."""
-    found = {}
-    for method in service.methods:
-        request = method.input_type._concrete_class  # the generated message class
-        found[f"/{service.full_name}/{method.name}"] = Method(
-            request, getattr(servicer, method.name), method.client_streaming, method.server_streaming
+def methods_of(service: ServiceDescriptor, servicer: object) -> dict[str, Method]:
+    """`/package.Service/Method` -> Method, for every method of `service` (from the generated module's DESCRIPTOR),
+    answered by the servicer's method of the same name."""
+    return {
+        f"/{service.full_name}/{method.name}": Method(
+            GetMessageClass(method.input_type),
+            getattr(servicer, method.name),
+            method.client_streaming,
+            method.server_streaming,
         )
-    return found
+        for method in service.methods
+    }
 
 
 class _Requests:
@@ -164,7 +168,6 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self._flush_scheduled = False
-        self._closing = False
 
     # ---- asyncio.Protocol -----------------------------------------------------------------------------------------
 
@@ -309,8 +312,11 @@ class Connection(asyncio.Protocol):
             else:
                 answer = method.handler(call.request, call.context)
             if method.server_streaming:
-                async for response in answer:
-                    self._send(call, response.SerializeToString())
+                try:
+                    async for response in answer:
+                        self._send(call, response.SerializeToString())
+                finally:
+                    await answer.aclose()  # at once, also when the call is cancelled
             else:
                 self._send(call, (await answer).SerializeToString())
         except Abort as exc:
