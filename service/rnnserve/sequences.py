@@ -94,14 +94,19 @@ async def step_sequence(
     try:
         body = await service.step(session_id, request, encode)
     except SessionNotFound:
-        raise SequenceNotStarted(
-            f"{control.describe()} of model {signature.name!r} is not active (never started, ended, or expired "
-            "after the session TTL): send its first request with sequence_start=true"
-        ) from None
+        raise not_started(signature.name, control.id) from None
     if control.end:
         with contextlib.suppress(SessionNotFound):  # ended concurrently: the outcome is the same
             await service.close_session(session_id)
     return body
+
+
+def not_started(model: str, sequence_id: int | str) -> SequenceNotStarted:
+    """The error of a request, without `start`, to a sequence that is not active."""
+    return SequenceNotStarted(
+        f"{SequenceControl(sequence_id).describe()} of model {model!r} is not active (never started, ended, or "
+        "expired after the session TTL): send its first request with sequence_start=true"
+    )
 
 
 async def _start(

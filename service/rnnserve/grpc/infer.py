@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rnnserve.api.v2.binding import MODEL_VERSION, Binding, bind, ready_model
+from rnnserve.api.v2.binding import MODEL_VERSION, SelectedOutput, bind, ready_model
 from rnnserve.api.v2.infer import sequence_control
 from rnnserve.grpc.protos import grpc_service_pb2 as pb
 from rnnserve.grpc.tensors import decode_request, encode_response
@@ -37,7 +37,7 @@ async def infer(service: InferenceService, request: pb.ModelInferRequest) -> pb.
         return encode_response(
             signature.name,
             MODEL_VERSION,
-            selected(binding, result.outputs, result.states),
+            selected(binding.outputs, result.outputs, result.states),
             raw=raw,
             request_id=decoded.id,
         )
@@ -55,7 +55,7 @@ async def infer(service: InferenceService, request: pb.ModelInferRequest) -> pb.
     return encode_response(
         signature.name,
         MODEL_VERSION,
-        selected(binding, stepped.outputs, stepped.states),
+        selected(binding.outputs, stepped.outputs, stepped.states),
         raw=raw,
         request_id=decoded.id,
         parameters={"sequence_id": control.id, "sequence_step": stepped.step},
@@ -63,11 +63,12 @@ async def infer(service: InferenceService, request: pb.ModelInferRequest) -> pb.
 
 
 def selected(
-    binding: Binding, outputs: dict[str, np.ndarray], states: Sequence[np.ndarray] | None
+    chosen: Sequence[SelectedOutput], outputs: dict[str, np.ndarray], states: Sequence[np.ndarray] | None
 ) -> list[tuple[str, np.ndarray]]:
-    """The tensors the request asked for, in its order: model outputs, or states (by their signature names)."""
+    """The tensors the request asked for (`Binding.outputs`), in its order: model outputs, or states (by their
+    signature names)."""
     tensors = []
-    for output in binding.outputs:
+    for output in chosen:
         if output.state is None:
             tensors.append((output.name, outputs[output.name]))
         else:

@@ -195,24 +195,37 @@ def encode_response(
     raw: bool,
     request_id: str | None = None,
     parameters: Mapping[str, Any] | None = None,
+    into: pb.ModelInferResponse | None = None,
 ) -> pb.ModelInferResponse:
     """A response with `outputs` as raw contents, or typed contents (raw anyway when an output's datatype has no
-    typed field)."""
-    response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id or "")
+    typed field). `into`: an empty message to fill instead of a new one (a stream response's `infer_response`,
+    which spares copying the response into it)."""
+    response = pb.ModelInferResponse() if into is None else into
+    response.model_name = model_name
+    response.model_version = model_version
+    response.id = request_id or ""
     if parameters:
         set_parameters(response.parameters, parameters)
     arrays = []
+    add = response.outputs.add
     for name, array in outputs:
-        little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        datatype = _DATATYPE_OF_DTYPE.get(little)
+        datatype = _DATATYPE_OF_DTYPE.get(array.dtype)  # a little-endian (or native) dtype: as it is
         if datatype is None:
-            raise InvalidInput(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry")
-        arrays.append((np.ascontiguousarray(array, dtype=little), datatype))
-        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-    raw = raw or any(datatype not in CONTENTS_FIELDS for _, datatype in arrays)
-    for tensor, (array, datatype) in zip(response.outputs, arrays, strict=True):
-        if raw:
-            response.raw_output_contents.append(array.tobytes())
-        else:
+            little = array.dtype.newbyteorder("<")
+            datatype = _DATATYPE_OF_DTYPE.get(little) if array.dtype.byteorder == ">" else None
+            if datatype is None:
+                raise InvalidInput(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry")
+            array = array.astype(little)
+        arrays.append((array, datatype))
+        tensor = add()  # (fields set one by one: a third of the cost of add(name=..., ...))
+        tensor.name = name
+        tensor.datatype = datatype
+        tensor.shape.extend(array.shape)
+    if raw or any(datatype not in CONTENTS_FIELDS for _, datatype in arrays):
+        contents = response.raw_output_contents
+        for array, _ in arrays:
+            contents.append(array.tobytes())  # row-major, whatever the array's own layout
+    else:
+        for tensor, (array, datatype) in zip(response.outputs, arrays, strict=True):
             getattr(tensor.contents, CONTENTS_FIELDS[datatype]).extend(array.reshape(-1).tolist())
     return response
