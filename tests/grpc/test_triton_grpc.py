@@ -180,6 +180,55 @@ def test_uint64_and_string_sequences_interleaved_on_one_stream(
     assert last.parameters["sequence_step"].int64_param == sum(CHUNKS)
 
 
+def test_many_sequences_interleaved_on_one_stream_equal_v2_over_http(
+    server: Grpc, client: triton.InferenceServerClient, rng: np.random.Generator
+) -> None:
+    """Twelve sequences of three models on one stream, their requests interleaved (the plain steps between start
+    and end go to the data plane in batches), with failing requests among them: one response per request, each
+    sequence's in order, the failures spare the rest, and every output equals the same sequence's over /v2 HTTP."""
+    lengths = (1, 1, 2, 1, 1)
+    sequences: dict[int | str, tuple[str, str, np.ndarray, list[str] | None]] = {}
+    for n in range(4):
+        sequences[9001 + n] = ("gru", "x", features(rng, time=sum(lengths)), None)
+        sequences[f"lstm-{n}"] = ("lstm", "x", features(rng, batch=2, time=sum(lengths)), ["lstm", "lstm/h"])
+        ids = rng.integers(1, VOCAB, size=(1, sum(lengths))).astype(np.int64)
+        sequences[f"tokens-{n}"] = ("tokens", "ids", ids, None)
+    requests = []
+    for i in range(len(lengths)):
+        for sid, (model, name, x, outputs) in sequences.items():
+            flags = {"sequence_start": i == 0, "sequence_end": i == len(lengths) - 1}
+            chunk = chunked(x, lengths)[i]
+            requests.append(Request(f"{sid}/{i}", model, {name: chunk}, outputs, {"sequence_id": sid, **flags}))
+        if i == 2:
+            gru_chunk = chunked(sequences[9001][2], lengths)[i]
+            requests += [
+                Request("unstarted", "gru", {"x": gru_chunk}, None, {"sequence_id": 9999}),
+                Request("nan", "gru", {"x": np.full_like(gru_chunk, np.nan)}, None, {"sequence_id": 9001}),
+                Request("narrow", "gru", {"x": gru_chunk[..., :2]}, None, {"sequence_id": 9002}),
+            ]
+    streamed = stream(client, requests)
+    assert len(streamed.results) + len(streamed.errors) == len(requests)
+    assert sorted(streamed.failed) == ["nan", "narrow", "unstarted"]
+    for contains in ("sequence 9999 of model 'gru' is not active", "NaN", "dimension 2 must be 3"):
+        assert [e for e in streamed.errors if e.startswith("INVALID_ARGUMENT: ") and contains in e], contains
+    with triton_http.InferenceServerClient(server.http.address) as http_v2:
+        for sid, (model, name, x, outputs) in sequences.items():
+            mine = [r for r in streamed.order if r.startswith(f"{sid}/")]
+            assert mine == [f"{sid}/{i}" for i in range(len(lengths))]
+            for i, chunk in enumerate(chunked(x, lengths)):
+                flags = {"sequence_start": i == 0, "sequence_end": i == len(lengths) - 1}
+                tensor = triton_http.InferInput(name, list(chunk.shape), "INT64" if model == "tokens" else "FP32")
+                tensor.set_data_from_numpy(chunk)
+                wanted = None if outputs is None else [triton_http.InferRequestedOutput(o) for o in outputs]
+                over_v2 = http_v2.infer(model, [tensor], outputs=wanted, sequence_id=f"http-{sid}", **flags)
+                result = streamed.results[f"{sid}/{i}"]
+                names = [o.name for o in result.get_response().outputs]
+                assert names == (outputs or [o["name"] for o in over_v2.get_response()["outputs"]])
+                for output in names:
+                    assert_close(result.as_numpy(output), over_v2.as_numpy(output))
+                assert result.get_response().parameters["sequence_step"].int64_param == sum(lengths[: i + 1])
+
+
 def test_a_sequence_over_grpc_equals_v2_and_v1_over_http(
     server: Grpc, client: triton.InferenceServerClient, rng: np.random.Generator
 ) -> None:

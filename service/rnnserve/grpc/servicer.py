@@ -12,13 +12,14 @@ answering what the /v2 HTTP routes answer.
 * Inference is counted with the HTTP requests (`rnnserve_requests`, `rnnserve_request_seconds`): route the
   method's path, method `GRPC`, status the HTTP status of the outcome (200, or the problem's); each request on a
   stream counts once, as each WebSocket message does.
+* `ModelStreamInfer` runs its plain sequence steps in batches (`rnnserve.grpc.steps`), the rest one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -33,6 +34,7 @@ from rnnserve.grpc.auth import check_key
 from rnnserve.grpc.infer import infer
 from rnnserve.grpc.protos import grpc_service_pb2 as pb
 from rnnserve.grpc.protos import grpc_service_pb2_grpc as pb_grpc
+from rnnserve.grpc.steps import StreamSteps
 from rnnserve.grpc.stream import serve_stream
 from rnnserve.inference import InferenceService
 from rnnserve.settings import Settings
@@ -50,12 +52,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = service.metrics
         self.stream_in_flight = settings.max_batch_size
         """Requests one stream may have read and not answered yet: enough to fill one merged model call."""
+        self._counters = {method: self._counter(method) for method in ("ModelInfer", "ModelStreamInfer")}
+        self.stream_steps = StreamSteps(service, self._counters["ModelStreamInfer"])
 
     async def _authorize(self, context: Context, method: str) -> None:
         try:
             check_key(self.settings, context.invocation_metadata())
         except RnnServeError as exc:
             await status.abort(context, exc, f"{SERVICE}/{method}")
+
+    def _counter(self, method: str) -> Callable[[int, float], None] | None:
+        """What counts one request of `method` in the request metrics (its outcome's HTTP status, its seconds)."""
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        route = f"/{SERVICE}/{method}"
+        return lambda status, seconds: metrics.observe(route, METRICS_METHOD, status, seconds)
 
     async def _infer(self, request: pb.ModelInferRequest, method: str) -> pb.ModelInferResponse:
         """One request through the data plane, counted in the request metrics."""
@@ -72,8 +84,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outcome = CLIENT_GONE  # the call was cancelled (client gone, deadline, stream ended early)
             raise
         finally:
-            if self.metrics is not None:
-                self.metrics.observe(f"/{SERVICE}/{method}", METRICS_METHOD, outcome, time.perf_counter() - started)
+            count = self._counters.get(method)
+            if count is not None:
+                count(outcome, time.perf_counter() - started)
 
     # ---- health -----------------------------------------------------------------------------------------------
 
@@ -136,5 +149,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             code, details = status.status_of(exc, f"{SERVICE}/ModelStreamInfer")
             return f"{code.name}: {details}"
 
-        async for response in serve_stream(request_iterator, handle, describe, self.stream_in_flight):
+        async for response in serve_stream(
+            request_iterator, handle, describe, self.stream_in_flight, self.stream_steps
+        ):
             yield response
