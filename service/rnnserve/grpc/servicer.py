@@ -11,7 +11,8 @@ answering what the /v2 HTTP routes answer.
   request gets an error response and the stream goes on (`rnnserve.grpc.stream`).
 * Inference is counted with the HTTP requests (`rnnserve_requests`, `rnnserve_request_seconds`): route the
   method's path, method `GRPC`, status the HTTP status of the outcome (200, or the problem's); each request on a
-  stream counts once, as each WebSocket message does.
+  stream counts once, as each WebSocket message does. On a server with keys, each is also counted under its
+  tenant (`rnnserve_tenant_requests`, by status class), as HTTP requests are.
 * `ModelStreamInfer` runs its plain sequence steps in batches (`rnnserve.grpc.steps`), the rest one by one.
 """
 
@@ -38,6 +39,7 @@ from rnnserve.grpc.steps import StreamSteps
 from rnnserve.grpc.stream import serve_stream
 from rnnserve.inference import InferenceService
 from rnnserve.settings import Settings
+from rnnserve.tenants import current_tenant, tag
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -52,6 +54,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = service.metrics
         self.stream_in_flight = settings.max_batch_size
         """Requests one stream may have read and not answered yet: enough to fill one merged model call."""
+        self.by_tenant = settings.auth_required
         self._counters = {method: self._counter(method) for method in ("ModelInfer", "ModelStreamInfer")}
         self.stream_steps = StreamSteps(service, self._counters["ModelStreamInfer"])
 
@@ -67,7 +70,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if metrics is None:
             return None
         route = f"/{SERVICE}/{method}"
-        return lambda status, seconds: metrics.observe(route, METRICS_METHOD, status, seconds)
+        if not self.by_tenant:
+            return lambda status, seconds: metrics.observe(route, METRICS_METHOD, status, seconds)
+
+        def count(status: int, seconds: float) -> None:
+            metrics.observe(route, METRICS_METHOD, status, seconds)
+            metrics.tenant_request(tag(current_tenant()), route, METRICS_METHOD, status)
+
+        return count
 
     async def _infer(self, request: pb.ModelInferRequest, method: str) -> pb.ModelInferResponse:
         """One request through the data plane, counted in the request metrics."""
