@@ -200,6 +200,8 @@ async def _call(
     metrics = service.metrics
     now = service.clock()
     outputs = result.outputs
+    # float32 and C-contiguous once for the chunk: each session's rows, a slice along the batch, are then too
+    all_states = [np.ascontiguousarray(s, dtype=np.float32) for s in result.states]
     left: list[int] = []
     offset = 0
     done = 0
@@ -209,7 +211,7 @@ async def _call(
         end = offset + b
         item = steps[member.at]
         own_outputs = {key: value[offset:end] for key, value in outputs.items()}
-        own_states = tuple([np.ascontiguousarray(s[offset:end], dtype=np.float32) for s in result.states])
+        own_states = tuple([s[offset:end] for s in all_states])
         offset = end
         new_step = record.step + timesteps
         states_out = list(own_states) if item.return_state else None
