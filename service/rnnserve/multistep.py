@@ -18,8 +18,8 @@ by one after the batch, each under its session's lock as usual.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class RawStep(NamedTuple):
         )
 
 
+T = TypeVar("T")
 Outcome = bytes | BaseException
 """A step's encoded reply, or the exception that is its problem."""
 
@@ -111,9 +112,8 @@ async def _batched(
             array = np.frombuffer(item.data, dtype=_dtype(service, record.model, dtypes)).reshape(shape)
             groups.setdefault((record.model, shape[1:]), []).append(_Ready(i, record, fresh, array))
         if groups:
-            done = await asyncio.gather(
-                *(_group(service, steps, key[0], members, outcomes, encode) for key, members in groups.items()),
-                return_exceptions=True,
+            done = await _each(
+                [_group(service, steps, key[0], members, outcomes, encode) for key, members in groups.items()]
             )
             for members, result in zip(groups.values(), done, strict=True):
                 if isinstance(result, BaseException):
@@ -124,6 +124,19 @@ async def _batched(
         for lock in reversed(held):
             await lock.__aexit__(None, None, None)
     return left
+
+
+async def _each(calls: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """`asyncio.gather(*calls, return_exceptions=True)`, without a task for the one call of the common case (one
+    model and step length in a batch, within the request batch limit)."""
+    if len(calls) == 1:
+        try:
+            return [await calls[0]]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*calls, return_exceptions=True)
 
 
 def _dtype(service: InferenceService, model: str, known: dict[str, np.dtype[np.generic]]) -> np.dtype[np.generic]:
@@ -172,10 +185,7 @@ async def _group(
         chunks[-1].append(member)
         rows += b
     left: list[int] = []
-    results = await asyncio.gather(
-        *(_call(service, steps, model_name, runner, sig, chunk, outcomes, encode) for chunk in chunks),
-        return_exceptions=True,
-    )
+    results = await _each([_call(service, steps, model_name, runner, sig, chunk, outcomes, encode) for chunk in chunks])
     for chunk, result in zip(chunks, results, strict=True):
         if isinstance(result, BaseException):
             left.extend(m.at for m in chunk)
