@@ -97,6 +97,10 @@ class SessionsNotSupported(Conflict):
     """409: the model cannot serve sessions (no recurrent state, or a Bidirectional layer)."""
 
 
+class CorsRefused(InvalidInput):
+    """400: a CORS preflight the server's CORS settings do not allow (what a browser sends, never this client)."""
+
+
 class BadModelFile(ApiError):
     """422: a model file is unreadable, truncated, inconsistent or unsafe."""
 
@@ -147,6 +151,7 @@ BY_TYPE: dict[str, type[ApiError]] = {
     server.PayloadTooLarge.type: PayloadTooLarge,
     server.TooManySessions.type: TooManySessions,
     server.UnsupportedMediaType.type: UnsupportedMediaType,
+    server.CorsRefused.type: CorsRefused,
     server.problem_type("quota-exceeded"): TooManySessions,  # rnnserve.tenants.QuotaExceeded
     server.problem_type("work-too-large"): PayloadTooLarge,  # rnnserve.limits.WorkTooLarge
     server.problem_type("reply-too-large"): PayloadTooLarge,  # rnnserve.limits.ReplyTooLarge
