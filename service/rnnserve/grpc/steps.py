@@ -110,7 +110,7 @@ class StreamSteps:
         outputs = self._outputs(model, request)
         if outputs is None:
             return None
-        return_state = any(output.state is not None for output in outputs)
+        return_state = outputs is not model.every_output and any(output.state is not None for output in outputs)
         if not self._fits(model, shape[0], shape[1], return_state):
             return None
         name = model.signature.name
