@@ -163,9 +163,11 @@ class OrtModel:
                 self._variants[0] = self._build(unroll=False, time_steps=None)
         return self._variants[0]
 
-    def run(
-        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
-    ) -> RunResult:
+    def _feeds(
+        self, inputs: Feeds, states: Sequence[np.ndarray] | None, mask: np.ndarray | None
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """A call's feeds (inputs, the Keras mask, the states: zeros, or an initial-state input's value, when not
+        given) and its timesteps."""
         sig = self._signature
         batch, time_steps = self._batch_and_time(inputs)
         feeds: dict[str, np.ndarray] = {name: np.asarray(value) for name, value in inputs.items()}
@@ -185,6 +187,13 @@ class OrtModel:
             )
         for info, value in zip(sig.states, states, strict=True):
             feeds[info.name] = np.ascontiguousarray(value, dtype=np.float32)
+        return feeds, time_steps
+
+    def run(
+        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
+    ) -> RunResult:
+        sig = self._signature
+        feeds, time_steps = self._feeds(inputs, states, mask)
         result = self._graph_for(time_steps).run(feeds)
         return RunResult(
             outputs={o.name: result[o.name] for o in sig.outputs},
@@ -230,27 +239,9 @@ class OrtModel:
         mask: np.ndarray | None,
         masks: Mapping[str, np.ndarray],
     ) -> RunResult:
-        """`run` on the dropout graph, with `masks` (`rnnserve.mc_dropout.Masks`, by input name) fed as they are.
-        The feeds are made as `run` makes them (inline there, the hot path of every step)."""
+        """`run` on the dropout graph, with `masks` (`rnnserve.mc_dropout.Masks`, by input name) fed as they are."""
         sig = self._signature
-        batch, time_steps = self._batch_and_time(inputs)
-        feeds: dict[str, np.ndarray] = {name: np.asarray(value) for name, value in inputs.items()}
-        feeds[MASK_INPUT] = (
-            np.ones((batch, time_steps), dtype=bool) if mask is None else np.ascontiguousarray(mask, dtype=bool)
-        )
-        if states is None:
-            states = [
-                np.asarray(feeds[sig.initial_state_inputs[s.name]], dtype=np.float32)
-                if s.name in sig.initial_state_inputs and sig.initial_state_inputs[s.name] in feeds
-                else np.zeros((batch, int(s.shape[1] or 0)), dtype=np.float32)
-                for s in sig.states
-            ]
-        if len(states) != len(sig.states):
-            raise InvalidInput(
-                f"expected {len(sig.states)} state arrays ({[s.name for s in sig.states]}), got {len(states)}"
-            )
-        for info, value in zip(sig.states, states, strict=True):
-            feeds[info.name] = np.ascontiguousarray(value, dtype=np.float32)
+        feeds, time_steps = self._feeds(inputs, states, mask)
         graph = self._dropout_graph(time_steps)
         for name, value in masks.items():
             if name not in graph.input_names:
