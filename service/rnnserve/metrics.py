@@ -78,13 +78,14 @@ class LoopHistogram(Collector):
         self.values: dict[Labels, list[float]] = {}
         self.created: dict[Labels, float] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
+    def observe(self, labels: Labels, value: float, count: int = 1) -> None:
+        """`count` observations of `value` (a batch's steps at their mean, in one update)."""
         counts = self.values.get(labels)
         if counts is None:
             counts = self.values[labels] = [0.0] * (len(self.bounds) + 2)
             self.created[labels] = time.time()
-        counts[bisect_left(self.bounds, value)] += 1
-        counts[-1] += value
+        counts[bisect_left(self.bounds, value)] += count
+        counts[-1] += value * count
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -131,7 +132,7 @@ class CounterSeries(Protocol):
 
 
 class HistogramSeries(Protocol):
-    def observe(self, labels: Labels, value: float) -> None: ...
+    def observe(self, labels: Labels, value: float, count: int = 1) -> None: ...
 
 
 class SharedCounter:
@@ -151,8 +152,10 @@ class SharedHistogram:
                  registry: CollectorRegistry) -> None:  # fmt: skip
         self._histogram = Histogram(name, documentation, labelnames, buckets=buckets, registry=registry)
 
-    def observe(self, labels: Labels, value: float) -> None:
-        self._histogram.labels(*labels).observe(value)
+    def observe(self, labels: Labels, value: float, count: int = 1) -> None:
+        child = self._histogram.labels(*labels)
+        for _ in range(count):
+            child.observe(value)
 
 
 class Metrics:
@@ -282,9 +285,10 @@ class Metrics:
         for wait in waited:
             stages.observe(queue, wait)
 
-    def stage(self, model: str, stage: str, seconds: float) -> None:
-        """Time spent in one stage of a request (see `stages`)."""
-        self.stages.observe((model, stage), seconds)
+    def stage(self, model: str, stage: str, seconds: float, count: int = 1) -> None:
+        """Time spent in one stage of a request (see `stages`); with `count`, that many requests' stage at once
+        (a batched step's: each step's mean over its batch)."""
+        self.stages.observe((model, stage), seconds, count)
 
     def render(self) -> bytes:
         if not self.shared:

@@ -18,6 +18,7 @@ by one after the batch, each under its session's lock as usual.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -93,6 +94,7 @@ async def _batched(
     left: list[int] = []
     dtypes: dict[str, np.dtype[np.generic]] = {}
     held = []
+    reading = 0.0  # the store reads' seconds, for the stage metric
     try:
         groups: dict[tuple[str, tuple[int, ...]], list[_Ready]] = {}
         for i in fast:
@@ -100,17 +102,21 @@ async def _batched(
             lock = store.lock(item.session_id)
             await lock.__aenter__()
             held.append(lock)
+            started = time.perf_counter()
             try:
                 record, fresh = await service.load_session(item.session_id)  # another tenant's: as unknown
             except Exception as exc:
                 outcomes[i] = exc
                 continue
+            finally:
+                reading += time.perf_counter() - started
             shape = item.shape
             if (item.seq is not None and item.seq != record.step) or shape[0] != record.batch_size:
                 left.append(i)  # a replay or a conflict (or a batch that is not the session's): `step` decides
                 continue
             array = np.frombuffer(item.data, dtype=_dtype(service, record.model, dtypes)).reshape(shape)
             groups.setdefault((record.model, shape[1:]), []).append(_Ready(i, record, fresh, array))
+        _stage_per_model(service, "store_read", reading, groups)
         if groups:
             done = await _each(
                 [_group(service, steps, key[0], members, outcomes, encode) for key, members in groups.items()]
@@ -215,6 +221,7 @@ async def _call(
     left: list[int] = []
     offset = 0
     done = 0
+    encoding = committing = 0.0  # seconds, for the stage metrics
     for member in chunk:
         record = member.record
         b = record.batch_size
@@ -225,7 +232,10 @@ async def _call(
         offset = end
         new_step = record.step + timesteps
         states_out = list(own_states) if item.return_state else None
+        started = time.perf_counter()
         body = encode(StepResult(own_outputs, states_out, session_id=record.session_id, step=new_step))
+        encoded = time.perf_counter()
+        encoding += encoded - started
         digest, reply = (item.digest(), body) if item.digest is not None else (None, None)
         try:
             await store.commit(
@@ -237,9 +247,25 @@ async def _call(
             else:
                 outcomes[member.at] = exc
             continue
+        finally:
+            committing += time.perf_counter() - encoded
         outcomes[member.at] = body
         done += 1
     if metrics is not None and done:
         metrics.steps.inc((name,), done)
         metrics.timesteps.inc((name,), done * timesteps)
+        metrics.stage(name, "encode", encoding / len(chunk), len(chunk))
+        metrics.stage(name, "store_commit", committing / len(chunk), len(chunk))
     return left
+
+
+def _stage_per_model(
+    service: InferenceService, stage: str, seconds: float, groups: dict[tuple[str, tuple[int, ...]], list[_Ready]]
+) -> None:
+    """`seconds` spent in `stage` for the batch's steps, observed as each step's mean under its model."""
+    metrics = service.metrics
+    steps = sum(len(members) for members in groups.values())
+    if metrics is None or not steps:
+        return
+    for (model, _), members in groups.items():
+        metrics.stage(model, stage, seconds / steps, len(members))

@@ -460,3 +460,26 @@ def test_a_reset_message_mixing_good_and_bad_records_serves_the_good_ones(
         assert session(client, ids[0])["states"] == after[0]["states"]  # the refused messages reset nothing
         ws.send(frame((1, x, 3)))  # the stream goes on
         assert results(ws.recv(timeout=30))[0][1:3] == (200, 6)
+
+
+def test_a_frames_steps_are_timed_stage_by_stage(
+    client: httpx.Client, server: ServerThread, rng: np.random.Generator
+) -> None:
+    """The batched step times the store's read and commit and the encoding of each step, as `step` does: each
+    step of a frame is one observation of each stage (its batch's mean), under its model."""
+    from test_stage_metrics import STAGES, stage_counts
+
+    x = rng.standard_normal((1, 1, FEATURES)).astype(np.float32)
+    with connect(f"{server.ws_url}/v1/streams") as ws:
+        open_on(ws, *(["simple"] * 6 + ["lstm"] * 2))
+        before = {model: stage_counts(client, model) for model in ("simple", "lstm")}
+        ws.send(frame(*((i, x) for i in range(8))))
+        assert all(status == 200 for _, status, _, _ in results(ws.recv(timeout=30)))
+        after = {model: stage_counts(client, model) for model in ("simple", "lstm")}
+    for model, steps in (("simple", 6), ("lstm", 2)):
+        for stage in STAGES:
+            if stage == "queue" and after[model].get(stage, 0) == before[model].get(stage, 0):
+                continue  # direct execution has no batcher's queue
+            assert after[model].get(stage, 0) - before[model].get(stage, 0) >= 1, (model, stage)
+        for stage in ("store_read", "store_commit", "encode"):
+            assert after[model][stage] - before[model].get(stage, 0) == steps, (model, stage, before, after)
