@@ -263,3 +263,24 @@ def test_vary_is_merged_with_a_vary_the_response_has() -> None:
     assert with_headers([(b"vary", b"origin")], [], True) == [(b"vary", b"origin")]
     assert with_headers([], [], True) == [(b"vary", b"Origin")]
     assert with_headers([(b"x", b"1")], added, False) == [(b"x", b"1"), *added]
+
+
+def test_a_websocket_from_an_origin_not_listed_is_refused(cors_server: ServerThread, cors_client: httpx.Client) -> None:
+    """Browsers let any page open a WebSocket: with origins listed, a handshake from another origin gets 403 (the
+    stream never starts), one from a listed origin or from no browser (no Origin) is served."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = f"{cors_server.ws_url}/v1/streams"
+    key = {"Authorization": f"Bearer {KEY}"}
+    for origin in ("https://evil.example.com", "https://example.org"):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, origin=origin, additional_headers=key)
+        assert refused.value.response.status_code == 403
+    for origin in (APP, "https://app.example.org", None):
+        with connect(url, origin=origin, additional_headers=key) as ws:
+            ws.send('{"open": [{"model": "gru"}]}')
+            assert "opened" in ws.recv(timeout=30)
+    sid = new_session(cors_client)  # the single-session stream too
+    with pytest.raises(InvalidStatus):
+        connect(f"{cors_server.ws_url}/v1/sessions/{sid}/stream", origin="https://evil.example.com")

@@ -13,7 +13,9 @@ the whole app; this is the same behaviour without its per-request `Headers` obje
 * a listed origin is mirrored back (`*` only when any origin is allowed, without credentials), so every response
   of a server that lists origins says `Vary: Origin`, for caches.
 
-WebSockets are not subject to CORS (a browser opens them from any page; it cannot send the API key on them).
+WebSockets are not subject to CORS in browsers (a page of any origin may open one, and cannot send the API key on
+it): on a server that lists origins, the edge refuses a WebSocket handshake whose `Origin` is not allowed (403,
+before the handshake completes); one without `Origin` (not from a browser) is served as before.
 """
 
 from __future__ import annotations

@@ -727,6 +727,13 @@ class EdgeApp(FastAPI):
 
     async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket (hot: `ws_serve` counts its messages) or the lifespan."""
+        if scope["type"] == "websocket" and self.serving.cors is not None:
+            origin = Cors.read(scope)[0]
+            if origin is not None and not self.serving.cors.allows(origin):
+                # a page of an origin CORS does not list: browsers let any page open a WebSocket, so it is refused
+                # here, before the handshake completes (uvicorn answers 403)
+                await close(send, CLOSE_POLICY, "origin not allowed")
+                return
         hot = self._match(scope) if scope["type"] == "websocket" and not self.root_path else None
         if hot is None:
             await super().__call__(scope, receive, send)
