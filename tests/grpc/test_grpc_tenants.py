@@ -39,7 +39,8 @@ def test_two_tenants_reuse_one_sequence_id_over_grpc(make_server: Callable[..., 
 
 def test_grpc_requests_are_counted_by_tenant(make_server: Callable[..., Any], tmp_path: Path) -> None:
     """`rnnserve_tenant_requests_total` counts each ModelInfer call and each request on a ModelStreamInfer stream
-    under the tenant of its key, with the method's path as the route, as it counts HTTP requests."""
+    under the tenant of its key, with the method's path as the route, as it counts HTTP requests; a call refused for
+    its key under `-`."""
     keys = tmp_path / "keys"
     keys.write_text("alice:a-key\nbob:b-key\n")
     server = make_server(api_keys_file=keys)
@@ -59,6 +60,8 @@ def test_grpc_requests_are_counted_by_tenant(make_server: Callable[..., Any], tm
             headers=alice,
         )
         assert streamed.failed == ["2"]
+        wrong = {"authorization": "Bearer no-such-key"}  # refused: counted under no tenant, as HTTP's 401s
+        raises_status(lambda: infer(client, "gru", x, headers=wrong), grpc.StatusCode.UNAUTHENTICATED)
     text = httpx.get(f"{server.url}/metrics", timeout=30).text
     counts = {
         (s.labels["tenant"], s.labels["route"], s.labels["method"], s.labels["status_class"]): s.value
@@ -73,4 +76,5 @@ def test_grpc_requests_are_counted_by_tenant(make_server: Callable[..., Any], tm
         ("bob", unary, "GRPC", "4xx"): 1,
         ("alice", streaming, "GRPC", "2xx"): 2,
         ("alice", streaming, "GRPC", "4xx"): 1,
+        ("-", unary, "GRPC", "4xx"): 1,
     }

@@ -62,6 +62,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             check_key(self.settings, context.invocation_metadata())
         except RnnServeError as exc:
+            count = self._counters.get(method)
+            if count is not None:  # a refused inference call is counted (tenant '-'), as HTTP counts its 401s
+                count(int(exc.status), 0.0)
             await status.abort(context, exc, f"{SERVICE}/{method}")
 
     def _counter(self, method: str) -> Callable[[int, float], None] | None:
