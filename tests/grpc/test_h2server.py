@@ -215,3 +215,19 @@ def test_metadata_is_read_as_grpcio_gives_it() -> None:
 )
 def test_grpc_timeout_values(value: bytes, seconds: float | None) -> None:
     assert _timeout(value) == pytest.approx(seconds) if seconds is not None else _timeout(value) is None
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_request_deadline(
+    make_module_server: Callable[..., Grpc],
+) -> None:
+    """A client that connects and never sends HTTP/2's preface holds the connection for `request_timeout_s` at
+    most, as a silent HTTP client does; one that speaks is served."""
+    quick = make_module_server(request_timeout_s=0.5)
+    with socket.create_connection(("127.0.0.1", quick.port), timeout=10) as silent:
+        started = time.monotonic()
+        while silent.recv(65536):  # the server's SETTINGS, then the close
+            pass
+        elapsed = time.monotonic() - started
+    assert 0.4 < elapsed < 3.0, elapsed
+    answer = call(quick.port, f"{SERVICE}/ServerLive", frame(pb.ServerLiveRequest().SerializeToString()))
+    assert answer.status == 0

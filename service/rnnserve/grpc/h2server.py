@@ -159,9 +159,17 @@ class _Call:
 class Connection(asyncio.Protocol):
     """One client connection: h2's state machine, the calls on it, one socket write per loop iteration."""
 
-    def __init__(self, methods: dict[str, Method], max_message_bytes: int, connections: set[Connection]) -> None:
+    def __init__(
+        self,
+        methods: dict[str, Method],
+        max_message_bytes: int,
+        connections: set[Connection],
+        first_bytes_s: float | None = None,
+    ) -> None:
         self.methods = methods
         self.max_message_bytes = max_message_bytes
+        self.first_bytes_s = first_bytes_s
+        self._silent: asyncio.TimerHandle | None = None  # closes a connection that never sends a byte
         self.connections = connections
         self.calls: dict[int, _Call] = {}
         self.loop = asyncio.get_running_loop()
@@ -174,6 +182,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
+        if self.first_bytes_s is not None:
+            self._silent = self.loop.call_later(self.first_bytes_s, self._close)
         self.h2.initiate_connection()
         self.h2.update_settings(
             {
@@ -186,10 +196,15 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
+        if self._silent is not None:
+            self._silent.cancel()
         for call in list(self.calls.values()):
             self._drop(call)
 
     def data_received(self, data: bytes) -> None:
+        if self._silent is not None:
+            self._silent.cancel()
+            self._silent = None
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -459,11 +474,21 @@ class Listening:
 
 
 async def serve(
-    host: str, port: int, methods: dict[str, Method], max_message_bytes: int, *, reuse_port: bool
+    host: str,
+    port: int,
+    methods: dict[str, Method],
+    max_message_bytes: int,
+    *,
+    reuse_port: bool,
+    first_bytes_s: float | None = None,
 ) -> Listening:
-    """Listen on host:port (0 picks a free port) and serve `methods` on every connection."""
+    """Listen on host:port (0 picks a free port) and serve `methods` on every connection. A connection that sends
+    nothing (not even HTTP/2's preface) within `first_bytes_s` is closed."""
     connections: set[Connection] = set()
     server = await asyncio.get_running_loop().create_server(
-        lambda: Connection(methods, max_message_bytes, connections), host, port, reuse_port=reuse_port or None
+        lambda: Connection(methods, max_message_bytes, connections, first_bytes_s),
+        host,
+        port,
+        reuse_port=reuse_port or None,
     )
     return Listening(server, connections)

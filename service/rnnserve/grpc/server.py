@@ -68,6 +68,7 @@ class H2GrpcServer:
                 self.methods,
                 settings.max_body_bytes,
                 reuse_port=settings.workers > 1,
+                first_bytes_s=settings.request_timeout_s,  # a silent connection is cut off, as on HTTP
             )
         except OSError as exc:
             raise OSError(f"cannot serve gRPC on {_host(settings.host)}:{settings.grpc_port}: {exc}") from None
