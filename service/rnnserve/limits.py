@@ -12,17 +12,15 @@ hold every other session of that model behind it for its whole duration.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import math
-from collections.abc import Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
+from rnnserve.batching.direct import DirectExecutor
 from rnnserve.errors import PayloadTooLarge, _problem
-from rnnserve.runtime.signature import Feeds, ModelSignature, Runner, RunResult, TensorInfo
+from rnnserve.runtime.signature import ModelSignature, TensorInfo
 
 JSON_BYTES_PER_VALUE = {"float32": 16, "int64": 21, "bool": 6}
 """The most bytes one value takes in a JSON reply, separator included (`-1.2345678e-38,`: orjson writes a float32's
@@ -98,29 +96,15 @@ def _values(info: TensorInfo, batch: int, timesteps: int, time_major: bool, *, i
     return count
 
 
-class LargeCalls:
+class LargeCalls(DirectExecutor):
     """Calls of more than `threshold` rows x timesteps, on `threads` threads of their own (see the module)."""
 
     def __init__(self, threshold: int, threads: int) -> None:
+        super().__init__(max(1, threads), name="rnnserve-large")
         self.threshold = threshold
-        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="rnnserve-large")
 
     def takes(self, work: int) -> bool:
         return work > self.threshold
-
-    async def run(
-        self,
-        model: Runner,
-        inputs: Feeds,
-        states: Sequence[np.ndarray] | None,
-        mask: np.ndarray | None,
-        key: Hashable | None = None,
-    ) -> RunResult:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(model.run, inputs, states, mask))
-
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
 
 def state_bytes(states: Sequence[np.ndarray]) -> int:

@@ -15,10 +15,11 @@ from rnnserve.runtime.signature import Feeds, Runner, RunResult
 
 
 class DirectExecutor:
-    def __init__(self, threads: int, observer: CallObserver | None = None) -> None:
+    def __init__(self, threads: int, observer: CallObserver | None = None, *, name: str = "rnnserve-run") -> None:
+        """`threads` worker threads, named `name-N`; `observer` is told of every call."""
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rnnserve-run")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self._observer = observer
 
     async def run(
