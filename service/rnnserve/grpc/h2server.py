@@ -172,6 +172,7 @@ class Connection(asyncio.Protocol):
         self._silent: asyncio.TimerHandle | None = None  # closes a connection that never sends a byte
         self.connections = connections
         self.calls: dict[int, _Call] = {}
+        self._sending: dict[int, _Call] = {}  # the calls with responses or trailers still to give h2
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
@@ -360,6 +361,7 @@ class Connection(asyncio.Protocol):
     def _finish(self, call: _Call, code: grpc.StatusCode, details: str) -> None:
         if call.trailers is None:
             call.trailers = _status(code, details)
+            self._sending[call.stream_id] = call
             self._schedule_flush()
 
     def _trailers_only(self, stream_id: int, code: grpc.StatusCode, details: str) -> None:
@@ -368,6 +370,7 @@ class Connection(asyncio.Protocol):
 
     def _drop(self, call: _Call) -> None:
         self.calls.pop(call.stream_id, None)
+        self._sending.pop(call.stream_id, None)
         if call.timer is not None:
             call.timer.cancel()
         if call.task is not None and not call.task.done():
@@ -378,6 +381,7 @@ class Connection(asyncio.Protocol):
     def _send(self, call: _Call, data: bytes) -> None:
         call.out += _PREFIX.pack(0, len(data))
         call.out += data
+        self._sending[call.stream_id] = call
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -391,7 +395,7 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         h2conn = self.h2
-        for call in list(self.calls.values()):
+        for call in list(self._sending.values()):  # a call waiting for its window stays there until it opens
             out = call.out
             try:
                 while out:
@@ -401,9 +405,13 @@ class Connection(asyncio.Protocol):
                     chunk = bytes(out[:window])
                     del out[:window]
                     h2conn.send_data(call.stream_id, chunk)
-                if not out and call.trailers is not None:
+                if out:
+                    continue
+                if call.trailers is not None:
                     h2conn.send_headers(call.stream_id, call.trailers, end_stream=True)
                     self._drop(call)
+                else:
+                    del self._sending[call.stream_id]
             except h2.exceptions.StreamClosedError:
                 self._drop(call)
         data = h2conn.data_to_send()
