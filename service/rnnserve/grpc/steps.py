@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from rnnserve.api.v2.binding import MODEL_VERSION, SelectedOutput
+from rnnserve.api.v2.binding import MODEL_VERSION, SelectedOutput, selectable_outputs
 from rnnserve.api.v2.tensors import datatype_of
 from rnnserve.errors import RnnServeError, SessionNotFound
 from rnnserve.grpc.infer import selected
@@ -253,11 +253,10 @@ def _model_of(signature: ModelSignature) -> _Model | None:
 
 def _select(signature: ModelSignature, names: tuple[str, ...]) -> tuple[SelectedOutput, ...] | None:
     """The outputs `names` select, as `rnnserve.api.v2.binding.bind` selects them (None: a name it refuses)."""
-    outputs = {info.name for info in signature.outputs}
-    states = {info.name: index for index, info in enumerate(signature.states) if info.name not in outputs}
-    if len(set(names)) != len(names) or any(not name or (name not in outputs and name not in states) for name in names):
+    selectable = selectable_outputs(signature)
+    if len(set(names)) != len(names) or any(name not in selectable for name in names):
         return None
-    return tuple(SelectedOutput(name, True, states.get(name)) for name in names)
+    return tuple(SelectedOutput(name, True, selectable[name]) for name in names)
 
 
 def _status(answer: pb.ModelStreamInferResponse | BaseException) -> int:

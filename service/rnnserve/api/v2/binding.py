@@ -194,16 +194,24 @@ def _check_datatype(signature: ModelSignature, name: str, got: str, expected: st
         raise InvalidInput(f"input {name!r} of model {signature.name!r} has datatype {expected}, got {got}")
 
 
+def selectable_outputs(signature: ModelSignature) -> dict[str, int | None]:
+    """Every name a request may ask for, with what it names: a model output (None), or a state (its index in the
+    signature's states; a state whose name an output has is not selectable, that name means the output)."""
+    names: dict[str, int | None] = {t.name: None for t in signature.outputs}
+    for t in _state_outputs(signature):
+        names[t.name] = signature.states.index(t)
+    return names
+
+
 def _select_outputs(signature: ModelSignature, request: InferRequest) -> tuple[SelectedOutput, ...]:
     if request.outputs is None:
         return tuple(SelectedOutput(t.name, request.output_is_binary(None), None) for t in signature.outputs)
-    outputs = {t.name for t in signature.outputs}
-    states = {t.name: signature.states.index(t) for t in _state_outputs(signature)}
+    names = selectable_outputs(signature)
     selected = []
     for requested in request.outputs:
-        if requested.name not in outputs and requested.name not in states:
-            known = [*outputs, *states]
+        if requested.name not in names:
+            known = list(names)
             raise InvalidInput(f"model {signature.name!r} has no output {requested.name!r}; its outputs are {known}")
         binary = request.output_is_binary(requested)
-        selected.append(SelectedOutput(requested.name, binary, states.get(requested.name)))
+        selected.append(SelectedOutput(requested.name, binary, names[requested.name]))
     return tuple(selected)
