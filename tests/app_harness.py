@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -25,12 +24,6 @@ from rnnserve.api.edge import EdgeApp
 from rnnserve.app import create_app
 from rnnserve.cli import uvicorn_options
 from rnnserve.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerThread:

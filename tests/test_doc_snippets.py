@@ -27,8 +27,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from app_harness import ServerThread, free_port
+from app_harness import ServerThread
 
+from bench.redis_server import free_port
 from rnnserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -92,7 +92,7 @@ def test_a_retry_after_beyond_the_limit_is_not_waited(proxy: Proxy) -> None:
 
 
 def test_no_server_is_a_connection_failure_after_the_retries() -> None:
-    from app_harness import free_port
+    from bench.redis_server import free_port
 
     with Client(f"http://127.0.0.1:{free_port()}", retry=QUICK) as client:
         with pytest.raises(ConnectionFailed, match="after 4 tries") as failed:

@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from app_harness import free_port
 from prometheus_client.mmap_dict import MmapedDict
 from sessions.redis_server import RedisClusterServers, RedisServer
 
+from bench.redis_server import free_port
 from rnnserve.metrics import MULTIPROC_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]

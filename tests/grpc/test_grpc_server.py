@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 import tritonclient.grpc as triton
-from app_harness import ServerThread, free_port
+from app_harness import ServerThread
 from v2.v2_server import settings_for
 
+from bench.redis_server import free_port
 from rnnserve.grpc.protos import grpc_service_pb2_grpc
 from rnnserve.grpc.server import grpc_server as make_grpc_server
 from rnnserve.settings import Settings

@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from app_harness import free_port
 from pydantic import ValidationError
 from service_client import close
 from service_models import MODELS
 from service_server import write_models
 
 import rnnserve
+from bench.redis_server import free_port
 from rnnserve.cli import build_parser, main, settings_from
 from rnnserve.export.package import read_package, write_package
 from rnnserve.runtime.ort_model import OrtModel

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from app_harness import ServerThread, free_port
+from app_harness import ServerThread
 from service_client import assert_problem
 from sessions.redis_server import RedisServer
 
+from bench.redis_server import free_port
 from rnnserve.settings import bundled_models_dir
 
 NOT_KEPT = "https://rnnserve.dev/problems/reply-not-kept"
