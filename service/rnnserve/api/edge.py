@@ -610,6 +610,9 @@ class _Pattern:
         return params
 
 
+_Keys = tuple[tuple[str, str, int, int | None, str | None, _Pattern], ...]
+
+
 class HotRoutes:
     """The table of hot routes, compiled for `match`: routes are tried in the table's order."""
 
@@ -629,7 +632,14 @@ class HotRoutes:
             patterns = self._websocket
         else:
             return None
-        path: str = scope["path"]
+        return self._find(patterns, scope["path"])
+
+    def match_post(self, path: str) -> tuple[HotRoute, str, dict[str, str]] | None:
+        """`match` for a POST request to `path` (the protocol's fast path, before any scope exists)."""
+        return self._find(self._http, path)
+
+    @staticmethod
+    def _find(patterns: _Keys, path: str) -> tuple[HotRoute, str, dict[str, str]] | None:
         for prefix, suffix, start, stop, single, pattern in patterns:
             if path.startswith(prefix) and path.endswith(suffix):
                 middle = path[start:stop]
@@ -704,26 +714,43 @@ class EdgeApp(FastAPI):
                 return
             send = cors
         hot = None if self.root_path else self._match(scope)
-        status = 500  # if the app fails before it starts a response
-        if hot is None:
-            watch: _StatusWatch | None = _StatusWatch(send)
-        else:
+        if hot is not None:
             route, template, scope["path_params"] = hot
-            scope["app"] = self
-            watch = None
+            await self.serve_hot(scope, receive, send, route, template, started)
+            return
+        watch = _StatusWatch(send)
         try:
-            if watch is None:
-                status = await route.endpoint(scope, receive, send)
-            else:
-                await super().__call__(scope, receive, watch)
+            await super().__call__(scope, receive, watch)
         finally:
-            if watch is not None:
-                status = watch.status
-                template = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            metrics = serving.metrics
-            metrics.observe(template, scope["method"], status, time.perf_counter() - started)
-            if serving.by_tenant:  # a server with keys: the tenant the edge found for the request ('-': none)
-                metrics.tenant_request(tag(current_tenant()), template, scope["method"], status)
+            self._count(scope, getattr(scope.get("route"), "path", None) or "<unmatched>", watch.status, started)
+
+    def hot_posts(self) -> Callable[[str], tuple[HotRoute, str, dict[str, str]] | None] | None:
+        """What the HTTP protocol's fast path matches a POST request's path with (`HotRoutes.match_post`), or None
+        when every request must come through `__call__`: under a root path, or with CORS on (its headers are added
+        there)."""
+        if self.root_path or self.serving.cors is not None:
+            return None
+        return self.hot.match_post
+
+    async def serve_hot(
+        self, scope: Scope, receive: Receive, send: Send, route: HotRoute, template: str, started: float
+    ) -> None:
+        """A hot HTTP request (its `path_params` in the scope), answered by its endpoint and counted; from
+        `__call__`, or from the protocol's fast path (`rnnserve.api.protocol.HotCycle`). `started`: when it began
+        (`time.perf_counter()`)."""
+        scope["app"] = self
+        status = 500  # if the endpoint fails before it starts a response
+        try:
+            status = await route.endpoint(scope, receive, send)
+        finally:
+            self._count(scope, template, status, started)
+
+    def _count(self, scope: Scope, template: str, status: int, started: float) -> None:
+        serving = self.serving
+        metrics = serving.metrics
+        metrics.observe(template, scope["method"], status, time.perf_counter() - started)
+        if serving.by_tenant:  # a server with keys: the tenant the edge found for the request ('-': none)
+            metrics.tenant_request(tag(current_tenant()), template, scope["method"], status)
 
     async def _connection(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket (hot: `ws_serve` counts its messages) or the lifespan."""

@@ -20,15 +20,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # httptools: a dependency (uvicorn[standard])
+import httptools
+from starlette.types import Message
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol  # httptools: uvicorn[standard]
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from rnnserve.api.edge import EdgeApp, HotRoute
 from rnnserve.settings import Settings
 
 _HTTP11 = b"HTTP/1.1 "
 _END_OF_HEAD = b"\r\n\r\n"
+HOT_BODY_MAX = 64 * 1024
+"""The largest body (its Content-Length) the fast path takes (`HotCycle`): a step's size, where the per-request
+machinery is most of the cost. Bigger ones, and bodies without a length, go through uvicorn's cycle, which hands
+the app the body as it arrives (so a request refused for its key is answered before its body is read)."""
 
 
 class CoalescingTransport:
@@ -55,6 +64,9 @@ class CoalescingTransport:
         """The socket's own transport."""
         return self._transport
 
+    def is_closing(self) -> bool:  # asked after every response: not through __getattr__
+        return self._transport.is_closing()
+
     def close(self) -> None:
         self.flush()
         self._transport.close()
@@ -68,6 +80,152 @@ class CoalescingTransport:
     def __getattr__(self, name: str) -> Any:
         # everything else (extra info, flow control, set_protocol on a WebSocket upgrade) is the transport's own
         return getattr(self._transport, name)
+
+
+class HotCycle:
+    """The request/response cycle of a POST to a hot route (`EdgeApp.hot_posts`), in place of uvicorn's
+    `RequestResponseCycle`: the protocol gathers the whole body first (at most `HOT_BODY_MAX` bytes, declared by
+    Content-Length) and then starts the endpoint (`EdgeApp.serve_hot`), whose one `receive` returns it; the response
+    head and body go out in one write. No per-request event, no message queue, no header re-checks: the endpoints
+    are the app's own, they answer with a Content-Length and header values the server made.
+
+    It keeps what the protocol and uvicorn's server read of a cycle (`response_started`, `response_complete`,
+    `keep_alive`, `disconnected`, `message_event.set()`, `run_asgi`), so pipelining, graceful shutdown, the request
+    deadline and a client leaving mid-request work as with uvicorn's cycle."""
+
+    __slots__ = (
+        "protocol",
+        "scope",
+        "route",
+        "template",
+        "keep_alive",
+        "chunks",
+        "more_body",
+        "waiting_start",
+        "disconnected",
+        "response_started",
+        "response_complete",
+        "_head",
+        "_received",
+        "_waiter",
+    )
+
+    def __init__(
+        self, protocol: CoalescingHttpToolsProtocol, scope: Any, route: HotRoute, template: str, keep_alive: bool
+    ) -> None:
+        self.protocol, self.scope, self.route, self.template = protocol, scope, route, template
+        self.keep_alive = keep_alive
+        self.chunks: list[bytes] = []
+        self.more_body = True
+        self.waiting_start = False  # the protocol starts it once its body is complete
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+        self._head: bytes | None = None
+        self._received = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def message_event(self) -> HotCycle:
+        """uvicorn's `connection_lost` wakes a cycle with `cycle.message_event.set()`: this one is its own event."""
+        return self
+
+    def set(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = self.protocol.loop.create_future()
+        await self._waiter
+        self._waiter = None
+
+    async def run_asgi(self, app: Any) -> None:
+        """Serve the request (`app`: what uvicorn's pipeline hands over; the cycle knows its route)."""
+        protocol = self.protocol
+        try:
+            if self.more_body:  # a pipelined request whose body is still arriving
+                await self._wait()
+                if self.disconnected:
+                    return
+            edge: EdgeApp = protocol.app  # type: ignore[assignment]
+            await edge.serve_hot(self.scope, self.receive, self.send, self.route, self.template, time.perf_counter())
+        except BaseException as exc:
+            protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send(_ERROR_500_START)
+                await self.send(_ERROR_500_BODY)
+            else:
+                protocol.transport.close()
+        else:
+            if not self.response_complete and not self.disconnected:
+                protocol.logger.error("ASGI callable returned without completing response.")
+                protocol.transport.close()
+
+    async def receive(self) -> Message:
+        if not self._received:
+            self._received = True
+            chunks = self.chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return {"type": "http.request", "body": body, "more_body": False}
+        if not (self.disconnected or self.response_complete):
+            await self._wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        protocol = self.protocol
+        if protocol.flow.write_paused and not self.disconnected:
+            await protocol.flow.drain()
+        if self.disconnected:
+            return
+        if not self.response_started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {message['type']!r}")
+            self.response_started = True
+            status: int = message["status"]
+            head = [STATUS_LINE[status]]
+            for name, value in protocol.server_state.default_headers:
+                head += (name, b": ", value, b"\r\n")
+            for name, value in message.get("headers", ()):
+                head += (name, b": ", value, b"\r\n")
+            head.append(b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n")
+            self._head = b"".join(head)
+            if protocol.access_log:
+                scope = self.scope
+                protocol.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    get_client_addr(scope),
+                    scope["method"],
+                    get_path_with_query_string(scope),
+                    scope["http_version"],
+                    status,
+                )
+            return
+        if self.response_complete:
+            return
+        if message["type"] != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {message['type']!r}")
+        body: bytes = message.get("body", b"")
+        head = self._head
+        if head is not None:
+            self._head = None
+            body = head + body
+        transport = protocol.coalescing.transport
+        transport.write(body)
+        if not message.get("more_body", False):
+            self.response_complete = True
+            self.set()
+            if not self.keep_alive:
+                transport.close()
+            protocol.on_response_complete()
+
+
+_ERROR_500_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")],
+}
+_ERROR_500_BODY: Message = {"type": "http.response.body", "body": b"Internal Server Error"}
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -109,6 +267,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._idle_since: float | None = None
         super().connection_made(self.coalescing)  # type: ignore[arg-type]
         self._began: float | None = self.loop.time()  # a new connection must start a request in time too
+        app = self.app
+        self._hot = (
+            app.hot_posts() if isinstance(app, EdgeApp) and self.limit_concurrency is None else None
+        )  # the fast path's matcher (`HotCycle`), None when it is off
         self._timer = self.loop.call_later(self._next_check(), self._tick)
 
     # ---- the connection's one timer: the request deadline and the keep-alive timeout ------------------------------
@@ -198,10 +360,68 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             limit = f"{self.max_headers} headers" if too_many else f"{self.max_header_bytes} bytes of headers"
             self._refuse(431, f"the request has more than {limit}".encode())
             raise _Refused  # stops the parser (uvicorn answers its parse error with 400, which is skipped)
-        super().on_headers_complete()
+        if self._hot is None or not self._take_hot(self._hot):
+            super().on_headers_complete()
+
+    # ---- the fast path: a small POST to a hot route (`HotCycle`) --------------------------------------------------
+
+    def _take_hot(self, match: Callable[[str], tuple[HotRoute, str, dict[str, str]] | None]) -> bool:
+        """Serve this request with a `HotCycle` when it is a POST to a hot route, HTTP/1.1, with a Content-Length of
+        at most `HOT_BODY_MAX` and no `Expect`; else False (uvicorn's cycle serves it)."""
+        parser = self.parser
+        if parser.get_method() != b"POST" or self.expect_100_continue or parser.get_http_version() != "1.1":
+            return False
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                return False
+        if length is None or not length.isdigit() or int(length) > HOT_BODY_MAX:
+            return False
+        parsed = httptools.parse_url(self.url)
+        raw_path = parsed.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            return False  # an escaped path: uvicorn's cycle decodes it
+        found = match(path)
+        if found is None:
+            return False
+        route, template, params = found
+        scope = self.scope
+        scope["method"] = "POST"
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = parsed.query or b""
+        scope["path_params"] = params
+        existing = self.cycle
+        cycle = HotCycle(self, scope, route, template, parser.should_keep_alive())
+        self.cycle = cycle  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            cycle.waiting_start = True  # started in on_message_complete, with its body
+        else:  # pipelined behind a response in progress: uvicorn's queue starts it after that one
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is HotCycle:
+            cycle.chunks.append(body)  # at most its Content-Length, which the parser holds it to
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._began = None
+        cycle = self.cycle
+        if type(cycle) is HotCycle:
+            cycle.more_body = False
+            if cycle.waiting_start:
+                cycle.waiting_start = False
+                self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+            else:
+                cycle.set()  # a pipelined one that may be waiting for its body
+            return
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -221,7 +441,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._unset_keepalive_if_required()
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
