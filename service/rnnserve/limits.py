@@ -74,11 +74,14 @@ class Budget(NamedTuple):
 def reply_bytes(sig: ModelSignature, batch: int, timesteps: int, *, binary: bool, return_state: bool) -> int:
     """An upper bound of a reply's size: every output (and state, when returned) at this batch and length."""
     per_value = BINARY_BYTES_PER_VALUE if binary else JSON_BYTES_PER_VALUE
-    tensors: Sequence[TensorInfo] = (*sig.outputs, *sig.states) if return_state else sig.outputs
+    other = 16 if not binary else 8
+    time_major = sig.time_major
     total = 0
-    for info in tensors:
-        values = _values(info, batch, timesteps, sig.time_major, is_state=info in sig.states)
-        total += values * per_value.get(info.dtype, 16 if not binary else 8)
+    for info in sig.outputs:
+        total += _values(info, batch, timesteps, time_major, is_state=False) * per_value.get(info.dtype, other)
+    if return_state:
+        for info in sig.states:
+            total += _values(info, batch, timesteps, time_major, is_state=True) * per_value.get(info.dtype, other)
     return total
 
 

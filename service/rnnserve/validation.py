@@ -73,8 +73,9 @@ class CheckedInputs(NamedTuple):
 # ---- stage 1: JSON -> numpy ---------------------------------------------------------------------------------------
 
 
-def decode_array(value: Any, what: str) -> np.ndarray:
-    """A JSON nested list of numbers (or booleans) as an array; `what` names it in errors."""
+def decode_array(value: Any, what: str, *, booleans: bool = True) -> np.ndarray:
+    """A JSON nested list of numbers (or booleans) as an array; `what` names it in errors. `booleans` False: the
+    caller knows the JSON held none (its text has no `true` or `false`), so numbers are not searched for them."""
     if not isinstance(value, list):
         raise InvalidInput(f"{what} must be a nested list of numbers, got {_json_type(value)}")
     try:
@@ -86,7 +87,7 @@ def decode_array(value: Any, what: str) -> np.ndarray:
         if kind in "US":
             raise InvalidInput(f"{what} holds strings; tensors are nested lists of numbers")
         raise InvalidInput(f"{what} holds nulls, objects or integers beyond 64 bits; tensors are lists of numbers")
-    if kind != "b" and _holds_booleans(value, array.ndim):
+    if booleans and kind != "b" and _holds_booleans(value, array.ndim):
         raise InvalidInput(f"{what} mixes booleans with numbers; a tensor holds numbers (a mask: booleans, or 0/1)")
     return array
 
@@ -225,6 +226,8 @@ def check_batch_size(signature: ModelSignature, batch: int, limits: Limits) -> N
 
 
 def _by_name(signature: ModelSignature, inputs: Tensors) -> Mapping[str, np.ndarray]:
+    if isinstance(inputs, np.ndarray) and len(signature.inputs) == 1:  # the common case first
+        return {signature.inputs[0].name: inputs}
     names = [info.name for info in signature.inputs]
     if isinstance(inputs, RawTensors):
         return decode_raw(signature, inputs)

@@ -55,7 +55,7 @@ def parse_step(obj: dict[str, Any], raw: bytes | str, *, variant: bytes = b"") -
     get = obj.get  # absent optional fields (the common case) cost one lookup each
     seq = None if get("seq") is None else optional_int(obj, "seq", minimum=0)
     request = StepRequest(
-        _inputs(obj),
+        _inputs(obj, booleans=_has_literal(raw, b"true") or _has_literal(raw, b"false")),
         None if get("mask") is None else _optional_array(obj, "mask"),
         seq,
         None if get("time_major") is None else _optional_bool(obj, "time_major"),
@@ -126,13 +126,20 @@ def required_str(obj: dict[str, Any], key: str) -> str:
     return value
 
 
-def _inputs(obj: dict[str, Any]) -> Tensors:
+def _inputs(obj: dict[str, Any], *, booleans: bool = True) -> Tensors:
+    """The request's `inputs`; `booleans` False: its JSON text has no `true` or `false` anywhere, so no array needs
+    searching for booleans (`decode_array`)."""
     value = obj.get("inputs")
     if value is None:
         raise InvalidInput('"inputs" is required: a [batch][time][features] array, or an object of them by name')
     if isinstance(value, dict):
-        return {str(name): decode_array(v, f"inputs[{name!r}]") for name, v in value.items()}
-    return decode_array(value, "inputs")
+        return {str(name): decode_array(v, f"inputs[{name!r}]", booleans=booleans) for name, v in value.items()}
+    return decode_array(value, "inputs", booleans=booleans)
+
+
+def _has_literal(raw: bytes | str, literal: bytes) -> bool:
+    """Whether JSON text (the body an object was parsed from, or a serialisation of it) may hold `literal`."""
+    return literal in raw if isinstance(raw, bytes) else literal.decode() in raw
 
 
 def _optional_array(obj: dict[str, Any], key: str) -> np.ndarray | None:
