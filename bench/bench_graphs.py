@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rnnserve.export.builder import IR_VERSION, OPSET  # noqa: E402
 from rnnserve.export.convert import to_onnx  # noqa: E402
 from rnnserve.runtime.ort_model import RuntimeOptions, new_session, resolve_providers  # noqa: E402
-from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX  # noqa: E402
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX  # noqa: E402
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names  # noqa: E402
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}

@@ -25,9 +25,9 @@ import numpy as np
 
 from rnnserve.api.v1.codec import encode_step
 from rnnserve.inference import SESSION_ID_BYTES, StepResult
-from rnnserve.runtime.signature import ModelSignature, TensorInfo
 from rnnserve.sessions.base import SessionRecord
 from rnnserve.sessions.memory import MemorySessionStore
+from rnnserve.signature import ModelSignature, TensorInfo
 from rnnserve.validation import zero_states
 
 TTL_S = 600.0

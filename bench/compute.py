@@ -25,7 +25,8 @@ from bench.bench_model import MODEL_NAME
 from rnnserve.export.convert import to_onnx
 from rnnserve.export.package import read_package
 from rnnserve.runtime.ort_model import RuntimeOptions, new_session, resolve_providers
-from rnnserve.runtime.signature import MASK_INPUT, ModelSignature
+from rnnserve.runtime.runner import MASK_INPUT
+from rnnserve.signature import ModelSignature
 
 
 def step_session(

@@ -21,7 +21,7 @@ from rnnserve.importers import load_spec
 from rnnserve.layers.model import ReferenceModel
 from rnnserve.runtime.ort_model import OrtModel
 from rnnserve.runtime.repository import scan_entries
-from rnnserve.runtime.signature import Runner
+from rnnserve.runtime.runner import Runner
 from rnnserve.spec import ModelSpec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -52,9 +52,10 @@ from rnnserve.limits import Budget, LargeCalls, state_bytes
 from rnnserve.mc_dropout import DropoutRequest
 from rnnserve.metrics import Metrics
 from rnnserve.runtime.repository import LoadedModel, ModelRepository
-from rnnserve.runtime.signature import ModelSignature, Runner, RunResult
+from rnnserve.runtime.runner import Runner, RunResult
 from rnnserve.sessions.base import SessionPage, SessionRecord, SessionStore, SessionSummary
 from rnnserve.settings import Settings
+from rnnserve.signature import ModelSignature
 from rnnserve.spec import ModelSpec
 from rnnserve.tenants import QuotaExceeded, current_tenant, tenants_for
 from rnnserve.validation import (

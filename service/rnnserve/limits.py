@@ -20,7 +20,7 @@ import numpy as np
 
 from rnnserve.batching.direct import DirectExecutor
 from rnnserve.errors import PayloadTooLarge, _problem
-from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.signature import ModelSignature, TensorInfo
 
 JSON_BYTES_PER_VALUE = {"float32": 16, "int64": 21, "bool": 6}
 """The most bytes one value takes in a JSON reply, separator included (`-1.2345678e-38,`: orjson writes a float32's

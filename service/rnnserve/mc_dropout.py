@@ -68,7 +68,8 @@ from rnnserve.export.dropout import CellSite, DropoutSite, dropout_sites, unsupp
 from rnnserve.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, StackedCells, States
 from rnnserve.layers.model import BidirectionalNode, MaskPreserving, Node, RecurrentNode, ReferenceModel
 from rnnserve.layers.recurrent import RecurrentLayer
-from rnnserve.runtime.signature import ModelSignature, RunResult
+from rnnserve.runtime.runner import RunResult
+from rnnserve.signature import ModelSignature
 from rnnserve.spec import LayerSpec
 
 if TYPE_CHECKING:

@@ -25,8 +25,9 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from rnnserve.inference import InferenceService, StepEncoder, StepRequest, StepResult
-from rnnserve.runtime.signature import ModelSignature, Runner
+from rnnserve.runtime.runner import Runner
 from rnnserve.sessions.base import SessionRecord
+from rnnserve.signature import ModelSignature
 from rnnserve.validation import RawTensors, check_inputs
 
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from rnnserve.errors import InvalidInput, RnnServeError, SeqConflict, SessionNotFound, SessionsNotSupported
 from rnnserve.inference import InferenceService, StepEncoder, StepRequest
-from rnnserve.runtime.signature import ModelSignature
+from rnnserve.signature import ModelSignature
 from rnnserve.tenants import current_tenant
 from rnnserve.validation import check_inputs, check_mask
 

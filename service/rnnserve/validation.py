@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rnnserve.errors import InvalidInput, PayloadTooLarge
-from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.signature import ModelSignature, TensorInfo
 
 
 @dataclass(frozen=True)

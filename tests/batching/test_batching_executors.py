@@ -16,7 +16,8 @@ from rnnserve.batching.base import StepExecutor
 from rnnserve.batching.direct import DirectExecutor
 from rnnserve.batching.dynamic import DynamicBatcher
 from rnnserve.layers.model import ReferenceModel
-from rnnserve.runtime.signature import Feeds, ModelSignature, RunResult
+from rnnserve.runtime.runner import Feeds, RunResult
+from rnnserve.signature import ModelSignature
 
 
 class Recording:

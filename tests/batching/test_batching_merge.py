@@ -10,7 +10,7 @@ import pytest
 
 from rnnserve.batching.merge import CallItem, Queued, merge, select, split
 from rnnserve.layers.model import ReferenceModel
-from rnnserve.runtime.signature import RunResult
+from rnnserve.runtime.runner import RunResult
 
 
 def queued(*calls: tuple[int, int, str | None]) -> list[Queued]:

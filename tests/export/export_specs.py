@@ -13,7 +13,8 @@ from graph_provider import session_providers
 from rnnserve.export.convert import to_onnx
 from rnnserve.importers.keras_layers import normalise_layer
 from rnnserve.layers.model import ReferenceModel
-from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX, RunResult
+from rnnserve.signature import ModelSignature
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_names
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
@@ -134,7 +135,7 @@ def run_graph(
     states: Sequence[np.ndarray] | None = None,
     mask: np.ndarray | None = None,
 ) -> RunResult:
-    """Run an exported graph with onnxruntime, feeding names as `rnnserve.runtime.signature` defines them."""
+    """Run an exported graph with onnxruntime, feeding names as `rnnserve.runtime.runner` defines them."""
     first = np.asarray(inputs[signature.inputs[0].name])
     batch, steps = (first.shape[1], first.shape[0]) if signature.time_major else first.shape[:2]
     feeds: dict[str, np.ndarray] = {name: np.asarray(v) for name, v in inputs.items()}

@@ -29,7 +29,7 @@ from rnnserve.export.convert import to_onnx
 from rnnserve.layers.model import ReferenceModel
 from rnnserve.mc_dropout import DropoutRequest, Samples, run_samples, run_samples_ort
 from rnnserve.runtime.ort_model import OrtModel, RuntimeOptions
-from rnnserve.runtime.signature import MASK_INPUT
+from rnnserve.runtime.runner import MASK_INPUT
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
 
 F, U, T, B = 3, 4, 6, 4

@@ -17,7 +17,7 @@ from rnnserve.export.package import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, read
 from rnnserve.export.package import _sha256 as sha256
 from rnnserve.importers import load_spec
 from rnnserve.layers.model import ReferenceModel
-from rnnserve.runtime.signature import ModelSignature
+from rnnserve.signature import ModelSignature
 from rnnserve.spec import InputSpec, LayerSpec, TensorRef
 
 F, U, T, B = 3, 4, 5, 2

@@ -10,7 +10,7 @@ import pytest
 from importer_files import FILES, layer_config, model_files, with_config
 
 from rnnserve.importers import load_spec
-from rnnserve.runtime.signature import signature_from_spec
+from rnnserve.signature import signature_from_spec
 from rnnserve.spec import TensorRef, layer_output_count
 
 _RNN_KEYS = {

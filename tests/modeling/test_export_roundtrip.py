@@ -1,6 +1,6 @@
 """Models built with the layer API (seeded) export to ONNX and run on onnxruntime with the reference's numbers.
 
-Graph I/O as `rnnserve.runtime.signature` names it: the signature inputs, "mask" (bool [B, T]) and one float32
+Graph I/O as `rnnserve.runtime.runner` names it: the signature inputs, "mask" (bool [B, T]) and one float32
 input per state; outputs: the signature outputs, then each state + ":out".
 """
 
@@ -32,7 +32,8 @@ from rnnserve.modeling import (
     set_random_seed,
     time_distributed,
 )
-from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, RunResult
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX, RunResult
+from rnnserve.signature import ModelSignature
 
 B, T, F, U = 2, 5, 3, 4
 

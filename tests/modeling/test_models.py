@@ -25,7 +25,7 @@ from rnnserve.modeling import (
     set_random_seed,
     time_distributed,
 )
-from rnnserve.runtime.signature import signature_from_spec
+from rnnserve.signature import signature_from_spec
 from rnnserve.spec import InputSpec, TensorRef, state_layout
 
 F, U = 3, 4

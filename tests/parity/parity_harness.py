@@ -16,14 +16,8 @@ import onnx
 import onnxruntime as ort
 from graph_provider import runtime_options, session_providers
 
-from rnnserve.runtime.signature import (
-    MASK_INPUT,
-    STATE_OUT_SUFFIX,
-    ModelSignature,
-    Runner,
-    RunResult,
-    signature_from_spec,
-)
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX, Runner, RunResult
+from rnnserve.signature import ModelSignature, signature_from_spec
 from rnnserve.spec import ModelSpec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -23,7 +23,7 @@ from parity_harness import (
     time_steps,
 )
 
-from rnnserve.runtime.signature import Runner, RunResult
+from rnnserve.runtime.runner import Runner, RunResult
 
 
 def check_outputs(result: RunResult, runner: Runner, case: ParityCase, label: str, prefix: str = "") -> None:

@@ -14,7 +14,8 @@ from training_fixtures import TRAINING, arrays, cases_of, reset_values
 from rnnserve import penalties
 from rnnserve.importers import load_spec
 from rnnserve.inference import reset_states
-from rnnserve.runtime.signature import Runner, signature_from_spec
+from rnnserve.runtime.runner import Runner
+from rnnserve.signature import signature_from_spec
 from rnnserve.spec import ModelSpec
 
 RESET_CASES = cases_of("reset")

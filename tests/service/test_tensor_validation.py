@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnserve.errors import InvalidInput, PayloadTooLarge
-from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.signature import ModelSignature, TensorInfo
 from rnnserve.validation import Limits, check_inputs, check_mask, check_states, decode_array, zero_states
 
 LIMITS = Limits(max_timesteps=10, max_batch=4)

@@ -11,7 +11,7 @@ import pytest
 from rnnserve.api.v2.binding import bind, model_metadata
 from rnnserve.api.v2.tensors import InferRequest, RequestedOutput
 from rnnserve.errors import InvalidInput
-from rnnserve.runtime.signature import ModelSignature, TensorInfo
+from rnnserve.signature import ModelSignature, TensorInfo
 
 LSTM = ModelSignature(
     name="lstm",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from rnnserve.runtime.signature import Feeds, Runner, RunResult
+from rnnserve.runtime.runner import Feeds, Runner, RunResult
 
 if TYPE_CHECKING:
     from rnnserve.settings import Settings

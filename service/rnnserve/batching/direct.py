@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from rnnserve.batching.base import CallObserver
-from rnnserve.runtime.signature import Feeds, Runner, RunResult
+from rnnserve.runtime.runner import Feeds, Runner, RunResult
 
 
 class DirectExecutor:

@@ -27,7 +27,7 @@ import numpy as np
 
 from rnnserve.batching.base import CallObserver
 from rnnserve.batching.merge import CallItem, Queued, item_shape, merge, select, split
-from rnnserve.runtime.signature import Feeds, Runner, RunResult
+from rnnserve.runtime.runner import Feeds, Runner, RunResult
 
 
 def reads_backwards(model: Runner) -> bool:

@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnserve.runtime.signature import Feeds, ModelSignature, RunResult
+from rnnserve.runtime.runner import Feeds, RunResult
+from rnnserve.signature import ModelSignature
 
 
 class CallItem(NamedTuple):

@@ -1,4 +1,4 @@
-"""`to_onnx`: a `ModelSpec` as one ONNX graph with explicit state, named as `rnnserve.runtime.signature` says.
+"""`to_onnx`: a `ModelSpec` as one ONNX graph with explicit state, named as `rnnserve.runtime.runner` says.
 
 Graph inputs: each signature input (by Keras input name; model inputs that only feed `initial_state` become
 state inputs instead), then `mask` (bool `[batch, time]`, ANDed with the masks Embedding/Masking derive), then
@@ -28,7 +28,8 @@ from rnnserve.export.converters.recurrent import wants_unroll
 from rnnserve.export.dropout import MaskInputs, dropout_sites
 from rnnserve.export.registry import get_converter
 from rnnserve.kinds import kind_of
-from rnnserve.runtime.signature import MASK_INPUT, STATE_OUT_SUFFIX, ModelSignature, TensorInfo, signature_from_spec
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX
+from rnnserve.signature import ModelSignature, TensorInfo, signature_from_spec
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, layer_states, state_layout
 
 BATCH_DIM = "batch"

@@ -1,7 +1,7 @@
 """Exported packages: a folder the model repository serves as is (`rnnserve export` writes one).
 
     NAME/
-      model.onnx      the graph (`to_onnx`), named as `rnnserve.runtime.signature` says
+      model.onnx      the graph (`to_onnx`), named as `rnnserve.runtime.runner` says
       manifest.json   format version, rnnserve version, opset, graph form, signature, Keras config, source,
                       training-only settings (regularizers, constraints, dropout, seed), file digests
       spec.json       the ModelSpec without its arrays (`rnnserve.export.spec_io`)
@@ -30,7 +30,7 @@ from rnnserve.export.convert import choose_unroll, fixed_time_steps, is_recurren
 from rnnserve.export.converters.recurrent import wants_unroll
 from rnnserve.export.spec_io import spec_from_json, spec_to_json
 from rnnserve.kinds import kind_of
-from rnnserve.runtime.signature import ModelSignature, with_vocabularies
+from rnnserve.signature import ModelSignature, with_vocabularies
 from rnnserve.spec import LayerSpec, ModelSpec
 
 FORMAT_VERSION = 1

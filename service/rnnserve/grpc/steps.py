@@ -34,8 +34,8 @@ from rnnserve.grpc.protos import grpc_service_pb2 as pb
 from rnnserve.grpc.tensors import Parameters, encode_response
 from rnnserve.inference import InferenceService, StepResult
 from rnnserve.multistep import RawStep, step_many
-from rnnserve.runtime.signature import ModelSignature
 from rnnserve.sequences import MAX_STRING_ID_CHARS, not_started, session_id_for
+from rnnserve.signature import ModelSignature
 from rnnserve.tenants import current_tenant
 
 Observe = Callable[[int, float], None]

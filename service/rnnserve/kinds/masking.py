@@ -13,7 +13,7 @@ from rnnserve.export.builder import GraphBuilder
 from rnnserve.export.context import LayerCall, LayerResult, Value
 from rnnserve.kinds.base import NO_MASK, LayerKind, MaskRule, register_kind
 from rnnserve.kinds.dense import single_input
-from rnnserve.runtime.signature import MASK_INPUT
+from rnnserve.runtime.runner import MASK_INPUT
 from rnnserve.spec import LayerSpec
 
 if TYPE_CHECKING:

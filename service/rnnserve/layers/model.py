@@ -27,7 +27,8 @@ from rnnserve.layers.cells import States
 from rnnserve.layers.core import Embedding, Masking
 from rnnserve.layers.recurrent import RecurrentLayer
 from rnnserve.layers.wrappers import Bidirectional
-from rnnserve.runtime.signature import Feeds, ModelSignature, RunResult, signature_from_spec
+from rnnserve.runtime.runner import Feeds, RunResult
+from rnnserve.signature import ModelSignature, signature_from_spec
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, layer_output_count
 
 InitialStates = list[np.ndarray | None]

@@ -25,13 +25,8 @@ import numpy as np
 import onnxruntime as ort
 
 from rnnserve.errors import InvalidArgument, InvalidInput
-from rnnserve.runtime.signature import (
-    MASK_INPUT,
-    STATE_OUT_SUFFIX,
-    Feeds,
-    ModelSignature,
-    RunResult,
-)
+from rnnserve.runtime.runner import MASK_INPUT, STATE_OUT_SUFFIX, Feeds, RunResult
+from rnnserve.signature import ModelSignature
 from rnnserve.spec import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from typing import Literal
 from rnnserve.errors import ModelFileError, ModelNotFound, ModelNotReady, RnnServeError
 from rnnserve.importers import MODEL_SUFFIXES, load_spec
 from rnnserve.runtime.ort_model import OrtModel, RuntimeOptions
-from rnnserve.runtime.signature import ModelSignature, Runner
+from rnnserve.runtime.runner import Runner
+from rnnserve.signature import ModelSignature
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from rnnserve.api.v2.tensors import InferRequest, datatype_of, encode_response
 from rnnserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from rnnserve.inference import InferenceService
 from rnnserve.runtime.repository import LoadedModel
-from rnnserve.runtime.signature import MASK_INPUT, ModelSignature, TensorInfo
+from rnnserve.runtime.runner import MASK_INPUT
+from rnnserve.signature import ModelSignature, TensorInfo
 
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"

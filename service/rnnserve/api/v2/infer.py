@@ -14,8 +14,8 @@ from rnnserve.api.v2.binding import Binding, bind
 from rnnserve.api.v2.tensors import InferRequest
 from rnnserve.errors import InvalidInput
 from rnnserve.inference import InferenceService, PredictRequest, StepRequest, StepResult
-from rnnserve.runtime.signature import ModelSignature
 from rnnserve.sequences import SequenceControl, step_sequence
+from rnnserve.signature import ModelSignature
 
 Encoded = tuple[bytes, int | None]
 """A response body and, when it carries binary tensors, the length of its JSON header."""

@@ -19,8 +19,8 @@ from rnnserve.api.deps import AuthDep, ServiceDep, SettingsDep
 from rnnserve.api.edge import dumps
 from rnnserve.api.v2.binding import check_version, model_config, model_metadata, ready_model
 from rnnserve.inference import InferenceService
-from rnnserve.runtime.signature import ModelSignature
 from rnnserve.settings import Settings
+from rnnserve.signature import ModelSignature
 
 SERVER_NAME = "rnnserve"
 EXTENSIONS = ("binary_tensor_data", "sequence")

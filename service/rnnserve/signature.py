@@ -1,39 +1,20 @@
-"""What a served model takes and gives: the contract between the model layer and the service.
+"""What a served model takes and gives, derived from its `ModelSpec` (`rnnserve.spec`).
 
-One call shape serves a whole sequence and one chunk of a stream:
-
-    runner.run(inputs, states=None, mask=None) -> RunResult(outputs, states)
-
-* `inputs`: `{input name: array}` in the model's own layout (batch-major unless `time_major`);
-* `mask`: optional bool `(batch, time)`; False = timestep skipped (Keras masking); ANDed with the mask
-  that Embedding(mask_zero)/Masking derive from the inputs;
-* `states`: optional list of float32 `(batch, units)` arrays in `signature.states` order; zeros when omitted;
-* `RunResult.outputs`: `{output name: array}` in `signature.outputs` order; `RunResult.states` the final
-  states (after the last unmasked step of each row) in the same order as `states`.
-
-Both `rnnserve.layers.model.ReferenceModel` (numpy) and `rnnserve.runtime.ort_model.OrtModel` (onnxruntime)
-implement `Runner`.
-
-The ONNX graph of a model uses these names: one graph input per signature input, `MASK_INPUT`, one input per
-state named as the state; outputs are the signature outputs then one per state named `state + STATE_OUT_SUFFIX`.
+A `ModelSignature` names and shapes a model's inputs, outputs and recurrent states (`TensorInfo` each), and says
+how it may be served: stateful (a fixed batch), time-major, bidirectional (no streaming sessions), which
+inputs set a layer's initial state. `signature_from_spec` derives it from a spec (the exporter adds the output
+shapes); a package stores it as JSON (`to_dict`/`from_dict`), and the API, validation and batching read it. How a
+model is run against it is `rnnserve.runtime.runner`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from rnnserve.kinds.base import kind_of, stream_refusal
 from rnnserve.spec import LayerSpec, ModelSpec, state_layout
-
-MASK_INPUT = "mask"
-STATE_OUT_SUFFIX = ":out"
-
-Feeds = Mapping[str, np.ndarray]
-States = list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -132,23 +113,6 @@ class ModelSignature:
             bidirectional=bool(d.get("bidirectional", False)),
             initial_state_inputs=dict(d.get("initial_state_inputs", {})),
         )
-
-
-@dataclass
-class RunResult:
-    outputs: dict[str, np.ndarray]
-    states: States
-
-
-class Runner(Protocol):
-    """Anything that runs a model with explicit state: the numpy reference and onnxruntime alike."""
-
-    @property
-    def signature(self) -> ModelSignature: ...
-
-    def run(
-        self, inputs: Feeds, states: Sequence[np.ndarray] | None = None, mask: np.ndarray | None = None
-    ) -> RunResult: ...
 
 
 def signature_from_spec(
