@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from starlette.types import Message
@@ -148,7 +148,7 @@ class HotCycle:
                 await self._wait()
                 if self.disconnected:
                     return
-            edge: EdgeApp = protocol.app  # type: ignore[assignment]
+            edge: EdgeApp = protocol.app
             await edge.serve_hot(self.scope, self.receive, self.send, self.route, self.template, time.perf_counter())
         except BaseException as exc:
             protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -183,13 +183,13 @@ class HotCycle:
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got {message['type']!r}")
             self.response_started = True
             status: int = message["status"]
-            head = [STATUS_LINE[status]]
+            parts = [STATUS_LINE[status]]
             for name, value in protocol.server_state.default_headers:
-                head += (name, b": ", value, b"\r\n")
+                parts += (name, b": ", value, b"\r\n")
             for name, value in message.get("headers", ()):
-                head += (name, b": ", value, b"\r\n")
-            head.append(b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n")
-            self._head = b"".join(head)
+                parts += (name, b": ", value, b"\r\n")
+            parts.append(b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n")
+            self._head = b"".join(parts)
             if protocol.access_log:
                 scope = self.scope
                 protocol.access_logger.info(
@@ -388,7 +388,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if found is None:
             return False
         route, template, params = found
-        scope = self.scope
+        scope = cast(dict[str, Any], self.scope)
         scope["method"] = "POST"
         scope["path"] = path
         scope["raw_path"] = raw_path
@@ -405,16 +405,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         return True
 
     def on_body(self, body: bytes) -> None:
-        cycle = self.cycle
-        if type(cycle) is HotCycle:
+        cycle: object = self.cycle
+        if isinstance(cycle, HotCycle):
             cycle.chunks.append(body)  # at most its Content-Length, which the parser holds it to
             return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._began = None
-        cycle = self.cycle
-        if type(cycle) is HotCycle:
+        cycle: object = self.cycle
+        if isinstance(cycle, HotCycle):
             cycle.more_body = False
             if cycle.waiting_start:
                 cycle.waiting_start = False
