@@ -1,4 +1,16 @@
-"""uvicorn's httptools protocol, with each HTTP response written to the socket in one piece.
+"""uvicorn's httptools protocol, with a fast path for the hot routes and each HTTP response written in one piece.
+
+A small POST to a hot route (a session step, a predict, a /v2 infer: `EdgeApp.hot_posts`) with its Content-Length
+is served by a `HotCycle` instead of uvicorn's `RequestResponseCycle`: the body is gathered as the parser delivers
+it, and only then is the endpoint started, with one `receive` that returns the whole body and a `send` that writes
+the head and the body together. What the fast path saves is uvicorn's per-request machinery: the cycle object and
+its `asyncio.Event`, the awaits of a body that is already there, the per-header checks of a response the app made
+itself, and a second match of the route. About 13% of the server's CPU on a one-timestep JSON step
+(bench/README.md). Everything else (other routes, bodies without a length or above `HOT_BODY_MAX`, `Expect:
+100-continue`, HTTP/1.0, escaped paths, a server with CORS or a root path) goes through uvicorn's cycle as before;
+the answers are the same either way (tests/service/test_hot_cycle.py).
+
+For the rest of uvicorn's cycle:
 
 uvicorn writes a response's status line and headers (on `http.response.start`) and its body (on
 `http.response.body`) as two `transport.write` calls, and uvloop sends each at once: two send syscalls, two TCP
