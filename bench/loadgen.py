@@ -37,6 +37,7 @@ class Result:
     seconds: float
     latencies: list[float] = field(repr=False)
     errors: int = 0
+    first_error: str = ""  # what the first failed request raised, so that a failed case says why
 
     @property
     def steps_per_s(self) -> float:
@@ -52,7 +53,7 @@ class Result:
         return (
             f"{self.scenario:<28} {self.steps_per_s:>10.0f} steps/s  {self.requests / self.seconds:>9.0f} req/s  "
             f"p50 {self.percentile(0.5) * 1e3:7.2f} ms  p99 {self.percentile(0.99) * 1e3:7.2f} ms  "
-            f"errors {self.errors}"
+            f"errors {self.errors}" + (f" (first: {self.first_error})" if self.first_error else "")
         )
 
 
@@ -185,6 +186,7 @@ async def drive(
     inside the window count; `on_window("start")` and `on_window("stop")` are called as it opens and closes."""
     latencies: list[float] = []
     counts = {"requests": 0, "steps": 0, "errors": 0}
+    first_error: list[str] = []
     start = time.perf_counter()
     measure_from = start + warmup
     stop = measure_from + seconds
@@ -200,7 +202,9 @@ async def drive(
                 return
             try:
                 steps = await step()
-            except Exception:
+            except Exception as exc:
+                if not counts["errors"]:
+                    first_error.append(f"{type(exc).__name__}: {exc}"[:300])
                 counts["errors"] += 1
                 continue
             t1 = time.perf_counter()
@@ -210,7 +214,9 @@ async def drive(
                 counts["steps"] += steps
 
     await asyncio.gather(*(loop(step) for step in clients))
-    return Result(scenario, counts["requests"], counts["steps"], seconds, latencies, counts["errors"])
+    return Result(
+        scenario, counts["requests"], counts["steps"], seconds, latencies, counts["errors"], "".join(first_error[:1])
+    )
 
 
 def summarize(results: list[Result]) -> Result:
@@ -223,6 +229,7 @@ def summarize(results: list[Result]) -> Result:
         sum(r.seconds for r in results),
         [x for r in results for x in r.latencies],
         sum(r.errors for r in results),
+        next((r.first_error for r in results if r.first_error), ""),
     )
 
 
