@@ -46,7 +46,6 @@ from rnnserve.errors import (
     SessionNotFound,
     SessionsNotSupported,
     StoreUnavailable,
-    TooManySessions,
 )
 from rnnserve.limits import Budget, LargeCalls, state_bytes
 from rnnserve.mc_dropout import DropoutRequest
@@ -167,7 +166,6 @@ class InferenceService:
         self.limits = Limits(max_timesteps=settings.max_timesteps, max_batch=settings.max_request_batch)
         self.budget = Budget(settings.max_work, settings.max_reply_bytes)
         self.max_retry_reply_bytes = settings.max_retry_reply_bytes
-        self.max_state_bytes = settings.max_state_bytes
         self.tenants = tenants_for(settings)
         self.large_calls = LargeCalls(settings.large_work, settings.large_work_threads)
         self.default_ttl_s = settings.default_ttl_s
@@ -260,7 +258,6 @@ class InferenceService:
         owner = current_tenant()
         if owner is not None and self.tenants is not None:
             await self._check_quota(owner, batch, states)
-        await self._check_state_budget(states)
         now = self.clock()
         record = SessionRecord(
             session_id=session_id if session_id is not None else secrets.token_urlsafe(SESSION_ID_BYTES),
@@ -482,23 +479,6 @@ class InferenceService:
                 f"(state_bytes) is {quota.state_bytes}: delete sessions or open one with a smaller batch_size",
                 limit=quota.state_bytes,
                 needed=wanted,
-            )
-
-    async def _check_state_budget(self, states: Sequence[np.ndarray]) -> None:
-        """`TooManySessions` when one more session's states would pass `max_state_bytes` (every session's states
-        together: the memory store counts them as it goes; a shared store, from its listing)."""
-        held = getattr(self.store, "state_bytes", None)
-        if not isinstance(held, int):
-            held = (await self.store_usage(None))[1]
-        wanted = held + state_bytes(states)
-        if wanted > self.max_state_bytes:
-            raise TooManySessions(
-                f"the server's sessions hold {held} bytes of state; this session's would bring them to {wanted}, past "
-                f"the limit (max_state_bytes) of {self.max_state_bytes}: delete sessions or wait for idle ones to "
-                "expire",
-                limit=self.max_state_bytes,
-                needed=wanted,
-                setting="max_state_bytes",
             )
 
     async def tenant_usage(self, owner: str) -> tuple[int, int]:

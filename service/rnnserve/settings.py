@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     """Most live sessions; creating one more answers 429."""
     max_state_bytes: int = Field(default=512 * MiB, ge=1024)
     """Most bytes of recurrent state held by all sessions together (a session's: batch x state units x 4); creating
-    one more past it answers 429. With Redis, counted from the store's listing at each create."""
+    one more past it answers 429. Counted by the store as sessions come and go (with Redis, atomically in Redis)."""
     default_ttl_s: float = Field(default=600.0, gt=0)
     """Idle time after which a session expires, unless the session asks for its own ttl_s."""
     max_ttl_s: float = Field(default=86_400.0, gt=0)

@@ -65,16 +65,19 @@ class StoreFactory:
     def shared(self) -> bool:
         return self.kind != "memory"
 
-    def __call__(self, *, max_sessions: int = 100, events: SessionEvents | None = None) -> SessionStore:
+    def __call__(
+        self, *, max_sessions: int = 100, max_state_bytes: int | None = None, events: SessionEvents | None = None
+    ) -> SessionStore:
         store: SessionStore
         if self.kind == "memory":
             from rnnserve.sessions.memory import MemorySessionStore
 
-            store = MemorySessionStore(max_sessions=max_sessions, events=events)
+            store = MemorySessionStore(max_sessions=max_sessions, max_state_bytes=max_state_bytes, events=events)
         else:
             store = RedisSessionStore.from_url(
                 self.redis_url,
                 max_sessions=max_sessions,
+                max_state_bytes=max_state_bytes,
                 default_ttl_s=60.0,
                 events=events,
                 key_prefix=self.key_prefix,

@@ -14,7 +14,7 @@ from redis_server import RedisServer
 from session_records import RecordingEvents, make_record, states_equal
 
 from bench.redis_server import RedisExited, redis_server_binary, start_redis
-from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable
+from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
 from rnnserve.sessions.codec import decode_record
 from rnnserve.sessions.redis import MAX_CONNECTIONS, RedisSessionStore
 
@@ -72,6 +72,24 @@ async def test_a_session_redis_dropped_early_counts_as_evicted(redis_stores, red
         await store.get(record.session_id)
     assert (events.evicted_n, events.expired_n) == (1, 0)
     assert await store.count() == 0
+
+
+async def test_an_evicted_session_gives_its_bytes_back(redis_stores, redis_url: str) -> None:
+    store = redis_stores(max_state_bytes=600)  # one 128-unit row: 512 bytes
+    record = make_record()
+    await store.create(record)
+    with pytest.raises(TooManySessions, match="max_state_bytes"):
+        await store.create(make_record())
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(f"{redis_stores.key_prefix}s:{record.session_id}")  # as maxmemory eviction would
+        with pytest.raises(SessionNotFound):
+            await store.get(record.session_id)  # the read that finds it gone gives its bytes back
+        assert int(await client.get(f"{redis_stores.key_prefix}held") or 0) == 0
+        assert await client.hlen(f"{redis_stores.key_prefix}sizes") == 0
+    finally:
+        await client.aclose()
+    await store.create(make_record())
 
 
 async def test_a_resent_commit_is_recognised_as_applied(redis_stores, monkeypatch: pytest.MonkeyPatch) -> None:

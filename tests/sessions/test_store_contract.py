@@ -201,6 +201,43 @@ async def test_the_cap_bounds_the_whole_store_across_buckets(make_store) -> None
         assert created == 24  # one bucket: the cap is exact
 
 
+async def test_the_byte_budget_refuses_a_session_until_bytes_are_given_back(make_store) -> None:
+    buckets = getattr(make_store(), "buckets", 1)
+    store = make_store(max_state_bytes=1200 * buckets)  # 1200 bytes in each bucket; a 128-unit row takes 512
+    ids = in_one_bucket(store, 6)
+    first, second = make_record(ids[0]), make_record(ids[1], ttl_s=0.3)
+    await store.create(first)
+    await store.create(second)  # 1024 bytes
+
+    with pytest.raises(TooManySessions, match="max_state_bytes") as refused:
+        await store.create(make_record(ids[2]))
+    assert (refused.value.extra["limit"], refused.value.extra["needed"]) == (1200, 1536)
+    assert refused.value.extra["setting"] == "max_state_bytes"
+    await store.create(make_record(ids[2], units=(32,)))  # a smaller one fits: 1152
+    await store.delete(ids[2])
+    await store.delete(first.session_id)  # a deleted session gives its bytes back
+    await store.create(make_record(ids[3]))
+
+    with pytest.raises(TooManySessions):
+        await store.create(make_record(ids[4]))
+    await asyncio.sleep(0.6)
+    await store.create(make_record(ids[4]))  # so does an expired one
+    assert await store.count() == 2
+
+
+async def test_a_create_costs_the_same_however_many_sessions_the_store_holds(make_store) -> None:
+    events = RecordingEvents()
+    store = make_store(max_sessions=1000, max_state_bytes=10**9, events=events)
+    for _ in range(200):
+        await store.create(make_record())
+    trips = dict(events.round_trips)
+    await store.create(make_record())
+    # one script call, no listing of the store (a shared store answers with no round trip but the create's)
+    assert {op: n - trips.get(op, 0) for op, n in events.round_trips.items() if n != trips.get(op, 0)} == (
+        {"create": 1} if make_store.shared else {}
+    )
+
+
 async def test_lock_serialises_one_session_in_arrival_order(make_store) -> None:
     store = make_store()
     order: list[int] = []

@@ -14,6 +14,8 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from rnnserve.errors import TooManySessions
+
 
 class SessionRecord(NamedTuple):
     """An immutable value (a NamedTuple: built twice per step, and much cheaper to build than a frozen dataclass;
@@ -112,7 +114,11 @@ class SessionStore(Protocol):
     """Errors: `SessionNotFound` for an unknown or expired id, `TooManySessions` when full,
     `SeqConflict` when a commit's expected version is stale, `StoreUnavailable` when the backend is down."""
 
-    async def create(self, record: SessionRecord) -> None: ...
+    async def create(self, record: SessionRecord) -> None:
+        """Add a new session; `TooManySessions` when the store holds its maximum of sessions, or when the new one's
+        states would take the store's state bytes past its budget (`max_state_bytes`, see `over_budget`). Both
+        checks are atomic with the create, and cost the same however many sessions the store holds."""
+        ...
 
     async def get(self, session_id: str) -> SessionRecord:
         """The live record as the store holds it now, its TTL renewed (a use keeps a session alive)."""
@@ -159,3 +165,16 @@ class SessionEvents(Protocol):
     def store_round_trip(self, op: str) -> None:
         """One exchange with a remote store (one command, or one pipeline of script calls) for `op`."""
         ...
+
+
+def over_budget(held: int, wanted: int, limit: int, *, buckets: int = 1) -> TooManySessions:
+    """The refusal of a session whose states would take the store past `max_state_bytes`: `held` bytes held,
+    `wanted` with the new session's, `limit` the budget (of one bucket, when the store counts per bucket)."""
+    where = "the server's sessions hold" if buckets == 1 else f"the sessions of this id's bucket (of {buckets}) hold"
+    return TooManySessions(
+        f"{where} {held} bytes of state; this session's would bring them to {wanted}, past the limit "
+        f"(max_state_bytes) of {limit}: delete sessions or wait for idle ones to expire",
+        limit=limit,
+        needed=wanted,
+        setting="max_state_bytes",
+    )

@@ -17,12 +17,15 @@ def open_store(settings: Settings, events: SessionEvents | None = None) -> Sessi
     if url.startswith("memory://"):
         from rnnserve.sessions.memory import MemorySessionStore
 
-        return MemorySessionStore(max_sessions=settings.max_sessions, events=events)
+        return MemorySessionStore(
+            max_sessions=settings.max_sessions, max_state_bytes=settings.max_state_bytes, events=events
+        )
     from rnnserve.sessions.redis import RedisSessionStore
 
     return RedisSessionStore.from_url(
         url,
         max_sessions=settings.max_sessions,
+        max_state_bytes=settings.max_state_bytes,
         default_ttl_s=settings.default_ttl_s,
         events=events,
         cache_bytes=round(settings.store_cache_mb * 2**20),

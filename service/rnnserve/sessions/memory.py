@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 import numpy as np
 
 from rnnserve.errors import SeqConflict, SessionNotFound, TooManySessions
-from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, owned_by
+from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, over_budget, owned_by
 from rnnserve.sessions.locks import SessionLocks
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,16 @@ class MemorySessionStore:
         self,
         *,
         max_sessions: int,
+        max_state_bytes: int | None = None,
         events: SessionEvents | None = None,
         sweep_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`max_state_bytes`: the most bytes every session's states may take together (None: no budget)."""
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         self.max_sessions = max_sessions
+        self.max_state_bytes = max_state_bytes
         self._events = events
         self._sweep_interval_s = sweep_interval_s
         self._clock = clock
@@ -132,6 +135,13 @@ class MemorySessionStore:
             )
         if record.session_id in self._slots:
             raise ValueError(f"session id {record.session_id!r} already exists")
+        budget = self.max_state_bytes
+        if budget is not None:
+            size = sum(4 * math.prod(s.shape) for s in record.states)  # float32, as `_pack` stores them
+            if self.state_bytes + size > budget:
+                self.sweep()  # expired sessions give their bytes back first
+                if self.state_bytes + size > budget:
+                    raise over_budget(self.state_bytes, self.state_bytes + size, budget)
         slot = self._slots[record.session_id] = _Slot(record, self._layout(record.states))
         self.state_bytes += len(slot.blob)
 

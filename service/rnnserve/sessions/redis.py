@@ -5,10 +5,14 @@ Layout (every name under `key_prefix`):
 * `s:<id>`: one string per session, the whole record as `rnnserve.sessions.codec.encode_record` packs it (raw
   float32 states, no field names). Redis expires it (PX); every use renews it.
 * `live`: a sorted set of live ids scored by their expiry time, which makes the session cap one atomic check.
+* `sizes` (a hash: id -> bytes of its states) and `held` (their sum): the state byte budget (`max_state_bytes`),
+  also one atomic check. A session's size is fixed when it is created; the scripts that drop ids from `live`
+  (expired, deleted, evicted) give their bytes back, so no create ever lists the sessions.
 
-On a Redis Cluster the keys are spread over `buckets` hash tags: `<prefix>{<b>}s:<id>` and `<prefix>{<b>}live`,
-with b = crc32(id) mod buckets, so a session's key and its bucket's `live` set share one slot and every script
-touches one slot only. The cap is then enforced per bucket (ceil(max_sessions / buckets) each; see `BucketCap`).
+On a Redis Cluster the keys are spread over `buckets` hash tags: `<prefix>{<b>}s:<id>`, `<prefix>{<b>}live`, ...,
+with b = crc32(id) mod buckets, so a session's key and its bucket's `live`, `sizes` and `held` share one slot and
+every script touches one slot only. The cap and the byte budget are then enforced per bucket (ceil(max / buckets)
+each; see `BucketCap`).
 
 Speed: a step costs one Redis round trip for a whole batch of sessions, not two per session.
 
@@ -48,7 +52,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
-from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, owned_by
+from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, over_budget, owned_by
 from rnnserve.sessions.codec import (
     HEAD_BYTES,
     decode_head,
@@ -90,46 +94,83 @@ local function ttl_of(v)
 end
 """
 
-# KEYS: live, session.  ARGV: id, max_sessions (for this live set), value.
-# -> {0, expired} created (or this very create was already applied) | {-1, expired} exists | {-2, expired} full
+# The byte accounting (KEYS[1] live, KEYS[2] sizes, KEYS[3] held): `forget` gives back one id's bytes, `prune` drops
+# every expired id from `live` and gives back their bytes (in slices: Lua's unpack takes a few thousand values).
+_SIZES = """
+local function forget(id)
+  local n = redis.call('HGET', KEYS[2], id)
+  if n then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('DECRBY', KEYS[3], n)
+  end
+end
+local function prune()
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  if #gone == 0 then return 0 end
+  local freed = 0
+  for i = 1, #gone, 1000 do
+    local part = {unpack(gone, i, math.min(i + 999, #gone))}
+    for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(part))) do
+      if n then freed = freed + tonumber(n) end
+    end
+    redis.call('HDEL', KEYS[2], unpack(part))
+  end
+  if freed > 0 then redis.call('DECRBY', KEYS[3], freed) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  return #gone
+end
+"""
+
+# KEYS: live, sizes, held, session.  ARGV: id, max_sessions (for this live set), value, bytes of its states, the byte
+# budget of this bucket (0: none).
+# -> {0, expired, held} created (or this very create was already applied) | {-1, expired, held} exists
+# | {-2, expired, held} full | {-3, expired, held} past the byte budget; held: the bucket's bytes before this create
 _CREATE = (
     _PROLOGUE
+    + _SIZES
     + """
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local head = redis.call('GETRANGE', KEYS[2], 0, 15)
+local expired = prune()
+local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+local head = redis.call('GETRANGE', KEYS[4], 0, 15)
 if head ~= '' then
-  if head == string.sub(ARGV[3], 1, 16) then return {0, expired} end
-  return {-1, expired}
+  if head == string.sub(ARGV[3], 1, 16) then return {0, expired, held} end
+  return {-1, expired, held}
 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-2, expired} end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-2, expired, held} end
+local size = tonumber(ARGV[4])
+if tonumber(ARGV[5]) > 0 and held + size > tonumber(ARGV[5]) then return {-3, expired, held} end
 local ttl = ttl_of(ARGV[3])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ttl)
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-return {0, expired}
+redis.call('HSET', KEYS[2], ARGV[1], size)
+redis.call('INCRBY', KEYS[3], size)
+return {0, expired, held}
 """
 )
 
-# KEYS: live, session_1 .. session_n (one live set: one slot).  ARGV: id_1 .. id_n.
+# KEYS: live, sizes, held, session_1 .. session_n (one bucket: one slot).  ARGV: id_1 .. id_n.
 # -> {now_ms, r_1 .. r_n}, r = the value (its TTL renewed) | -1 unknown | -3 evicted before its time | -4 expired
 _LOAD = (
     _PROLOGUE
+    + _SIZES
     + """
 local out = {now}
-for i = 2, #KEYS do
-  local id = ARGV[i - 1]
+for i = 4, #KEYS do
+  local id = ARGV[i - 3]
   local v = redis.call('GET', KEYS[i])
   if v then
     local ttl = ttl_of(v)
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[1], now + ttl, id)
-    out[i] = v
+    out[i - 2] = v
   else
     local score = redis.call('ZSCORE', KEYS[1], id)
     if not score then
-      out[i] = -1
+      out[i - 2] = -1
     else
       redis.call('ZREM', KEYS[1], id)
-      if tonumber(score) > now then out[i] = -3 else out[i] = -4 end
+      forget(id)
+      if tonumber(score) > now then out[i - 2] = -3 else out[i - 2] = -4 end
     end
   end
 end
@@ -137,43 +178,49 @@ return out
 """
 )
 
-# KEYS: live, session_1 .. session_n.  ARGV: (id, expected head, value) per session.
+# KEYS: live, sizes, held, session_1 .. session_n.  ARGV: (id, expected head, value) per session.
 # -> {r_1 .. r_n}, r = 0 committed (or this very commit was already applied) | -1 unknown | the current value's
 # first 32 bytes (version, tag, ttl, step) when it does not start with the expected head (a stale compare-and-set)
 _COMMIT = (
     _PROLOGUE
     + """
 local out = {}
-for i = 2, #KEYS do
-  local a = (i - 2) * 3
+for i = 4, #KEYS do
+  local a = (i - 4) * 3
   local expected, value = ARGV[a + 2], ARGV[a + 3]
   local cur = redis.call('GETRANGE', KEYS[i], 0, 31)
   if cur == '' then
-    out[i - 1] = -1
+    out[i - 3] = -1
   elseif string.sub(cur, 1, #expected) ~= expected then
-    if string.sub(cur, 1, 16) == string.sub(value, 1, 16) then out[i - 1] = 0 else out[i - 1] = cur end
+    if string.sub(cur, 1, 16) == string.sub(value, 1, 16) then out[i - 3] = 0 else out[i - 3] = cur end
   else
     local ttl = ttl_of(value)
     redis.call('SET', KEYS[i], value, 'PX', ttl)
     redis.call('ZADD', KEYS[1], now + ttl, ARGV[a + 1])
-    out[i - 1] = 0
+    out[i - 3] = 0
   end
 end
 return out
 """
 )
 
-# KEYS: live, session.  ARGV: id.  -> number of keys deleted
-_DELETE = """
+# KEYS: live, sizes, held, session.  ARGV: id.  -> number of keys deleted
+_DELETE = (
+    _PROLOGUE
+    + _SIZES
+    + """
 redis.call('ZREM', KEYS[1], ARGV[1])
-return redis.call('DEL', KEYS[2])
+forget(ARGV[1])
+return redis.call('DEL', KEYS[4])
 """
+)
 
-# KEYS: live.  -> {live count, expired}
+# KEYS: live, sizes, held.  -> {live count, expired}
 _COUNT = (
     _PROLOGUE
+    + _SIZES
     + """
-local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local expired = prune()
 return {redis.call('ZCARD', KEYS[1]), expired}
 """
 )
@@ -243,6 +290,7 @@ class RedisSessionStore:
         client: Redis | RedisCluster,
         *,
         max_sessions: int,
+        max_state_bytes: int | None = None,
         default_ttl_s: float,
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
@@ -251,7 +299,8 @@ class RedisSessionStore:
         cache_bytes: int = CACHE_BYTES,
     ) -> None:
         """`buckets` 0: one Redis, plain keys; N >= 1: keys under N hash tags (a cluster needs them).
-        `cache_bytes`: memory for the copies `load` steps from (0: read on every step)."""
+        `max_state_bytes`: the most bytes every session's states may take together (None: no budget), counted per
+        bucket as the cap is. `cache_bytes`: memory for the copies `load` steps from (0: read on every step)."""
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1, got {max_sessions}")
         if default_ttl_s <= 0:
@@ -265,12 +314,12 @@ class RedisSessionStore:
         self._where = where
         self._buckets = buckets
         self._cap = BucketCap(max_sessions, max(buckets, 1))
-        if buckets:
-            self._session_prefixes = [f"{key_prefix}{{{b}}}s:" for b in range(buckets)]
-            self._live_keys = [f"{key_prefix}{{{b}}}live" for b in range(buckets)]
-        else:
-            self._session_prefixes = [f"{key_prefix}s:"]
-            self._live_keys = [f"{key_prefix}live"]
+        self._max_state_bytes = max_state_bytes
+        self._byte_budget = 0 if max_state_bytes is None else BucketCap(max_state_bytes, max(buckets, 1)).per_bucket
+        tags = [f"{key_prefix}{{{b}}}" for b in range(buckets)] if buckets else [key_prefix]
+        self._session_prefixes = [f"{tag}s:" for tag in tags]
+        # each bucket's live set, sizes and held bytes: the first keys of every script call on it
+        self._bucket_keys = [[f"{tag}live", f"{tag}sizes", f"{tag}held"] for tag in tags]
         self._locks = SessionLocks()
         # id -> (record, head, bytes): least recently used first, at most `cache_bytes` in all
         self._cache: OrderedDict[str, tuple[SessionRecord, bytes, int]] = OrderedDict()
@@ -286,6 +335,7 @@ class RedisSessionStore:
         url: str,
         *,
         max_sessions: int,
+        max_state_bytes: int | None = None,
         default_ttl_s: float,
         events: SessionEvents | None = None,
         key_prefix: str = "rnnserve:",
@@ -318,6 +368,7 @@ class RedisSessionStore:
         return cls(
             client,
             max_sessions=max_sessions,
+            max_state_bytes=max_state_bytes,
             default_ttl_s=default_ttl_s,
             events=events,
             key_prefix=key_prefix,
@@ -331,14 +382,20 @@ class RedisSessionStore:
     async def create(self, record: SessionRecord) -> None:
         group, key = self._key(record.session_id)
         value, head = self._encode(record)
-        status, expired = await self._run_one(
-            _CREATE, [self._live_keys[group], key], [record.session_id, self._cap.per_bucket, value], "create"
+        size = sum(s.nbytes for s in record.states)  # float32, as encode_record stores them
+        status, expired, held = await self._run_one(
+            _CREATE,
+            [*self._bucket_keys[group], key],
+            [record.session_id, self._cap.per_bucket, value, size, self._byte_budget],
+            "create",
         )
         self._report_expired(int(expired))
         if status == -1:
             raise ValueError(f"session id {record.session_id!r} already exists")
         if status == -2:
             raise TooManySessions(f"the session store holds its maximum of {self._max_sessions} live sessions")
+        if status == -3:
+            raise over_budget(int(held), int(held) + size, self._byte_budget, buckets=self._cap.buckets)
         self._remember(record, head)
 
     async def get(self, session_id: str) -> SessionRecord:
@@ -402,14 +459,14 @@ class RedisSessionStore:
     async def delete(self, session_id: str) -> bool:
         self._forget(session_id)
         group, key = self._key(session_id)
-        deleted = await self._run_one(_DELETE, [self._live_keys[group], key], [session_id], "delete")
+        deleted = await self._run_one(_DELETE, [*self._bucket_keys[group], key], [session_id], "delete")
         return bool(deleted)
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)
 
     async def count(self) -> int:
-        replies = await self._run_groups(_COUNT, [([live], []) for live in self._live_keys], "count")
+        replies = await self._run_groups(_COUNT, [(list(keys), []) for keys in self._bucket_keys], "count")
         live = expired = 0
         for reply in replies:
             live += int(reply[0])
@@ -424,8 +481,8 @@ class RedisSessionStore:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         groups = [
-            ([live], [prefix, after or "", limit + 1, model or "", owner or ""])
-            for live, prefix in zip(self._live_keys, self._session_prefixes, strict=True)
+            ([keys[0]], [prefix, after or "", limit + 1, model or "", owner or ""])
+            for keys, prefix in zip(self._bucket_keys, self._session_prefixes, strict=True)
         ]
         replies = await self._run_groups(_LIST, groups, "list")
         found: list[SessionSummary] = []
@@ -472,7 +529,7 @@ class RedisSessionStore:
         groups = list(by_group.values())
         scripts = []
         for members in groups:
-            keys = [self._live_keys[members[0].group]]
+            keys = list(self._bucket_keys[members[0].group])
             args: list[Any] = []
             for call in members:
                 keys.append(call.session_key)
