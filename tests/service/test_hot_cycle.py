@@ -320,3 +320,18 @@ def test_a_request_in_flight_finishes_when_the_server_stops(make_server: Any, se
         stopper.join(timeout=30)
     assert reply.status == 200 and reply.headers["connection"] == "close"
     assert not stopper.is_alive()
+
+
+def test_an_endpoint_that_fails_answers_500_and_closes(
+    server: ServerThread, served: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.app, "serve_hot", broken)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(post("/v1/models/simple/predict", STEP))
+        (reply,) = read_responses(sock, 1)
+        assert (reply.status, reply.body, reply.headers["connection"]) == (500, b"Internal Server Error", "close")
+        assert sock.recv(65536) == b""
+    assert len(served) == 1

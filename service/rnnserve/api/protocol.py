@@ -165,6 +165,7 @@ class HotCycle:
         except BaseException as exc:
             protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
             if not self.response_started:
+                self.keep_alive = False  # as uvicorn's cycle: the 500 closes the connection
                 await self.send(_ERROR_500_START)
                 await self.send(_ERROR_500_BODY)
             else:
