@@ -461,7 +461,7 @@ class InferenceService:
 
     async def _check_quota(self, owner: str, batch: int, states: Sequence[np.ndarray]) -> None:
         """`QuotaExceeded` when one more session of `batch` rows would pass the tenant's quota (its live sessions and
-        their states' bytes, counted from the store's listing)."""
+        their states' bytes, as the store counts them: `SessionStore.usage`)."""
         assert self.tenants is not None
         quota = self.tenants.quota(owner)
         sessions, held = await self.tenant_usage(owner)
@@ -482,33 +482,8 @@ class InferenceService:
             )
 
     async def tenant_usage(self, owner: str) -> tuple[int, int]:
-        """(live sessions, bytes of their states) of a tenant, /v2 sequences included."""
-        return await self.store_usage(owner)
-
-    async def store_usage(self, owner: str | None) -> tuple[int, int]:
-        """(live sessions, bytes of their states) of one tenant (None: of every session), /v2 sequences included,
-        from the store's listing."""
-        sessions = held = 0
-        cursor: str | None = None
-        row_bytes: dict[str, int] = {}
-        while True:
-            page = await self.store.scan(after=cursor, limit=1000, owner=owner)
-            for summary in page.sessions:
-                per_row = row_bytes.get(summary.model)
-                if per_row is None:
-                    per_row = row_bytes[summary.model] = self._state_row_bytes(summary.model)
-                sessions += 1
-                held += per_row * summary.batch_size
-            cursor = page.next_cursor
-            if cursor is None:
-                return sessions, held
-
-    def _state_row_bytes(self, model: str) -> int:
-        try:
-            sig = _ready(self.repository.get(model))[1]
-        except RnnServeError:
-            return 0
-        return state_bytes([np.empty((1, *(d or 1 for d in s.shape[1:])), np.float32) for s in sig.states])
+        """(live sessions, bytes of their states) of a tenant, /v2 sequences included (the store's counters)."""
+        return await self.store.usage(owner)
 
     def _session_signature(self, record: SessionRecord) -> ModelSignature:
         return _ready(self.repository.get(record.model))[1]

@@ -92,6 +92,24 @@ async def test_an_evicted_session_gives_its_bytes_back(redis_stores, redis_url: 
     await store.create(make_record())
 
 
+async def test_an_evicted_session_leaves_its_tenants_usage(redis_stores, redis_url: str) -> None:
+    store = redis_stores()
+    record = make_record()._replace(owner="acme")
+    await store.create(record)
+    await store.create(make_record()._replace(owner="acme"))
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(f"{redis_stores.key_prefix}s:{record.session_id}")  # as maxmemory eviction would
+        with pytest.raises(SessionNotFound):
+            await store.get(record.session_id)
+        assert await store.usage("acme") == (1, 512)
+        await store.delete((await store.scan(owner="acme")).sessions[0].session_id)
+        assert await store.usage("acme") == (0, 0)
+        assert await client.hlen(f"{redis_stores.key_prefix}tenants") == 0  # no counter left behind
+    finally:
+        await client.aclose()
+
+
 async def test_a_resent_commit_is_recognised_as_applied(redis_stores, monkeypatch: pytest.MonkeyPatch) -> None:
     """redis-py re-sends a command after a dropped connection; the same commit twice must not conflict."""
     store = redis_stores()

@@ -238,6 +238,29 @@ async def test_a_create_costs_the_same_however_many_sessions_the_store_holds(mak
     )
 
 
+async def test_usage_counts_a_tenants_sessions_and_bytes_as_they_come_and_go(make_store) -> None:
+    events = RecordingEvents()
+    store = make_store(events=events)
+    acme = [make_record(ttl_s=60 if i else 0.3)._replace(owner="acme") for i in range(4)]  # 512 bytes each
+    for record in acme:
+        await store.create(record)
+    await store.create(make_record(units=(32, 32))._replace(owner="zeta"))  # 256 bytes
+    await store.create(make_record())  # no owner
+    assert await store.usage("acme") == (4, 2048)
+    assert await store.usage("zeta") == (1, 256)
+    assert await store.usage("nobody") == (0, 0)
+
+    await store.delete(acme[1].session_id)
+    assert await store.usage("acme") == (3, 1536)
+    await asyncio.sleep(0.6)  # acme[0] expires
+    assert await store.usage("acme") == (2, 1024)
+    for record in acme[2:]:
+        await store.delete(record.session_id)
+    assert await store.usage("acme") == (0, 0)
+    if make_store.shared:  # counters, not a listing: one round trip, whatever the store holds
+        assert "list" not in events.round_trips
+
+
 async def test_lock_serialises_one_session_in_arrival_order(make_store) -> None:
     store = make_store()
     order: list[int] = []

@@ -143,6 +143,11 @@ class SessionStore(Protocol):
 
     async def count(self) -> int: ...
 
+    async def usage(self, owner: str) -> tuple[int, int]:
+        """(live sessions, bytes of their states) of one owner (a tenant's quota is checked against it), from the
+        store's counters: its cost does not grow with the sessions of other owners on a shared store."""
+        ...
+
     async def scan(
         self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
     ) -> SessionPage:

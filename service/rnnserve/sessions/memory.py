@@ -178,6 +178,16 @@ class MemorySessionStore:
         self.sweep()
         return len(self._slots)
 
+    async def usage(self, owner: str) -> tuple[int, int]:
+        """One pass over this process's sessions (no copies)."""
+        self.sweep()
+        sessions = held = 0
+        for slot in self._slots.values():
+            if slot.owner == owner:
+                sessions += 1
+                held += len(slot.blob)
+        return sessions, held
+
     async def scan(
         self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
     ) -> SessionPage:

@@ -5,14 +5,16 @@ Layout (every name under `key_prefix`):
 * `s:<id>`: one string per session, the whole record as `rnnserve.sessions.codec.encode_record` packs it (raw
   float32 states, no field names). Redis expires it (PX); every use renews it.
 * `live`: a sorted set of live ids scored by their expiry time, which makes the session cap one atomic check.
-* `sizes` (a hash: id -> bytes of its states) and `held` (their sum): the state byte budget (`max_state_bytes`),
-  also one atomic check. A session's size is fixed when it is created; the scripts that drop ids from `live`
-  (expired, deleted, evicted) give their bytes back, so no create ever lists the sessions.
+* `sizes` (a hash: id -> bytes of its states, and its owner when it has one) and `held` (their sum): the state byte
+  budget (`max_state_bytes`), also one atomic check; `tenants` (a hash: `n:<owner>` -> sessions, `b:<owner>` ->
+  bytes), what a tenant's quota is checked against (`usage`). A session's size and owner are fixed when it is
+  created; the scripts that drop ids from `live` (expired, deleted, evicted) give its bytes and count back, so no
+  create ever lists the sessions.
 
 On a Redis Cluster the keys are spread over `buckets` hash tags: `<prefix>{<b>}s:<id>`, `<prefix>{<b>}live`, ...,
-with b = crc32(id) mod buckets, so a session's key and its bucket's `live`, `sizes` and `held` share one slot and
-every script touches one slot only. The cap and the byte budget are then enforced per bucket (ceil(max / buckets)
-each; see `BucketCap`).
+with b = crc32(id) mod buckets, so a session's key and its bucket's `live`, `sizes`, `held` and `tenants` share one
+slot and every script touches one slot only. The cap and the byte budget are then enforced per bucket
+(ceil(max / buckets) each; see `BucketCap`); a tenant's usage is the sum of the buckets' counters.
 
 Speed: a step costs one Redis round trip for a whole batch of sessions, not two per session.
 
@@ -94,35 +96,57 @@ local function ttl_of(v)
 end
 """
 
-# The byte accounting (KEYS[1] live, KEYS[2] sizes, KEYS[3] held): `forget` gives back one id's bytes, `prune` drops
-# every expired id from `live` and gives back their bytes (in slices: Lua's unpack takes a few thousand values).
+# The accounting (KEYS[1] live, KEYS[2] sizes, KEYS[3] held, KEYS[4] tenants): a `sizes` entry is the session's
+# bytes, then its owner after a NUL when it has one. `forget` gives back one id's bytes and count, `prune` drops every
+# expired id from `live` and gives back theirs (in slices: Lua's unpack takes a few thousand values).
 _SIZES = """
+local function give_back(freed, owners)
+  if freed > 0 then redis.call('DECRBY', KEYS[3], freed) end
+  for owner, t in pairs(owners) do
+    if redis.call('HINCRBY', KEYS[4], 'n:' .. owner, -t[1]) <= 0 then
+      redis.call('HDEL', KEYS[4], 'n:' .. owner, 'b:' .. owner)
+    else
+      redis.call('HINCRBY', KEYS[4], 'b:' .. owner, -t[2])
+    end
+  end
+end
+local function count_in(entry, owners)
+  local nul = string.find(entry, '\0', 1, true)
+  if not nul then return tonumber(entry) end
+  local n, owner = tonumber(string.sub(entry, 1, nul - 1)), string.sub(entry, nul + 1)
+  local t = owners[owner]
+  if not t then t = {0, 0}; owners[owner] = t end
+  t[1], t[2] = t[1] + 1, t[2] + n
+  return n
+end
 local function forget(id)
-  local n = redis.call('HGET', KEYS[2], id)
-  if n then
+  local entry = redis.call('HGET', KEYS[2], id)
+  if entry then
+    local owners = {}
+    local n = count_in(entry, owners)
     redis.call('HDEL', KEYS[2], id)
-    redis.call('DECRBY', KEYS[3], n)
+    give_back(n, owners)
   end
 end
 local function prune()
   local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
   if #gone == 0 then return 0 end
-  local freed = 0
+  local freed, owners = 0, {}
   for i = 1, #gone, 1000 do
     local part = {unpack(gone, i, math.min(i + 999, #gone))}
-    for _, n in ipairs(redis.call('HMGET', KEYS[2], unpack(part))) do
-      if n then freed = freed + tonumber(n) end
+    for _, entry in ipairs(redis.call('HMGET', KEYS[2], unpack(part))) do
+      if entry then freed = freed + count_in(entry, owners) end
     end
     redis.call('HDEL', KEYS[2], unpack(part))
   end
-  if freed > 0 then redis.call('DECRBY', KEYS[3], freed) end
+  give_back(freed, owners)
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   return #gone
 end
 """
 
-# KEYS: live, sizes, held, session.  ARGV: id, max_sessions (for this live set), value, bytes of its states, the byte
-# budget of this bucket (0: none).
+# KEYS: live, sizes, held, tenants, session.  ARGV: id, max_sessions (for this live set), value, bytes of its states,
+# the byte budget of this bucket (0: none), owner ('' for none).
 # -> {0, expired, held} created (or this very create was already applied) | {-1, expired, held} exists
 # | {-2, expired, held} full | {-3, expired, held} past the byte budget; held: the bucket's bytes before this create
 _CREATE = (
@@ -131,7 +155,7 @@ _CREATE = (
     + """
 local expired = prune()
 local held = tonumber(redis.call('GET', KEYS[3]) or '0')
-local head = redis.call('GETRANGE', KEYS[4], 0, 15)
+local head = redis.call('GETRANGE', KEYS[5], 0, 15)
 if head ~= '' then
   if head == string.sub(ARGV[3], 1, 16) then return {0, expired, held} end
   return {-1, expired, held}
@@ -140,37 +164,43 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {-2, expired, h
 local size = tonumber(ARGV[4])
 if tonumber(ARGV[5]) > 0 and held + size > tonumber(ARGV[5]) then return {-3, expired, held} end
 local ttl = ttl_of(ARGV[3])
-redis.call('SET', KEYS[4], ARGV[3], 'PX', ttl)
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], size)
 redis.call('INCRBY', KEYS[3], size)
+if ARGV[6] == '' then
+  redis.call('HSET', KEYS[2], ARGV[1], size)
+else
+  redis.call('HSET', KEYS[2], ARGV[1], size .. '\0' .. ARGV[6])
+  redis.call('HINCRBY', KEYS[4], 'n:' .. ARGV[6], 1)
+  redis.call('HINCRBY', KEYS[4], 'b:' .. ARGV[6], size)
+end
 return {0, expired, held}
 """
 )
 
-# KEYS: live, sizes, held, session_1 .. session_n (one bucket: one slot).  ARGV: id_1 .. id_n.
+# KEYS: live, sizes, held, tenants, session_1 .. session_n (one bucket: one slot).  ARGV: id_1 .. id_n.
 # -> {now_ms, r_1 .. r_n}, r = the value (its TTL renewed) | -1 unknown | -3 evicted before its time | -4 expired
 _LOAD = (
     _PROLOGUE
     + _SIZES
     + """
 local out = {now}
-for i = 4, #KEYS do
-  local id = ARGV[i - 3]
+for i = 5, #KEYS do
+  local id = ARGV[i - 4]
   local v = redis.call('GET', KEYS[i])
   if v then
     local ttl = ttl_of(v)
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[1], now + ttl, id)
-    out[i - 2] = v
+    out[i - 3] = v
   else
     local score = redis.call('ZSCORE', KEYS[1], id)
     if not score then
-      out[i - 2] = -1
+      out[i - 3] = -1
     else
       redis.call('ZREM', KEYS[1], id)
       forget(id)
-      if tonumber(score) > now then out[i - 2] = -3 else out[i - 2] = -4 end
+      if tonumber(score) > now then out[i - 3] = -3 else out[i - 3] = -4 end
     end
   end
 end
@@ -178,50 +208,62 @@ return out
 """
 )
 
-# KEYS: live, sizes, held, session_1 .. session_n.  ARGV: (id, expected head, value) per session.
+# KEYS: live, sizes, held, tenants, session_1 .. session_n.  ARGV: (id, expected head, value) per session.
 # -> {r_1 .. r_n}, r = 0 committed (or this very commit was already applied) | -1 unknown | the current value's
 # first 32 bytes (version, tag, ttl, step) when it does not start with the expected head (a stale compare-and-set)
 _COMMIT = (
     _PROLOGUE
     + """
 local out = {}
-for i = 4, #KEYS do
-  local a = (i - 4) * 3
+for i = 5, #KEYS do
+  local a = (i - 5) * 3
   local expected, value = ARGV[a + 2], ARGV[a + 3]
   local cur = redis.call('GETRANGE', KEYS[i], 0, 31)
   if cur == '' then
-    out[i - 3] = -1
+    out[i - 4] = -1
   elseif string.sub(cur, 1, #expected) ~= expected then
-    if string.sub(cur, 1, 16) == string.sub(value, 1, 16) then out[i - 3] = 0 else out[i - 3] = cur end
+    if string.sub(cur, 1, 16) == string.sub(value, 1, 16) then out[i - 4] = 0 else out[i - 4] = cur end
   else
     local ttl = ttl_of(value)
     redis.call('SET', KEYS[i], value, 'PX', ttl)
     redis.call('ZADD', KEYS[1], now + ttl, ARGV[a + 1])
-    out[i - 3] = 0
+    out[i - 4] = 0
   end
 end
 return out
 """
 )
 
-# KEYS: live, sizes, held, session.  ARGV: id.  -> number of keys deleted
+# KEYS: live, sizes, held, tenants, session.  ARGV: id.  -> number of keys deleted
 _DELETE = (
     _PROLOGUE
     + _SIZES
     + """
 redis.call('ZREM', KEYS[1], ARGV[1])
 forget(ARGV[1])
-return redis.call('DEL', KEYS[4])
+return redis.call('DEL', KEYS[5])
 """
 )
 
-# KEYS: live, sizes, held.  -> {live count, expired}
+# KEYS: live, sizes, held, tenants.  -> {live count, expired}
 _COUNT = (
     _PROLOGUE
     + _SIZES
     + """
 local expired = prune()
 return {redis.call('ZCARD', KEYS[1]), expired}
+"""
+)
+
+# KEYS: live, sizes, held, tenants.  ARGV: owner.  -> {expired, the owner's live sessions, their bytes}
+_USAGE = (
+    _PROLOGUE
+    + _SIZES
+    + """
+local expired = prune()
+local n = redis.call('HGET', KEYS[4], 'n:' .. ARGV[1]) or '0'
+local b = redis.call('HGET', KEYS[4], 'b:' .. ARGV[1]) or '0'
+return {expired, tonumber(n), tonumber(b)}
 """
 )
 
@@ -319,7 +361,7 @@ class RedisSessionStore:
         tags = [f"{key_prefix}{{{b}}}" for b in range(buckets)] if buckets else [key_prefix]
         self._session_prefixes = [f"{tag}s:" for tag in tags]
         # each bucket's live set, sizes and held bytes: the first keys of every script call on it
-        self._bucket_keys = [[f"{tag}live", f"{tag}sizes", f"{tag}held"] for tag in tags]
+        self._bucket_keys = [[f"{tag}live", f"{tag}sizes", f"{tag}held", f"{tag}tenants"] for tag in tags]
         self._locks = SessionLocks()
         # id -> (record, head, bytes): least recently used first, at most `cache_bytes` in all
         self._cache: OrderedDict[str, tuple[SessionRecord, bytes, int]] = OrderedDict()
@@ -386,7 +428,7 @@ class RedisSessionStore:
         status, expired, held = await self._run_one(
             _CREATE,
             [*self._bucket_keys[group], key],
-            [record.session_id, self._cap.per_bucket, value, size, self._byte_budget],
+            [record.session_id, self._cap.per_bucket, value, size, self._byte_budget, record.owner or ""],
             "create",
         )
         self._report_expired(int(expired))
@@ -473,6 +515,17 @@ class RedisSessionStore:
             expired += int(reply[1])
         self._report_expired(expired)
         return live
+
+    async def usage(self, owner: str) -> tuple[int, int]:
+        """One script call per bucket (pipelined), each answering its counters: no session is read."""
+        replies = await self._run_groups(_USAGE, [(list(keys), [owner]) for keys in self._bucket_keys], "usage")
+        sessions = held = expired = 0
+        for reply in replies:
+            expired += int(reply[0])
+            sessions += int(reply[1])
+            held += int(reply[2])
+        self._report_expired(expired)
+        return sessions, held
 
     async def scan(
         self, *, after: str | None = None, limit: int = 100, model: str | None = None, owner: str | None = None
