@@ -283,12 +283,18 @@ async def rereads(client: httpx.AsyncClient, url: str) -> float:
 @pytest.mark.parametrize("cluster", [(2, 1, "single")], indirect=True)
 async def test_two_replicas_stepping_one_session_at_once_never_both_commit(cluster: Cluster) -> None:
     """Each replica keeps a copy of the session: when both step it at once, both compute from their copies and
-    both try to commit; the compare-and-set lets one through, and the other re-reads and answers 409."""
+    both try to commit; the compare-and-set lets one through, and the other re-reads and answers 409.
+
+    Before each race both replicas read the session, so both hold a current copy: a replica that lost a race at the
+    compare-and-set drops its copy, and without this read the next race could find it reading afresh every time
+    (then its loss is decided by the seq check or by a compare-and-set of a fresh read, which counts no re-read)."""
     rng = np.random.default_rng(11)
     session_id = await open_session(cluster, cluster.urls[0])
     winners: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     for seq in range(0, 20 * 40, 40):
+        read = await asyncio.gather(*(cluster.client.get(f"{url}/v1/sessions/{session_id}") for url in cluster.urls))
+        assert [r.status_code for r in read] == [200, 200]
         bodies = [rng.standard_normal((1, 40, FEATURES)).astype(np.float32) for _ in cluster.urls]
         responses = await asyncio.gather(
             *(
@@ -306,7 +312,7 @@ async def test_two_replicas_stepping_one_session_at_once_never_both_commit(clust
 
     decided_by_commit = sum([await rereads(cluster.client, url) for url in cluster.urls])
     print(f"20 races: {decided_by_commit:g} decided by the compare-and-set, the rest by the seq check")
-    assert decided_by_commit > 0  # the race reached the compare-and-set, not only the seq check
+    assert decided_by_commit == 20  # each loser stepped from its copy and was stopped by the compare-and-set
     expected_outputs, expected_states = await predict(cluster, cluster.urls[1], np.concatenate(winners, axis=1))
     step, states = await session_states(cluster, cluster.urls[0], session_id)
     assert step == 20 * 40
