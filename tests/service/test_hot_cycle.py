@@ -277,15 +277,15 @@ class Lines(logging.Handler):
 def test_the_full_access_log_has_the_same_line(make_server: Any) -> None:
     logged = make_server(access_log="full", log_level="info")
     seen = Lines()
-    access = logging.getLogger("uvicorn.access")  # it does not propagate: listen on it
-    level = access.level  # the test servers run uvicorn at WARNING
-    access.addHandler(seen)
+    access = logging.getLogger("uvicorn.access")  # it does not propagate: listen on it (instead of its handlers)
+    level, handlers = access.level, access.handlers  # the test servers run uvicorn at WARNING
+    access.handlers = [seen]
     access.setLevel(logging.INFO)
     try:
         exchange(logged, post("/v1/models/simple/predict?q=1", STEP))
         exchange(logged, post("/v1/models/simple/predict?q=1", STEP, chunked=True))
     finally:
-        access.removeHandler(seen)
+        access.handlers = handlers
         access.setLevel(level)
     assert len(seen.lines) == 2
     fast, slow = (line.split(" - ", 1) for line in seen.lines)  # client address - request and status
