@@ -50,6 +50,8 @@ from rnnserve.export.converters.recurrent import (
 from rnnserve.export.registry import Converter, get_converter
 from rnnserve.export.weights import check_weights
 from rnnserve.kinds import get_kind, kind_of
+from rnnserve.kinds.gru import reset_after_state
+from rnnserve.kinds.gru import update as gru_update
 from rnnserve.kinds.recurrent import LoopKind
 from rnnserve.spec import LayerSpec, ModelSpec
 
@@ -504,10 +506,6 @@ def _gru_step(
 ) -> StepFn:
     split = g.ints([2 * units, units])
 
-    def update(b: GraphBuilder, z: str, h: str, candidate: str) -> str:
-        keep = b.op("Mul", z, h)
-        return b.op("Add", keep, b.op("Mul", b.op("Sub", b.scalar(1.0), z), candidate), hint="h")
-
     if reset_after:
         stacked = g.initializer(_blocks(recurrent, units, 3), f"{name}/recurrent_kernel_gates")
         recurrent_bias = None if bias is None else g.initializer(bias[1], f"{name}/recurrent_bias")
@@ -517,11 +515,7 @@ def _gru_step(
             hp = _per_gate(b, b.op("MatMul", b.op("Mul", b.op("Unsqueeze", h, b.ints([0])), recurrent_mask), stacked))
             if recurrent_bias is not None:
                 hp = b.op("Add", hp, recurrent_bias)
-            x_zr, x_h = b.node("Split", [xp_t, split], 2, axis=-1)
-            h_zr, h_h = b.node("Split", [hp, split], 2, axis=-1)
-            z, r = activate_gates(b, gate_activation, b.op("Add", x_zr, h_zr), 2)
-            candidate = emit_activation(b, activation, b.op("Add", x_h, b.op("Mul", r, h_h)))
-            h_new = update(b, z, h, candidate)
+            h_new = reset_after_state(b, xp_t, hp, h, split, activation, gate_activation)
             return h_new, (h_new,)
 
         return after
@@ -537,7 +531,7 @@ def _gru_step(
         z, r = activate_gates(b, gate_activation, b.op("Add", x_zr, h_zr), 2)
         reset = b.op("Mul", r, b.op("Mul", h, mask_h))
         candidate = emit_activation(b, activation, b.op("Add", x_h, b.op("MatMul", reset, recurrent_h)))
-        h_new = update(b, z, h, candidate)
+        h_new = gru_update(b, z, h, candidate)
         return h_new, (h_new,)
 
     return before

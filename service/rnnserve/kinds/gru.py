@@ -25,10 +25,23 @@ NATIVE = NativeForm(
 )
 
 
-def _update(b: GraphBuilder, z: str, h: str, candidate: str) -> str:
+def update(b: GraphBuilder, z: str, h: str, candidate: str) -> str:
     """`z * h + (1 - z) * hh`, as Keras writes it."""
     keep = b.op("Mul", z, h)
     return b.op("Add", keep, b.op("Mul", b.op("Sub", b.scalar(1.0), z), candidate), hint="h")
+
+
+def reset_after_state(
+    b: GraphBuilder, xp_t: str, hp: str, h: str, split: str, activation: str, gate_activation: str
+) -> str:
+    """The new state of a reset_after step from the timestep's input projection `xp_t` and the recurrent one `hp`
+    (its bias included): the plain step and the Monte-Carlo dropout graph's (`rnnserve.export.dropout`) differ only
+    in how they project."""
+    x_zr, x_h = b.node("Split", [xp_t, split], 2, axis=-1)
+    h_zr, h_h = b.node("Split", [hp, split], 2, axis=-1)
+    z, r = activate_gates(b, gate_activation, b.op("Add", x_zr, h_zr), 2)
+    candidate = emit_activation(b, activation, b.op("Add", x_h, b.op("Mul", r, h_h)))
+    return update(b, z, h, candidate)
 
 
 def _step_reset_after(
@@ -43,11 +56,7 @@ def _step_reset_after(
         hp = b.op("MatMul", h, recurrent)
         if recurrent_bias is not None:
             hp = b.op("Add", hp, recurrent_bias)
-        x_zr, x_h = b.node("Split", [xp_t, split], 2, axis=-1)
-        h_zr, h_h = b.node("Split", [hp, split], 2, axis=-1)
-        z, r = activate_gates(b, gate_activation, b.op("Add", x_zr, h_zr), 2)
-        candidate = emit_activation(b, activation, b.op("Add", x_h, b.op("Mul", r, h_h)))
-        h_new = _update(b, z, h, candidate)
+        h_new = reset_after_state(b, xp_t, hp, h, split, activation, gate_activation)
         return h_new, (h_new,)
 
     return step
@@ -66,7 +75,7 @@ def _step_reset_before(
         x_zr, x_h = b.node("Split", [xp_t, split], 2, axis=-1)
         z, r = activate_gates(b, gate_activation, b.op("Add", x_zr, b.op("MatMul", h, recurrent_zr)), 2)
         candidate = emit_activation(b, activation, b.op("Add", x_h, b.op("MatMul", b.op("Mul", r, h), recurrent_h)))
-        h_new = _update(b, z, h, candidate)
+        h_new = update(b, z, h, candidate)
         return h_new, (h_new,)
 
     return step
