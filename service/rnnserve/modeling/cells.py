@@ -18,7 +18,7 @@ from rnnserve.kinds import rnn
 from rnnserve.modeling import arguments
 from rnnserve.modeling.base import Layer, require_float_input
 from rnnserve.modeling.naming import unique_name
-from rnnserve.modeling.recurrent import GRU, LSTM, RecurrentLayer, SimpleRNN
+from rnnserve.modeling.recurrent import GRU, LSTM, RecurrentLayer, SimpleRNN, loop_flags
 from rnnserve.modeling.serialization import dtype_policy, keras_object
 from rnnserve.modeling.tensors import KerasTensor, Shape
 
@@ -166,26 +166,10 @@ class RNN(Layer):
         builds Bidirectional's two directions from the wrapped layer's config."""
         cells = [type(c)(**c.get_config()) for c in self.cells]
         cell: RNNCell | StackedRNNCells = StackedRNNCells(cells, name=self.cell.name) if self.stacked else cells[0]
-        arguments = {
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "go_backwards": self.go_backwards,
-            "stateful": self.stateful,
-            "unroll": self.unroll,
-            "zero_output_for_mask": self.zero_output_for_mask,
-        }
-        return RNN(cell, **{**arguments, **loop}, name=name)
+        return RNN(cell, **{**loop_flags(self), **loop}, name=name)
 
     def layer_config(self) -> dict[str, Any]:
-        return {
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "go_backwards": self.go_backwards,
-            "stateful": self.stateful,
-            "unroll": self.unroll,
-            "zero_output_for_mask": self.zero_output_for_mask,
-            "cell": self.cell.serialize(),
-        }
+        return {**loop_flags(self), "cell": self.cell.serialize()}
 
     def _keys(self) -> list[str]:
         """Each cell's weight prefix: Keras' saving name of the cell among the stack (as `rnnserve.kinds.rnn`)."""

@@ -36,6 +36,15 @@ def keras3_activation(name: Any, argument: str, *, in_cell: bool = False) -> str
     return canonical
 
 
+LOOP_FLAGS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask")
+"""The arguments of Keras' recurrent loop, written into a layer's config in this order."""
+
+
+def loop_flags(layer: Any) -> dict[str, Any]:
+    """A recurrent layer's (or an `RNN`'s) `LOOP_FLAGS` by name, as its config writes them."""
+    return {name: getattr(layer, name) for name in LOOP_FLAGS}
+
+
 class RecurrentLayer(Layer):
     """What SimpleRNN, GRU and LSTM share: the RNN arguments, the three weights and the output shapes."""
 
@@ -95,14 +104,7 @@ class RecurrentLayer(Layer):
     # ---- config --------------------------------------------------------------------------------------------------
 
     def rnn_flags(self) -> dict[str, Any]:
-        return {
-            "return_sequences": self.return_sequences,
-            "return_state": self.return_state,
-            "go_backwards": self.go_backwards,
-            "stateful": self.stateful,
-            "unroll": self.unroll,
-            "zero_output_for_mask": self.zero_output_for_mask,
-        }
+        return loop_flags(self)
 
     def initializer_configs(self) -> dict[str, Any]:
         return {
