@@ -19,6 +19,14 @@ from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef, rnn_state_
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 LOOP_OPS = frozenset({"Scan", "Loop"})
+CELLS = [
+    ("SimpleRNN", {}),
+    ("GRU", {"reset_after": True}),
+    ("GRU", {"reset_after": False}),
+    ("LSTM", {}),
+]
+"""Every recurrent cell form the exporter builds a step for, as (class_name, extra config) with `CELL_IDS`."""
+CELL_IDS = ["simple_rnn", "gru_reset_after", "gru_reset_before", "lstm"]
 
 
 def rnn_config(class_name: str, units: int, **overrides: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from export_specs import (
+    CELL_IDS,
+    CELLS,
     LOOP_OPS,
     assert_close,
     bidirectional_layer,
@@ -33,13 +35,6 @@ from rnnserve.runtime.runner import MASK_INPUT
 from rnnserve.spec import InputSpec, LayerSpec, ModelSpec, TensorRef
 
 F, U, T, B = 3, 4, 6, 4
-CELLS = [
-    ("SimpleRNN", {}),
-    ("GRU", {"reset_after": True}),
-    ("GRU", {"reset_after": False}),
-    ("LSTM", {}),
-]
-CELL_IDS = ["simple_rnn", "gru_reset_after", "gru_reset_before", "lstm"]
 RATES = [(0.3, 0.0), (0.0, 0.4), (0.3, 0.4)]
 RATE_IDS = ["input", "recurrent", "both"]
 FORMS = {"scan": False, "unrolled": True}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from export_specs import (
+    CELL_IDS,
+    CELLS,
     LOOP_OPS,
     check_against_reference,
     holey_mask,
@@ -19,13 +21,6 @@ from rnnserve.export.convert import to_onnx
 from rnnserve.spec import InputSpec, TensorRef
 
 F, U, T, B = 3, 4, 6, 4
-CELLS = [
-    ("SimpleRNN", {}),
-    ("GRU", {"reset_after": True}),
-    ("GRU", {"reset_after": False}),
-    ("LSTM", {}),
-]
-CELL_IDS = ["simple_rnn", "gru_reset_after", "gru_reset_before", "lstm"]
 
 
 def _inputs(rng: np.random.Generator, batch: int = B, steps: int = T) -> dict[str, np.ndarray]:
