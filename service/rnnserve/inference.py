@@ -47,12 +47,12 @@ from rnnserve.errors import (
     SessionsNotSupported,
     StoreUnavailable,
 )
-from rnnserve.limits import Budget, LargeCalls, state_bytes
+from rnnserve.limits import Budget, LargeCalls
 from rnnserve.mc_dropout import DropoutRequest
 from rnnserve.metrics import Metrics
 from rnnserve.runtime.repository import LoadedModel, ModelRepository
 from rnnserve.runtime.runner import Runner, RunResult
-from rnnserve.sessions.base import SessionPage, SessionRecord, SessionStore, SessionSummary
+from rnnserve.sessions.base import SessionPage, SessionRecord, SessionStore, SessionSummary, state_bytes
 from rnnserve.settings import Settings
 from rnnserve.signature import ModelSignature
 from rnnserve.spec import ModelSpec

@@ -12,11 +12,7 @@ hold every other session of that model behind it for its whole duration.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import NamedTuple
-
-import numpy as np
 
 from rnnserve.batching.direct import DirectExecutor
 from rnnserve.errors import PayloadTooLarge, _problem
@@ -108,8 +104,3 @@ class LargeCalls(DirectExecutor):
 
     def takes(self, work: int) -> bool:
         return work > self.threshold
-
-
-def state_bytes(states: Sequence[np.ndarray]) -> int:
-    """The bytes a session's states take (float32)."""
-    return sum(4 * math.prod(s.shape) for s in states)

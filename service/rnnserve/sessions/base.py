@@ -8,7 +8,9 @@ older step 0). Nothing else mutates a session, so a failed request changes nothi
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import NamedTuple, Protocol
 
@@ -170,6 +172,11 @@ class SessionEvents(Protocol):
     def store_round_trip(self, op: str) -> None:
         """One exchange with a remote store (one command, or one pipeline of script calls) for `op`."""
         ...
+
+
+def state_bytes(states: Sequence[np.ndarray]) -> int:
+    """The bytes a session's states take as stores keep them (float32): what budgets and quotas count."""
+    return sum(4 * math.prod(s.shape) for s in states)
 
 
 def over_budget(held: int, wanted: int, limit: int, *, buckets: int = 1) -> TooManySessions:

@@ -24,7 +24,15 @@ from contextlib import AbstractAsyncContextManager
 import numpy as np
 
 from rnnserve.errors import SeqConflict, SessionNotFound, TooManySessions
-from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, over_budget, owned_by
+from rnnserve.sessions.base import (
+    SessionEvents,
+    SessionPage,
+    SessionRecord,
+    SessionSummary,
+    over_budget,
+    owned_by,
+    state_bytes,
+)
 from rnnserve.sessions.locks import SessionLocks
 
 log = logging.getLogger(__name__)
@@ -137,7 +145,7 @@ class MemorySessionStore:
             raise ValueError(f"session id {record.session_id!r} already exists")
         budget = self.max_state_bytes
         if budget is not None:
-            size = sum(4 * math.prod(s.shape) for s in record.states)  # float32, as `_pack` stores them
+            size = state_bytes(record.states)
             if self.state_bytes + size > budget:
                 self.sweep()  # expired sessions give their bytes back first
                 if self.state_bytes + size > budget:

@@ -54,7 +54,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from rnnserve.errors import SeqConflict, SessionNotFound, StoreUnavailable, TooManySessions
-from rnnserve.sessions.base import SessionEvents, SessionPage, SessionRecord, SessionSummary, over_budget, owned_by
+from rnnserve.sessions.base import (
+    SessionEvents,
+    SessionPage,
+    SessionRecord,
+    SessionSummary,
+    over_budget,
+    owned_by,
+    state_bytes,
+)
 from rnnserve.sessions.codec import (
     HEAD_BYTES,
     decode_head,
@@ -424,7 +432,7 @@ class RedisSessionStore:
     async def create(self, record: SessionRecord) -> None:
         group, key = self._key(record.session_id)
         value, head = self._encode(record)
-        size = sum(s.nbytes for s in record.states)  # float32, as encode_record stores them
+        size = state_bytes(record.states)
         status, expired, held = await self._run_one(
             _CREATE,
             [*self._bucket_keys[group], key],
